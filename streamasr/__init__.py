@@ -1,0 +1,11 @@
+"""streamasr: a streaming speech recogniser (log-mel -> GRU -> CTC), one engine for files, mic and websocket."""
+
+from __future__ import annotations
+
+from streamasr.endpoint import EndpointConfig
+from streamasr.results import Result, Word
+from streamasr.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
+
+__all__ = ["EndpointConfig", "Recognizer", "Result", "StreamState", "Word", "finish", "flush_segment",
+           "step", "step_many"]
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from streamasr.cli import run
+
+run()

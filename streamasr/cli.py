@@ -1,0 +1,81 @@
+"""Command line: ``streamasr SUBCOMMAND ...``. The only module that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from streamasr.errors import StreamAsrError
+
+# subcommand -> module that defines ``register(subparsers)``; imported lazily so that
+# ``streamasr transcribe`` does not pay for the server's imports and vice versa.
+COMMANDS = {
+    "transcribe": "streamasr.transcribe",
+    "train": "streamasr.train",
+    "eval": "streamasr.evaluate",
+    "bench": "streamasr.bench",
+    "serve": "streamasr.server",
+    "client": "streamasr.client",
+    "mic": "streamasr.mic",
+}
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add one ``--prefix-field`` option per dataclass field, with the field's default and comment-free help."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        name = "--" + (prefix + f.name).replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if kind is bool:
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"default: {default}")
+        elif typing.get_origin(kind) is typing.Literal:
+            parser.add_argument(name, choices=typing.get_args(kind), default=default, help=f"default: {default}")
+        elif kind in (int, float, str):
+            parser.add_argument(name, type=kind, default=default, metavar=kind.__name__.upper(),
+                                help=f"default: {default}")
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:
+    """Build ``cls`` from the options ``add_dataclass_options`` added (ValueError on bad values)."""
+    values = {f.name: getattr(args, (prefix + f.name).replace("-", "_")) for f in dataclasses.fields(cls)
+              if hasattr(args, (prefix + f.name).replace("-", "_"))}
+    return cls(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamasr", description="Streaming speech recognition.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            # A subcommand whose module has not been written yet is simply absent.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except (StreamAsrError, ValueError) as e:
+        print(f"streamasr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Acoustic model: normalise -> causal frame stacking -> GRU stack -> linear -> CTC log-probs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_mels: int = 80  # log-mel bins per input frame (must match FeatureConfig.n_mels)
+    stack: int = 4  # input frames stacked into one GRU step (also the time stride: 4 x 10 ms)
+    hidden: int = 320  # GRU units per layer
+    layers: int = 3  # GRU layers
+    vocab_size: int = 29  # CTC outputs including the blank
+    dropout: float = 0.1  # dropout between layers while training (probability)
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("n_mels", 1, 256), ("stack", 1, 16), ("hidden", 8, 4096),
+                                ("layers", 1, 12), ("vocab_size", 2, 100000)):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"ModelConfig.{name} must be in [{low}, {high}], got {value}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class AcousticModel(nn.Module):
+    """Unidirectional GRU CTC model; holds no stream state (the caller passes it in and out)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # Global feature normalisation, measured on the training data and stored in the checkpoint.
+        self.register_buffer("feat_mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("feat_std", torch.ones(cfg.n_mels))
+        self.proj = nn.Linear(cfg.n_mels * cfg.stack, cfg.hidden)
+        # LayerNorm before the GRU shortens the plateau at the start of CTC training.
+        self.norm = nn.LayerNorm(cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(cfg.hidden, cfg.hidden, cfg.layers, batch_first=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.out = nn.Linear(cfg.hidden, cfg.vocab_size)
+
+    def initial_hidden(self, batch: int = 1) -> torch.Tensor:
+        """Zero GRU state, float32 (layers, batch, hidden)."""
+        return torch.zeros(self.cfg.layers, batch, self.cfg.hidden)
+
+    def forward(
+        self, frames: torch.Tensor, hidden: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run whole stacks of frames through the model.
+
+        Args:
+            frames: float32 (batch, frames, n_mels) raw log-mel; trailing frames that do not fill
+                a stack are ignored (the streaming caller keeps them for the next call).
+            hidden: float32 (layers, batch, hidden) GRU state, zeros when None.
+            lengths: int64 (batch,) valid output steps per row, when rows differ in length; the
+                returned hidden state is then each row's state after its own last step.
+
+        Returns:
+            log-probs float32 (batch, frames // stack, vocab) and the new hidden state.
+        """
+        batch, time, _ = frames.shape
+        steps = time // self.cfg.stack
+        x = (frames[:, : steps * self.cfg.stack] - self.feat_mean) / self.feat_std
+        x = x.reshape(batch, steps, self.cfg.stack * self.cfg.n_mels)
+        x = self.drop(self.norm(self.proj(x)))
+        if hidden is None:
+            hidden = self.initial_hidden(batch).to(x)
+        if lengths is None:
+            y, hidden = self.gru(x, hidden)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y_packed, hidden = self.gru(packed, hidden)
+            y, _ = pad_packed_sequence(y_packed, batch_first=True, total_length=steps)
+        return torch.log_softmax(self.out(self.drop(y)), dim=-1), hidden
