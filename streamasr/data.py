@@ -1,0 +1,172 @@
+"""Training data: JSON-lines manifests, a seeded augmenting dataset and duration-bucketed batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from streamasr import augment
+from streamasr.audio import SAMPLE_RATE, load_audio
+from streamasr.augment import AugmentConfig
+from streamasr.errors import StreamAsrError
+from streamasr.features import FeatureConfig, FeatureExtractor
+from streamasr.text import Tokenizer
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: str  # path of the audio file
+    text: str  # normalised transcript
+    duration: float  # seconds
+    voice: str = ""  # speaker or TTS voice name ("" when unknown)
+
+
+def read_manifest(path: str | Path, max_duration: float | None = None) -> list[Utterance]:
+    """Read a JSON-lines manifest ``{"audio", "text", "duration", "voice"?}``.
+
+    Relative audio paths are taken relative to the manifest's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StreamAsrError(f"manifest {path} does not exist; expected a JSON-lines file")
+    items: list[Utterance] = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio = Path(row["audio"])
+            utt = Utterance(str(audio if audio.is_absolute() else path.parent / audio), str(row["text"]),
+                            float(row["duration"]), str(row.get("voice", "")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise StreamAsrError(
+                f"{path}:{number}: bad manifest line ({e}); expected JSON with audio, text and duration"
+            ) from e
+        if max_duration is None or utt.duration <= max_duration:
+            items.append(utt)
+    return items
+
+
+def write_manifest(path: str | Path, items: list[Utterance]) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(u.__dict__) + "\n" for u in items))
+    tmp.replace(path)
+
+
+def read_pcm(path: str) -> np.ndarray:
+    """Fast path for the corpus' 16 kHz WAVs; anything else goes through ``load_audio``."""
+    try:
+        audio, rate = sf.read(path, dtype="float32")
+        if rate == SAMPLE_RATE and audio.ndim == 1:
+            return audio
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    return load_audio(path)
+
+
+class SpeechDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Yields (log-mel (frames, n_mels), target ids) for an (index, step) pair.
+
+    The augmentation RNG is seeded from (seed, step, index), so the same batch always comes out
+    the same, in any worker and after any resume.
+    """
+
+    def __init__(self, items: list[Utterance], feature_cfg: FeatureConfig, tokenizer: Tokenizer,
+                 aug: AugmentConfig | None, seed: int = 0) -> None:
+        self.items, self.tokenizer, self.aug, self.seed = items, tokenizer, aug, seed
+        self.features = FeatureExtractor(feature_cfg)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, step = key
+        utt = self.items[index]
+        audio = read_pcm(utt.audio)
+        feats_rng = None
+        if self.aug is not None:
+            rng = np.random.default_rng([self.seed, step, index])
+            strength = augment.strength_at(self.aug, step)
+            audio = augment.augment_waveform(audio, self.aug, rng, strength)
+            feats_rng = (rng, strength)
+        feats = self.features(torch.from_numpy(np.ascontiguousarray(audio)))
+        if self.aug is not None and feats_rng is not None:
+            feats = augment.augment_features(feats, self.aug, *feats_rng)
+        return feats, torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad a batch: feats (B, T, n_mels), feat_lens (B,), targets (sum L,), target_lens (B,)."""
+    feats = torch.nn.utils.rnn.pad_sequence([b[0] for b in batch], batch_first=True)
+    return {
+        "feats": feats,
+        "feat_lens": torch.tensor([len(b[0]) for b in batch]),
+        "targets": torch.cat([b[1] for b in batch]),
+        "target_lens": torch.tensor([len(b[1]) for b in batch]),
+    }
+
+
+def bucket_batches(durations: list[float], batch_seconds: float, seed: int, epoch: int) -> list[list[int]]:
+    """Sort by duration, cut into batches of at most ``batch_seconds`` of audio, shuffle batches.
+
+    Similar lengths in a batch waste little padding; the order depends only on (seed, epoch).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    # A little jitter before sorting so the batches differ between epochs.
+    keys = np.asarray(durations) * rng.uniform(0.95, 1.05, len(durations))
+    order = np.argsort(keys, kind="stable")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0.0
+    for i in order:
+        longest = max(longest, durations[i])
+        if current and longest * (len(current) + 1) > batch_seconds:
+            batches.append(current)
+            current, longest = [], durations[i]
+        current.append(int(i))
+    if current:
+        batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class StepSampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
+    """Batch sampler that yields [(index, step), ...] from a given global step onwards (resume)."""
+
+    def __init__(self, durations: list[float], batch_seconds: float, seed: int, start_step: int) -> None:
+        self.durations, self.batch_seconds, self.seed, self.start_step = durations, batch_seconds, seed, start_step
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step, epoch = 0, 0
+        while True:
+            for batch in bucket_batches(self.durations, self.batch_seconds, self.seed, epoch):
+                if step >= self.start_step:
+                    yield [(i, step) for i in batch]
+                step += 1
+            epoch += 1
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def epoch_of(self, step: int) -> float:
+        per_epoch = len(bucket_batches(self.durations, self.batch_seconds, self.seed, 0))
+        return step / max(1, per_epoch)
+
+
+def manifest_stats(items: list[Utterance]) -> dict[str, Any]:
+    """Hours and utterances, total and per voice (for checkpoints and model cards)."""
+    voices: dict[str, list[float]] = {}
+    for u in items:
+        voices.setdefault(u.voice, []).append(u.duration)
+    return {
+        "utterances": len(items),
+        "hours": round(sum(u.duration for u in items) / 3600, 2),
+        "voices": {v: {"utterances": len(d), "hours": round(sum(d) / 3600, 3)} for v, d in sorted(voices.items())},
+    }

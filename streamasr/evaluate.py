@@ -1,0 +1,110 @@
+"""Evaluation: WER and CER (jiwer) and real-time factor of the streaming engine on a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+from tqdm import tqdm
+
+from streamasr.data import Utterance, read_manifest, read_pcm
+from streamasr.stream import Recognizer, finish, step
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    audio: str
+    voice: str
+    ref: str
+    hyp: str
+    duration: float  # seconds of audio
+    seconds: float  # wall seconds the engine took
+
+
+def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0) -> str:
+    """Text of ``audio`` (16 kHz float32) through the streaming engine; finals joined by spaces."""
+    state = rec.initial_state()
+    texts: list[str] = []
+    chunks = [audio] if chunk_samples <= 0 else [audio[i:i + chunk_samples] for i in range(0, len(audio), chunk_samples)]
+    for chunk in chunks:
+        state, results = step(rec, state, chunk)
+        texts += [r.text for r in results if r.is_final]
+    state, results = finish(rec, state)
+    texts += [r.text for r in results if r.is_final]
+    return " ".join(t for t in texts if t)
+
+
+def score(hyps: list[Hypothesis]) -> dict[str, float]:
+    """WER, CER and real-time factor over ``hyps`` (utterances with empty references are skipped)."""
+    pairs = [h for h in hyps if h.ref]
+    if not pairs:
+        return {"utterances": 0, "wer": float("nan"), "cer": float("nan"), "rtf": float("nan")}
+    refs, outs = [h.ref for h in pairs], [h.hyp for h in pairs]
+    return {
+        "utterances": len(pairs),
+        "hours": round(sum(h.duration for h in pairs) / 3600, 3),
+        "wer": round(float(jiwer.wer(refs, outs)), 4),
+        "cer": round(float(jiwer.cer(refs, outs)), 4),
+        "rtf": round(sum(h.seconds for h in pairs) / max(1e-9, sum(h.duration for h in pairs)), 4),
+    }
+
+
+def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progress: bool = False) -> tuple[dict[str, Any], list[Hypothesis]]:
+    """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses."""
+    chunk = chunk_ms * rec.feature_cfg.sample_rate // 1000
+    hyps: list[Hypothesis] = []
+    for utt in tqdm(items, desc="eval", file=sys.stderr, disable=not progress, unit="utt"):
+        audio = read_pcm(utt.audio)
+        began = time.perf_counter()
+        text = recognise(rec, audio, chunk)
+        hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
+                               time.perf_counter() - began))
+    report: dict[str, Any] = {"model": rec.name, "all": score(hyps)}
+    voices = sorted({h.voice for h in hyps if h.voice})
+    if len(voices) > 1:
+        report["voices"] = {v: score([h for h in hyps if h.voice == v]) for v in voices}
+    return report, hyps
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("eval", help="WER, CER and real-time factor on a manifest")
+    p.add_argument("--manifest", required=True, action="append", help="JSON-lines manifest (repeatable)")
+    p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    p.add_argument("--chunk-ms", type=int, default=100, help="feed the engine in chunks of this size (0: whole file)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances of each manifest")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one server worker)")
+    p.add_argument("--hyps", default=None, help="write per-utterance hypotheses (JSON lines) to this file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rec = Recognizer.load(args.model)
+    reports, all_hyps = {}, []
+    for manifest in args.manifest:
+        items = read_manifest(manifest)
+        items = items[: args.limit] if args.limit > 0 else items
+        report, hyps = evaluate(rec, items, args.chunk_ms, progress=True)
+        reports[manifest] = report
+        all_hyps += hyps
+    if args.hyps:
+        Path(args.hyps).write_text("".join(json.dumps(h.__dict__) + "\n" for h in all_hyps))
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    print(f"{'manifest / voice':<40} {'utts':>6} {'WER':>7} {'CER':>7} {'RTF':>7}")
+    for manifest, report in reports.items():
+        rows = [(Path(manifest).name, report["all"])] + [("  " + v, s) for v, s in report.get("voices", {}).items()]
+        for name, s in rows:
+            print(f"{name:<40} {s['utterances']:>6} {s['wer']:>7.3f} {s['cer']:>7.3f} {s['rtf']:>7.4f}")
+    return 0

@@ -1,0 +1,250 @@
+"""Training: CTC loss, AdamW, warm-up + inverse-sqrt decay, clipping, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streamasr import ctc
+from streamasr.augment import AugmentConfig
+from streamasr.checkpoint import read_checkpoint, save_checkpoint
+from streamasr.data import SpeechDataset, StepSampler, Utterance, collate, manifest_stats, read_manifest
+from streamasr.features import FeatureConfig, FeatureExtractor
+from streamasr.model import AcousticModel, ModelConfig
+from streamasr.text import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train_manifest: str = ""  # JSON-lines manifest of training utterances
+    valid_manifest: str = ""  # JSON-lines manifest for validation WER/CER
+    out_dir: str = "runs/default"  # folder for last.pt, best.pt and metrics.jsonl
+    batch_seconds: float = 240.0  # seconds of audio per batch (padding included)
+    lr: float = 1.5e-3  # peak learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int = 800  # steps of linear warm-up, then lr ~ 1/sqrt(step)
+    max_steps: int = 30000  # stop after this many optimizer steps
+    max_minutes: float = 0.0  # stop after this many minutes of wall time (0: no limit)
+    clip: float = 5.0  # gradient norm clipping threshold
+    max_duration: float = 16.0  # seconds: longer training utterances are skipped
+    seed: int = 0  # seeds initialisation, batch order, augmentation and dropout
+    threads: int = 2  # torch threads in the training process
+    workers: int = 1  # data-loading processes (each uses one thread)
+    save_every: int = 100  # steps between last.pt checkpoints
+    eval_every: int = 500  # steps between validation runs
+    valid_max: int = 300  # utterances of the validation manifest used
+    augment: bool = True  # on-the-fly augmentation
+
+    def __post_init__(self) -> None:
+        for name in ("batch_seconds", "lr", "clip", "max_duration"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_steps", "max_steps", "threads", "save_every", "eval_every", "valid_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers}")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to ``lr``, then inverse-square-root decay (needs no known end point)."""
+    s = step + 1
+    return cfg.lr * min(s / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / s))
+
+
+def feature_stats(items: list[Utterance], feature_cfg: FeatureConfig, limit: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and std of clean log-mel features over up to ``limit`` utterances."""
+    dataset = SpeechDataset(items[:limit], feature_cfg, Tokenizer(), None)
+    feats = torch.cat([dataset[(i, 0)][0] for i in range(len(dataset))])
+    return feats.mean(0), feats.std(0).clamp_min(1e-3)
+
+
+def greedy_texts(model: AcousticModel, feats: torch.Tensor, lens: torch.Tensor, tokenizer: Tokenizer) -> list[str]:
+    """Best-path transcripts of a padded batch (the same decode the streaming engine runs)."""
+    log_probs, _ = model(feats)
+    texts = []
+    for row, n in zip(log_probs.numpy(), (lens // model.cfg.stack).tolist()):
+        tokens, _ = ctc.greedy(row[:n], tokenizer.blank, 0)
+        texts.append(" ".join(tokenizer.decode([t.id for t in tokens]).split()))
+    return texts
+
+
+@torch.no_grad()
+def validate(model: AcousticModel, items: list[Utterance], feature_cfg: FeatureConfig, tokenizer: Tokenizer) -> dict[str, float]:
+    """WER and CER of greedy decoding on ``items``."""
+    model.eval()
+    dataset = SpeechDataset(items, feature_cfg, tokenizer, None)
+    order = sorted(range(len(items)), key=lambda i: items[i].duration)
+    refs, hyps = [], []
+    for start in range(0, len(order), 32):
+        batch = collate([dataset[(i, 0)] for i in order[start:start + 32]])
+        hyps += greedy_texts(model, batch["feats"], batch["feat_lens"], tokenizer)
+        refs += [items[i].text for i in order[start:start + 32]]
+    model.train()
+    pairs = [(r, h) for r, h in zip(refs, hyps) if r]
+    refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
+    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
+
+
+class Trainer:
+    """Holds model, optimizer and data for one run; ``run()`` trains until a stop condition."""
+
+    def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, aug_cfg: AugmentConfig,
+                 feature_cfg: FeatureConfig = FeatureConfig()) -> None:
+        torch.set_num_threads(cfg.threads)
+        self.cfg, self.aug_cfg, self.feature_cfg = cfg, aug_cfg, feature_cfg
+        self.tokenizer = Tokenizer()
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.items = read_manifest(cfg.train_manifest, cfg.max_duration)
+        self.valid = read_manifest(cfg.valid_manifest)[: cfg.valid_max] if cfg.valid_manifest else []
+        self.step, self.best_wer, self.metrics = 0, float("inf"), {}
+        torch.manual_seed(cfg.seed)
+        self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab)))
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if (self.out / "last.pt").is_file():
+            self._resume(self.out / "last.pt")
+        else:
+            mean, std = feature_stats(self.items, feature_cfg)
+            self.model.feat_mean.copy_(mean)
+            self.model.feat_std.copy_(std)
+
+    def _resume(self, path: Path) -> None:
+        blob = read_checkpoint(path)
+        self.model = AcousticModel(ModelConfig(**blob["model_config"]))
+        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        extra = blob["extra"]
+        self.opt.load_state_dict(extra["optimizer"])
+        torch.set_rng_state(extra["torch_rng"])
+        self.step, self.best_wer = int(extra["step"]), float(extra["best_wer"])
+        self.metrics = blob["meta"].get("metrics", {})
+        log.info("resumed %s at step %d", path, self.step)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "name": self.out.name,
+            "train_config": asdict(self.cfg),
+            "augment_config": self.aug_cfg.to_dict(),
+            "train_data": manifest_stats(self.items),
+            "valid_data": manifest_stats(self.valid),
+            "steps": self.step,
+            "metrics": self.metrics,
+        }
+
+    def save(self, name: str) -> None:
+        extra = {"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "step": self.step, "best_wer": self.best_wer}
+        save_checkpoint(self.out / name, self.model, self.feature_cfg, self.tokenizer, self.meta(), extra=extra)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step)
+        log_probs, _ = self.model(batch["feats"])
+        out_lens = batch["feat_lens"] // self.model.cfg.stack
+        loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens,
+                                            batch["target_lens"], blank=0, zero_infinity=True)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.opt.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def evaluate_now(self) -> None:
+        if not self.valid:
+            return
+        scores = validate(self.model, self.valid, self.feature_cfg, self.tokenizer)
+        self.metrics = {"valid_wer": scores["wer"], "valid_cer": scores["cer"], "step": self.step}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "time": time.time(), **scores}) + "\n")
+        log.info("step %d valid WER %.3f CER %.3f", self.step, scores["wer"], scores["cer"])
+        if scores["wer"] < self.best_wer:
+            self.best_wer = scores["wer"]
+            self.save("best.pt")
+
+    def loader(self) -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
+        dataset = SpeechDataset(self.items, self.feature_cfg, self.tokenizer,
+                                self.aug_cfg if self.cfg.augment else None, self.cfg.seed)
+        sampler = StepSampler([u.duration for u in self.items], self.cfg.batch_seconds, self.cfg.seed, self.step)
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.workers,
+            worker_init_fn=_one_thread, prefetch_factor=4 if self.cfg.workers else None,
+            persistent_workers=False,
+        )
+
+    def run(self) -> dict[str, Any]:
+        """Train until ``max_steps`` or ``max_minutes``; returns the last metrics."""
+        self.model.train()
+        began, audio_seconds = time.time(), 0.0
+        bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc="train", file=sys.stderr,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+        for batch in self.loader():
+            loss = self.train_step(batch)
+            audio_seconds += float(batch["feat_lens"].sum()) * self.feature_cfg.hop_length / self.feature_cfg.sample_rate
+            rate = audio_seconds / max(1e-6, time.time() - began)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(self.cfg, self.step):.2e}", audio_s_per_s=f"{rate:.0f}")
+            bar.update(1)
+            timed_out = self.cfg.max_minutes > 0 and time.time() - began > self.cfg.max_minutes * 60
+            done = self.step >= self.cfg.max_steps or timed_out
+            if self.step % self.cfg.eval_every == 0 or done:
+                self.evaluate_now()
+            if self.step % self.cfg.save_every == 0 or done:
+                self.save("last.pt")
+            if done:
+                break
+        bar.close()
+        return self.metrics
+
+
+def _one_thread(_: int) -> None:
+    # Data workers must not compete with the training process for the two cores.
+    torch.set_num_threads(1)
+
+
+def export_model(src: str | Path, dst: str | Path, half: bool = True) -> None:
+    """Copy a training checkpoint without optimizer state, as float16 (a few MB)."""
+    from streamasr.checkpoint import load_checkpoint
+
+    model, feature_cfg, tokenizer, meta = load_checkpoint(src)
+    save_checkpoint(dst, model, feature_cfg, tokenizer, meta, half=half)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from streamasr.cli import add_dataclass_options
+
+    p = sub.add_parser("train", help="train a CTC model on manifests (resumes from OUT_DIR/last.pt)")
+    add_dataclass_options(p, TrainConfig)
+    add_dataclass_options(p, ModelConfig, prefix="model_")
+    p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
+                   help="instead of training, write CHECKPOINT as a float16 inference model to DEST")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from streamasr.cli import dataclass_from_args
+
+    if args.export:
+        export_model(*args.export)
+        return 0
+    cfg = dataclass_from_args(TrainConfig, args)
+    if not cfg.train_manifest:
+        raise ValueError("--train-manifest is required (a JSON-lines manifest of training audio)")
+    model_cfg = dataclass_from_args(ModelConfig, args, prefix="model_")
+    metrics = Trainer(cfg, model_cfg, AugmentConfig()).run()
+    print(json.dumps(metrics))
+    return 0

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamasr.augment import AugmentConfig
+from streamasr.checkpoint import load_checkpoint, read_checkpoint
+from streamasr.cli import main
+from streamasr.data import Utterance, write_manifest
+from streamasr.model import ModelConfig
+from streamasr.train import TrainConfig, Trainer, lr_at
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SMALL = ModelConfig(hidden=24, layers=1, dropout=0.0)
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    items = [
+        Utterance(str(ASSETS / "sample_flite_rms.wav"), "live captions appear while the speaker is still talking", 3.77, "rms"),
+        Utterance(str(ASSETS / "sample_espeak_stereo_22k.flac"), "streaming speech recognition turns audio into words", 3.66, "espeak"),
+    ]
+    write_manifest(tmp_path / "train.jsonl", items)
+    return tmp_path / "train.jsonl"
+
+
+def config(manifest: Path, out: Path, steps: int, **kw: object) -> TrainConfig:
+    return TrainConfig(train_manifest=str(manifest), valid_manifest=str(manifest), out_dir=str(out),
+                       batch_seconds=8.0, lr=3e-3, warmup_steps=2, max_steps=steps, workers=0,
+                       threads=1, save_every=1, eval_every=1000, **kw)  # type: ignore[arg-type]
+
+
+def test_a_few_steps_reduce_the_loss(manifest: Path, tmp_path: Path) -> None:
+    trainer = Trainer(config(manifest, tmp_path / "run", 40, augment=False), SMALL, AugmentConfig())
+    batch = next(iter(trainer.loader()))
+    before = trainer.train_step(batch)
+    for _ in range(30):
+        after = trainer.train_step(batch)
+    assert after < before * 0.8
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(manifest: Path, tmp_path: Path) -> None:
+    Trainer(config(manifest, tmp_path / "full", 6), SMALL, AugmentConfig()).run()
+    Trainer(config(manifest, tmp_path / "split", 3), SMALL, AugmentConfig()).run()
+    resumed = Trainer(config(manifest, tmp_path / "split", 6), SMALL, AugmentConfig())
+    assert resumed.step == 3
+    resumed.run()
+    full = read_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
+    split = read_checkpoint(tmp_path / "split" / "last.pt")["state_dict"]
+    for name in full:
+        torch.testing.assert_close(full[name], split[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_checkpoint_describes_data_and_metrics(manifest: Path, tmp_path: Path) -> None:
+    Trainer(config(manifest, tmp_path / "run", 2), SMALL, AugmentConfig()).run()
+    _, _, _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert meta["train_data"]["utterances"] == 2
+    assert set(meta["train_data"]["voices"]) == {"rms", "espeak"}
+    assert "valid_wer" in meta["metrics"]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 2
+
+
+def test_cli_train_and_export(manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    assert main(["train", "--train-manifest", str(manifest), "--out-dir", str(out), "--max-steps", "1",
+                 "--workers", "0", "--threads", "1", "--model-hidden", "16", "--model-layers", "1"]) == 0
+    assert main(["train", "--export", str(out / "last.pt"), str(tmp_path / "small.pt")]) == 0
+    blob = read_checkpoint(tmp_path / "small.pt")
+    assert "extra" not in blob
+    assert blob["state_dict"]["out.weight"].dtype == torch.float16
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    cfg = TrainConfig(warmup_steps=10, lr=1e-3)
+    assert lr_at(cfg, 0) < lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert lr_at(cfg, 39) == pytest.approx(5e-4)
+
+
+def test_config_error_text() -> None:
+    with pytest.raises(ValueError, match=r"TrainConfig.lr must be > 0, got -1"):
+        TrainConfig(lr=-1)
