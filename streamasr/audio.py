@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -37,14 +38,32 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); expected audio data")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate, announced, fmt, log = f.samplerate, f.frames, f.format, f.extra_info
+            data = f.read(dtype="float32", always_2d=True)
         audio = data.mean(axis=1)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         audio, rate = _load_with_ffmpeg(path, sample_rate), sample_rate
+    else:
+        _check_complete(path, fmt, announced, len(data), log)
     if audio.size == 0:
         raise AudioError(f"{path}: decoded to 0 samples; expected at least some audio")
     audio = check_finite(np.ascontiguousarray(audio, dtype=np.float32), str(path))
     return resample(audio, rate, sample_rate)
+
+
+def _check_complete(path: Path, fmt: str, announced: int, decoded: int, log: str) -> None:
+    """Raise AudioError for a file cut short, which libsndfile would silently read as shorter."""
+    # WAV: libsndfile clamps the data chunk to the file and logs "data : <header> (should be <real>)".
+    # A header of 0 or 0xFFFFFFFF is a stream written without seeking back, not a truncation.
+    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", log, re.MULTILINE)
+    if match and int(match[1]) not in (0, 0xFFFFFFFF) and int(match[2]) < int(match[1]):
+        raise AudioError(f"{path}: truncated: the header announces {match[1]} bytes of audio data but "
+                         f"the file holds {match[2]}; expected a complete file")
+    # FLAC headers give the exact sample count (MP3 counts are only estimates, so they are not checked).
+    if fmt == "FLAC" and 0 < decoded < announced:
+        raise AudioError(f"{path}: truncated: decoded {decoded} of the {announced} samples the header "
+                         "announces; expected a complete file")
 
 
 def _load_with_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
@@ -53,9 +72,12 @@ def _load_with_ffmpeg(path: Path, sample_rate: int) -> np.ndarray:
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1",
            "-ar", str(sample_rate), "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
+    reason = proc.stderr.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(f"{path}: not a readable audio file ({reason[-1] if reason else 'ffmpeg failed'})")
+    if reason:
+        # ffmpeg skips undecodable packets and still exits 0; at -v error any message means damage.
+        raise AudioError(f"{path}: corrupt or truncated audio data ({reason[-1]}); expected a complete file")
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 

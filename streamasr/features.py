@@ -81,7 +81,9 @@ class FeatureExtractor:
             (new tail, float32 frames of shape (frames, n_mels)); the frames equal those of the
             whole signal at the same positions.
         """
-        buf = np.concatenate([tail, pcm]) if len(tail) else pcm
+        # Always a fresh array: ``pcm`` may be read-only (np.frombuffer of wire bytes, which torch
+        # warns about) or a buffer the caller reuses, and the leftover is kept in the state.
+        buf = np.concatenate([tail, pcm])
         n = self.cfg.num_frames(len(buf))
         if n == 0:
             return buf, torch.zeros(0, self.cfg.n_mels)

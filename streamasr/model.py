@@ -34,6 +34,10 @@ class ModelConfig:
 class AcousticModel(nn.Module):
     """Unidirectional GRU CTC model; holds no stream state (the caller passes it in and out)."""
 
+    # Buffers, declared so that type checkers see tensors (nn.Module.__getattr__ says Tensor | Module).
+    feat_mean: torch.Tensor  # float32 (n_mels,)
+    feat_std: torch.Tensor  # float32 (n_mels,)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -67,8 +67,13 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def feature_stats(items: list[Utterance], feature_cfg: FeatureConfig, limit: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-bin mean and std of clean log-mel features over up to ``limit`` utterances."""
-    dataset = SpeechDataset(items[:limit], feature_cfg, Tokenizer(), None)
+    """Per-bin mean and std of clean log-mel features over up to ``limit`` utterances.
+
+    The utterances are a seeded random sample: manifests are grouped by voice, and stats from
+    the first voice alone would misplace every other one.
+    """
+    pick = np.random.default_rng(0).permutation(len(items))[:limit]
+    dataset = SpeechDataset([items[i] for i in pick], feature_cfg, Tokenizer(), None)
     feats = torch.cat([dataset[(i, 0)][0] for i in range(len(dataset))])
     return feats.mean(0), feats.std(0).clamp_min(1e-3)
 

@@ -13,6 +13,10 @@ from streamasr.model import AcousticModel, ModelConfig
 from streamasr.stream import Recognizer
 from streamasr.text import Tokenizer
 
+# One torch thread: a second intra-op thread stalls whenever another process holds a core on
+# these 2-vCPU machines, which made the suite ~7x slower.
+torch.set_num_threads(1)
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 

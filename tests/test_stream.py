@@ -1,0 +1,178 @@
+"""The streaming engine. Above all the invariant: chunk size never changes the output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from streamasr import stream
+from streamasr.audio import load_audio, resample
+from streamasr.endpoint import EndpointConfig
+from streamasr.errors import AudioError
+from streamasr.results import Result
+from streamasr.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# A short silence rule, so that the tiny random model's output falls into several segments.
+SHORT = EndpointConfig(silence_after_speech=0.3)
+
+
+@pytest.fixture
+def recorded_log_probs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[np.ndarray]]:
+    """Collects the log-probs of stream 0 from every model call step() makes."""
+    calls: list[np.ndarray] = []
+    original = stream._run_model
+
+    def recording(rec: Recognizer, states: list[StreamState], frames: list[torch.Tensor]) -> list[
+            tuple[np.ndarray, torch.Tensor]]:
+        out = original(rec, states, frames)
+        if len(out[0][0]):
+            calls.append(out[0][0])
+        return out
+
+    monkeypatch.setattr(stream, "_run_model", recording)
+    yield calls
+
+
+def run(rec: Recognizer, audio: np.ndarray, chunk: int, rate: int = 16000,
+        cfg: EndpointConfig = SHORT) -> tuple[list[Result], list[Result]]:
+    """Feed ``audio`` in chunks; returns (finals, partials)."""
+    state, results = rec.initial_state(rate, cfg), []
+    for start in range(0, len(audio), chunk):
+        state, out = step(rec, state, audio[start:start + chunk])
+        results += out
+    state, out = finish(rec, state)
+    results += out
+    assert state.finished
+    return [r for r in results if r.is_final], [r for r in results if not r.is_final]
+
+
+def whole_log_probs(rec: Recognizer, audio16k: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return rec.model(rec.features(torch.from_numpy(audio16k))[None])[0][0].numpy()
+
+
+def check_finals_equal(got: list[Result], expected: list[Result]) -> None:
+    assert [(r.segment, r.text, r.start, r.end) for r in got] == [
+        (r.segment, r.text, r.start, r.end) for r in expected]
+    for a, b in zip(got, expected):
+        assert [(w.word, w.start, w.end) for w in a.words] == [(w.word, w.start, w.end) for w in b.words]
+        assert [w.conf for w in a.words] == pytest.approx([w.conf for w in b.words], abs=2e-3)
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 37, 100, 1000, None])  # None: the whole file in one step
+def test_streaming_equals_whole_signal(tiny_recognizer: Recognizer, speech_wav: Path,
+                                       recorded_log_probs: list[np.ndarray], chunk_ms: int | None) -> None:
+    audio = load_audio(speech_wav)
+    reference = whole_log_probs(tiny_recognizer, audio)
+    ref_finals, _ = run(tiny_recognizer, audio, len(audio))
+    recorded_log_probs.clear()
+    finals, _ = run(tiny_recognizer, audio, len(audio) if chunk_ms is None else 16 * chunk_ms)
+    streamed = np.concatenate(recorded_log_probs)
+    assert streamed.shape == reference.shape == (tiny_recognizer.feature_cfg.num_frames(len(audio)) // 4, 29)
+    np.testing.assert_allclose(streamed, reference, atol=1e-4, rtol=0)
+    assert len(ref_finals) >= 2, "the test needs several segments to be meaningful"
+    check_finals_equal(finals, ref_finals)
+    # The offline decode of the whole-signal log-probs gives the same text.
+    tokens, _ = stream.ctc.greedy(reference, 0, 0)
+    assert " ".join(r.text for r in finals).replace(" ", "") == "".join(
+        tiny_recognizer.tokenizer.vocab[t.id] for t in tokens).replace(" ", "")
+
+
+def test_non_16k_stream(tiny_recognizer: Recognizer, recorded_log_probs: list[np.ndarray]) -> None:
+    data, rate = sf.read(ASSETS / "sample_espeak_stereo_22k.flac", dtype="float32")
+    mono = data.mean(axis=1)
+    reference = whole_log_probs(tiny_recognizer, resample(mono, rate))
+    finals, _ = run(tiny_recognizer, mono, 816, rate=rate)  # 37 ms at 22.05 kHz
+    np.testing.assert_allclose(np.concatenate(recorded_log_probs), reference, atol=1e-4, rtol=0)
+    expected, _ = run(tiny_recognizer, load_audio(ASSETS / "sample_espeak_stereo_22k.flac"), 16000)
+    check_finals_equal(finals, expected)
+
+
+def test_int16_bytes_equal_float_input(tiny_recognizer: Recognizer, speech_wav: Path) -> None:
+    pcm, _ = sf.read(speech_wav, dtype="int16")
+    state_b, state_f = tiny_recognizer.initial_state(), tiny_recognizer.initial_state()
+    out_b: list[Result] = []
+    out_f: list[Result] = []
+    for start in range(0, len(pcm), 1600):
+        state_b, r = step(tiny_recognizer, state_b, pcm[start:start + 1600].tobytes(), "pcm_s16le")
+        out_b += r
+        state_f, r = step(tiny_recognizer, state_f, pcm[start:start + 1600].astype(np.float32) / 32768)
+        out_f += r
+    assert [r.text for r in out_b] == [r.text for r in out_f] and out_b
+
+
+def test_step_many_equals_each_alone(tiny_recognizer: Recognizer) -> None:
+    rec = tiny_recognizer
+    data, rate = sf.read(ASSETS / "sample_espeak_stereo_22k.flac", dtype="float32")
+    inputs = [(load_audio(ASSETS / "sample_flite_rms.wav"), 16000, 1600),
+              (load_audio(ASSETS / "sample_allison_real.flac"), 16000, 592),  # ragged batch rows
+              (data.mean(axis=1), rate, 2205)]
+    alone = [run(rec, audio, chunk, audio_rate) for audio, audio_rate, chunk in inputs]
+    states = [rec.initial_state(r, SHORT) for _, r, _ in inputs]
+    together: list[list[Result]] = [[] for _ in inputs]
+    for i in range(max(len(a) // k + 1 for a, _, k in inputs)):
+        chunks = [a[i * k:(i + 1) * k] for a, _, k in inputs]
+        for n, (state, out) in enumerate(step_many(rec, states, list(chunks))):
+            states[n] = state
+            together[n] += out
+    for n, state in enumerate(states):
+        states[n], out = finish(rec, state)
+        together[n] += out
+    for n, (finals, partials) in enumerate(alone):
+        check_finals_equal([r for r in together[n] if r.is_final], finals)
+        assert [r.text for r in together[n] if not r.is_final] == [r.text for r in partials]
+
+
+def test_flush_segment(tiny_recognizer: Recognizer, speech_wav: Path) -> None:
+    rec, audio = tiny_recognizer, load_audio(speech_wav)
+    state = rec.initial_state()
+    state, _ = step(rec, state, audio[:24000])
+    assert state.tokens and state.segment == 0
+    state, results = flush_segment(rec, state)
+    assert len(results) == 1 and results[0].is_final and results[0].segment == 0 and results[0].text
+    assert state.segment == 1 and state.tokens == () and state.segment_start == state.frame
+    again, nothing = flush_segment(rec, state)  # nothing buffered: no final, same segment
+    assert nothing == [] and again.segment == 1
+    state, results = step(rec, state, audio[24000:])
+    assert all(r.segment >= 1 for r in results)
+    state, results = finish(rec, state)
+    assert all(r.is_final and r.segment >= 1 for r in results)
+
+
+def test_audio_after_finish_raises(tiny_recognizer: Recognizer) -> None:
+    state, _ = finish(tiny_recognizer, tiny_recognizer.initial_state())
+    with pytest.raises(AudioError, match="audio after finish"):
+        step(tiny_recognizer, state, np.zeros(160, np.float32))
+
+
+@pytest.mark.parametrize("pcm, message", [
+    (np.array([0.0, np.nan], np.float32), "NaN or inf"),
+    (b"\x00\x00\x00", "3 bytes is not a whole number"),
+    (np.zeros(10, np.int64), "dtype int64 is not supported"),
+])
+def test_bad_chunks_raise_and_leave_the_state_usable(tiny_recognizer: Recognizer, pcm: object,
+                                                     message: str) -> None:
+    state = tiny_recognizer.initial_state()
+    with pytest.raises(AudioError, match=message):
+        step(tiny_recognizer, state, pcm)  # type: ignore[arg-type]
+    state, _ = step(tiny_recognizer, state, np.zeros(1600, np.float32))
+    assert state.samples == 1600
+
+
+def test_float32_wire_bytes(tiny_recognizer: Recognizer) -> None:
+    """Read-only buffers from np.frombuffer must not trigger torch's non-writable warning."""
+    pcm = (0.1 * np.random.default_rng(0).standard_normal(1600)).astype("<f4").tobytes()
+    state, _ = step(tiny_recognizer, tiny_recognizer.initial_state(), pcm, "pcm_f32le")
+    assert state.frame == 2  # 1600 samples: 8 feature frames, 2 model frames of 4
+
+
+@pytest.mark.parametrize("rate", [0, 999, 16000.0, 500000])
+def test_bad_sample_rate(tiny_recognizer: Recognizer, rate: object) -> None:
+    with pytest.raises(AudioError, match="is not supported; expected an integer in"):
+        tiny_recognizer.initial_state(rate)  # type: ignore[arg-type]
