@@ -1,8 +1,10 @@
 """Benchmarks: ``streamasr bench KIND``, one function (and one ``_register_KIND``) per kind.
 
-``engine`` measures the real-time factor of one stream on one thread through the whole engine
-(front end, model, decoder) and how that time splits between the stages. To add a kind (e.g. a
-``server`` load test), write ``bench_KIND`` plus ``_register_KIND`` and list it in ``KINDS``.
+``engine`` measures the real-time factor of one stream through the whole engine (front end, model,
+decoder) on one thread and on all threads, and how that time splits between the stages. ``server``
+is a load test of a real ``streamasr serve`` process (``streamasr.loadtest``): N concurrent
+websocket streams at real-time pace, stepped up until the service no longer keeps up, with a JSON
+report and a plot. To add a kind, write ``bench_KIND`` plus ``_register_KIND`` and list it in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -155,13 +158,27 @@ def format_engine(result: EngineBench) -> str:
 # Command line
 
 
+def _thread_counts(text: str) -> list[int]:
+    """``"1,all"`` -> [1, os.cpu_count()]."""
+    counts = []
+    for part in text.split(","):
+        part = part.strip()
+        count = (os.cpu_count() or 1) if part == "all" else int(part) if part.isdigit() else 0
+        if count < 1:
+            raise ValueError(f"--threads takes thread counts >= 1 or 'all', comma-separated; got {text!r}")
+        counts.append(count)
+    return counts
+
+
 def _register_engine(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = kinds.add_parser("engine", help="single-stream real-time factor of front end + model + decoder",
-                         description="Real-time factor of one stream on one thread, with the share of "
-                                     "time in the front end, the model and the decoder.")
+                         description="Real-time factor of one stream on one thread and on all threads, with "
+                                     "the share of time in the front end, the model and the decoder.")
     p.add_argument("--model", metavar="PATH", help="checkpoint (default: the bundled model)")
+    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation of the model")
     p.add_argument("--file", type=Path, metavar="PATH", help="audio file (default: 10 s synthetic signal)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--threads", default="1,all", metavar="N,...",
+                   help="torch thread counts to measure, 'all' = every CPU (default: 1,all)")
     p.add_argument("--chunk-ms", type=float, default=100.0, metavar="MS", help="chunk size (default: 100)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported (default: 5)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
@@ -171,22 +188,235 @@ def _register_engine(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
 def _engine_command(args: argparse.Namespace) -> int:
     from streamasr.transcribe import load_recognizer  # the same clear error for a missing default model
 
-    rec = load_recognizer(args.model)
+    threads = _thread_counts(args.threads)
+    rec = load_recognizer(args.model, args.quantize)
     if args.file is None:
         audio, name = synthetic_audio(), "synthetic signal"
     else:
         audio, name = load_audio(args.file), str(args.file)
-    result = bench_engine(rec, audio, args.chunk_ms, args.repeat, args.threads, name)
-    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n" if args.json else format_engine(result))
+    results = [bench_engine(rec, audio, args.chunk_ms, args.repeat, n, name) for n in threads]
+    if args.json:
+        sys.stdout.write(json.dumps({"runs": [r.to_dict() for r in results]}, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(format_engine(r) for r in results))
     return 0
 
 
-KINDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (_register_engine,)
+# ---------------------------------------------------------------------------------------------
+# Server load test (the load generator is streamasr.loadtest)
+
+DEFAULT_LEVELS = "1,10,50,100,200,300,400,500,600"
+SUMMARY_KEYS = ("server_cpu", "loadgen_cpu", "other_cpu", "server_rss_mb")
+
+
+def machine() -> dict[str, Any]:
+    """What the benchmark ran on."""
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    import psutil
+
+    return {"cpu": cpu, "vcpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
+
+
+@contextlib.contextmanager
+def serve_process(serve_args: list[str], log_path: Path) -> Iterator[tuple[int, str]]:
+    """Run ``streamasr serve --port 0 ...`` in a child process; yields (pid, stream URL)."""
+    import signal
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "streamasr", "serve", "--port", "0", *serve_args]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline, url = time.monotonic() + 120, ""
+        while not url:
+            text = log_path.read_text()
+            url = next((w for line in text.splitlines() if "serving ws://" in line
+                        for w in line.split() if w.startswith("ws://")), "")
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamasr serve did not start ({' '.join(cmd)}):\n{text[-2000:]}")
+            time.sleep(0.1)
+        yield proc.pid, url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def summarise_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per level: medians over the runs that reached it."""
+    levels = sorted({level["streams"] for run in runs for level in run})
+    rows = []
+    for n in levels:
+        got = [level for run in runs for level in run if level["streams"] == n]
+        row: dict[str, Any] = {"streams": n, "runs": len(got), "realtime_runs": sum(g["realtime"] for g in got),
+                               "behind_max": max(g["behind"] for g in got),
+                               "mismatched": sum(g["mismatched"] for g in got)}
+        for group in ("partial_ms", "final_ms"):
+            row[group] = {q: _median([g[group][q] for g in got]) for q in ("p50", "p95", "p99", "max")}
+        for key in SUMMARY_KEYS:
+            row[key] = _median([g.get(key) for g in got])
+        rows.append(row)
+    return rows
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def format_server(summary: list[dict[str, Any]]) -> str:
+    """A plain-text table of ``summarise_runs``."""
+    def ms(group: dict[str, Any]) -> str:
+        return "/".join("-" if group[q] is None else f"{group[q]:.0f}" for q in ("p50", "p95", "p99"))
+
+    lines = [f"{'streams':>7} {'real-time':>9} {'partial p50/p95/p99 ms':>23} {'final p50/p95/p99 ms':>21} "
+             f"{'server CPU':>10} {'RSS MB':>7} {'loadgen CPU':>11}"]
+    for row in summary:
+        cells = [f"{row['streams']:>7}", f"{row['realtime_runs']}/{row['runs']:<7}".rjust(9),
+                 f"{ms(row['partial_ms']):>23}", f"{ms(row['final_ms']):>21}"]
+        cells += [f"{row[k]:>{w}.2f}" if row[k] is not None else "-".rjust(w)
+                  for k, w in (("server_cpu", 10), ("server_rss_mb", 7), ("loadgen_cpu", 11))]
+        lines.append(" ".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def plot_server(summary: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Latency percentiles and CPU / memory against the number of streams (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [row["streams"] for row in summary]
+    fig, (lat, cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for q, style in (("p50", "-o"), ("p95", "-s"), ("p99", "-^")):
+        lat.plot(n, [row["partial_ms"][q] for row in summary], style, label=f"partial {q}")
+    lat.plot(n, [row["final_ms"]["p95"] for row in summary], "--d", label="final p95")
+    lat.axhline(300, color="grey", lw=0.8, ls=":", label="300 ms target")
+    behind = [row for row in summary if row["realtime_runs"] < row["runs"]]
+    lat.plot([r["streams"] for r in behind], [r["partial_ms"]["p95"] for r in behind], "rx", ms=10,
+             label="fell behind")
+    lat.set(xlabel="concurrent streams", ylabel="latency (ms)", yscale="log", title="latency")
+    lat.legend(fontsize=8)
+    cpu.plot(n, [row["server_cpu"] for row in summary], "-o", label="server CPU (cores)")
+    cpu.plot(n, [row["loadgen_cpu"] for row in summary], "-s", label="load generator CPU (cores)")
+    cpu.set(xlabel="concurrent streams", ylabel="cores", title="CPU and memory")
+    mem = cpu.twinx()
+    mem.plot(n, [row["server_rss_mb"] for row in summary], "--", color="tab:green", label="server RSS (MB)")
+    mem.set_ylabel("MB")
+    cpu.legend(loc="upper left", fontsize=8)
+    mem.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from streamasr.cli import add_dataclass_options
+    from streamasr.loadtest import LoadConfig
+
+    p = kinds.add_parser("server", help="load test: N concurrent real-time websocket streams, stepped up",
+                         description="Start a real server (or target --url) and stream real speech at real-time "
+                                     "pace from N concurrent websocket clients, stepping N up until a stream "
+                                     "falls behind. Reports latency, CPU, memory and text checks per N.")
+    p.add_argument("--url", help="target a running server instead of starting one (no CPU/RSS unless --server-pid)")
+    p.add_argument("--server-pid", type=int, help="process of the --url server, for its CPU and memory")
+    p.add_argument("--model", metavar="PATH", help="checkpoint for the server and the references (default: bundled)")
+    p.add_argument("--quantize", action="store_true", help="int8 model, in the server and the references")
+    p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for 'streamasr serve', repeatable (e.g. --serve-arg=--workers=2)")
+    p.add_argument("--levels", default=DEFAULT_LEVELS, help=f"concurrent streams per step (default: {DEFAULT_LEVELS})")
+    p.add_argument("--keep-going", action="store_true", help="run every level even after one fell behind")
+    p.add_argument("--manifest", type=Path, help="JSON-lines manifest of speech files (default: assets/ samples)")
+    p.add_argument("--repeat", type=int, default=1, help="sweeps, each on a fresh server; medians reported")
+    p.add_argument("--out", type=Path, help="write the JSON report here")
+    p.add_argument("--plot", type=Path, help="write the PNG plot here")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                   help="no test: merge the runs of earlier reports into --out / --plot")
+    add_dataclass_options(p, LoadConfig)
+    p.set_defaults(func=_server_command)
+
+
+def _server_command(args: argparse.Namespace) -> int:
+    from streamasr.cli import dataclass_from_args
+    from streamasr.loadtest import LoadConfig
+
+    if args.merge:
+        reports = [json.loads(path.read_text()) for path in args.merge]
+        report = {**reports[0], "runs": [run for r in reports for run in r["runs"]]}
+    else:
+        cfg = dataclass_from_args(LoadConfig, args)
+        levels = [int(n) for n in args.levels.split(",")]
+        if not levels or min(levels) < 1 or args.repeat < 1:
+            raise ValueError(f"need --levels of positive integers and --repeat >= 1, got {args.levels!r}, {args.repeat}")
+        report = bench_server(args, cfg, levels)
+    report["summary"] = summarise_runs(report["runs"])
+    sys.stdout.write(format_server(report["summary"]))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.plot:
+        plot_server(report["summary"], args.plot, f"streamasr serve {' '.join(report['server']['args'])} - "
+                                                  f"{report['machine']['vcpus']} vCPU {report['machine']['cpu']}")
+    return 0
+
+
+def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[str, Any]:
+    """References for the programs, then ``--repeat`` sweeps (each on a fresh server unless ``--url``)."""
+    import asyncio
+    import tempfile
+
+    from streamasr import loadtest
+    from streamasr.data import read_manifest
+    from streamasr.transcribe import load_recognizer
+
+    torch.set_num_threads(1)  # the load generator shares the machine with the server
+    rec = load_recognizer(args.model, args.quantize)
+    if args.manifest:
+        paths = [u.audio for u in read_manifest(args.manifest)]
+    else:
+        paths = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "assets").glob("*.[fw][la][av]*"))
+    chunk = round(cfg.chunk_ms * SAMPLE_RATE / 1000)
+    signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio)
+    programs = [loadtest.make_program(rec, audio, chunk, name) for name, audio in signals]
+    serve_args = ["--max-connections", "100000", "--idle-timeout", "120", *args.serve_arg]
+    if args.model:
+        serve_args += ["--model", str(args.model)]
+    if args.quantize:
+        serve_args.append("--quantize")
+    runs = []
+    for _ in range(args.repeat):
+        with contextlib.ExitStack() as stack:
+            if args.url:
+                url, pid = args.url, args.server_pid
+            else:
+                log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "serve.log"
+                pid, url = stack.enter_context(serve_process(serve_args, log))
+            runs.append(asyncio.run(loadtest.sweep(url, programs, levels, cfg, pid, not args.keep_going)))
+    return {"kind": "server", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+            "command": "streamasr " + " ".join(sys.argv[1:]), "model": rec.name, "config": asdict(cfg),
+            "server": {"url": args.url, "args": serve_args if not args.url else []},
+            "programs": [{"name": p.name, "seconds": round(p.seconds, 2), "finals": len(p.finals),
+                          "words": sum(len(w) for w in p.words)} for p in programs],
+            "runs": runs}
+
+
+KINDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _register_engine, _register_server)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``streamasr bench KIND`` to the CLI, one sub-subcommand per entry of ``KINDS``."""
-    p = subparsers.add_parser("bench", help="benchmarks (engine real-time factor, ...)")
+    p = subparsers.add_parser("bench", help="benchmarks (engine real-time factor, server load test)")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     for add in KINDS:
         add(kinds)

@@ -6,6 +6,7 @@ language model can replace ``greedy`` later.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -33,12 +34,15 @@ def greedy(log_probs: np.ndarray, last_id: int, first_frame: int, blank: int = 0
     """
     if len(log_probs) == 0:
         return [], last_id
-    ids = log_probs.argmax(axis=1)
-    probs = np.exp(log_probs[np.arange(len(ids)), ids])
-    prev = np.concatenate([[last_id], ids[:-1]])
-    emit = np.nonzero((ids != blank) & (ids != prev))[0]
-    tokens = [Token(int(ids[t]), first_frame + int(t), float(probs[t])) for t in emit]
-    return tokens, int(ids[-1])
+    # Plain Python over the argmax ids: streaming chunks hold a few frames, where numpy calls cost more.
+    ids = log_probs.argmax(axis=1).tolist()
+    tokens: list[Token] = []
+    prev = last_id
+    for t, i in enumerate(ids):
+        if i != blank and i != prev:
+            tokens.append(Token(i, first_frame + t, math.exp(float(log_probs[t, i]))))
+        prev = i
+    return tokens, ids[-1]
 
 
 def words_from_tokens(tokens: list[Token] | tuple[Token, ...], vocab: tuple[str, ...], space: int,
@@ -49,17 +53,26 @@ def words_from_tokens(tokens: list[Token] | tuple[Token, ...], vocab: tuple[str,
     the mean posterior of its characters.
     """
     words: list[Word] = []
-    current: list[Token] = []
-    for token in [*tokens, Token(space, -1, 1.0)]:
+    chars: list[str] = []
+    first = last = 0
+    conf = 0.0
+    # Called for every partial of every stream: plain Python, no numpy on a handful of numbers.
+    for token in tokens:
         if token.id != space:
-            current.append(token)
+            if not chars:
+                first, conf = token.frame, 0.0
+            chars.append(vocab[token.id])
+            last = token.frame
+            conf += token.prob
             continue
-        if current:
-            words.append(Word(
-                word="".join(vocab[t.id] for t in current),
-                start=round(current[0].frame * frame_seconds, 3),
-                end=round((current[-1].frame + 1) * frame_seconds, 3),
-                conf=round(float(np.mean([t.prob for t in current])), 3),
-            ))
-            current = []
+        if chars:
+            words.append(_word(chars, first, last, conf, frame_seconds))
+            chars = []
+    if chars:
+        words.append(_word(chars, first, last, conf, frame_seconds))
     return words
+
+
+def _word(chars: list[str], first: int, last: int, conf: float, frame_seconds: float) -> Word:
+    return Word(word="".join(chars), start=round(first * frame_seconds, 3),
+                end=round((last + 1) * frame_seconds, 3), conf=round(conf / len(chars), 3))

@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("eval", help="WER, CER and real-time factor on a manifest")
     p.add_argument("--manifest", required=True, action="append", help="JSON-lines manifest (repeatable)")
     p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation of the model")
     p.add_argument("--chunk-ms", type=int, default=100, help="feed the engine in chunks of this size (0: whole file)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances of each manifest")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one server worker)")
@@ -89,7 +90,7 @@ def _main(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model)
+    rec = Recognizer.load(args.model, args.quantize)
     reports, all_hyps = {}, []
     for manifest in args.manifest:
         items = read_manifest(manifest)

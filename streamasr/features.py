@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -81,12 +82,53 @@ class FeatureExtractor:
             (new tail, float32 frames of shape (frames, n_mels)); the frames equal those of the
             whole signal at the same positions.
         """
-        # Always a fresh array: ``pcm`` may be read-only (np.frombuffer of wire bytes, which torch
-        # warns about) or a buffer the caller reuses, and the leftover is kept in the state.
-        buf = np.concatenate([tail, pcm])
-        n = self.cfg.num_frames(len(buf))
-        if n == 0:
-            return buf, torch.zeros(0, self.cfg.n_mels)
-        used = (n - 1) * self.cfg.hop_length + self.cfg.win_length
-        frames = self(torch.from_numpy(np.ascontiguousarray(buf[:used])))
-        return buf[n * self.cfg.hop_length:].copy(), frames
+        tails, frames, _ = self.stream_many([tail], [pcm])
+        return tails[0], torch.from_numpy(frames)
+
+    @torch.no_grad()
+    def stream_many(self, tails: Sequence[np.ndarray], pcms: Sequence[np.ndarray]
+                    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """``stream`` for many streams at once: one FFT and one mel matmul for all their frames.
+
+        The frames are cut from one flat buffer with a strided view (no per-stream tensor ops) and
+        transformed as ``torchaudio.transforms.MelSpectrogram`` does it, so every frame equals the
+        whole-signal result (``__call__``) up to float rounding (about 1e-7 relative).
+
+        Args:
+            tails: per stream, float32 (samples,) left over from its previous call.
+            pcms: per stream, float32 (samples,) new audio at ``cfg.sample_rate``.
+
+        Returns:
+            New tails (fresh arrays, never views of the inputs), float32 frames (total, n_mels) of all
+            streams in stream order, and int64 (streams,) frame counts per stream.
+        """
+        cfg = self.cfg
+        # Always fresh arrays: a pcm may be read-only (np.frombuffer of wire bytes) or a buffer the
+        # caller reuses, and the leftovers are kept in the stream states.
+        flat = np.concatenate([a for pair in zip(tails, pcms, strict=True) for a in pair] or [np.zeros(0)],
+                              dtype=np.float32)
+        lengths = np.fromiter((len(t) + len(p) for t, p in zip(tails, pcms)), np.int64, len(tails))
+        counts = np.where(lengths >= cfg.win_length, (lengths - cfg.win_length) // cfg.hop_length + 1, 0)
+        offsets = np.cumsum(lengths) - lengths
+        cut = (offsets + counts * cfg.hop_length).tolist()
+        ends = (offsets + lengths).tolist()
+        new_tails = [flat[a:b].copy() for a, b in zip(cut, ends)]
+        total = int(counts.sum())
+        if total == 0:
+            return new_tails, np.zeros((0, cfg.n_mels), np.float32), counts
+        first = np.cumsum(counts) - counts  # index of each stream's first frame in the output
+        starts = np.repeat(offsets - first * cfg.hop_length, counts) + cfg.hop_length * np.arange(total)
+        frames = np.lib.stride_tricks.sliding_window_view(flat, cfg.win_length)[starts]  # a copy
+        return new_tails, self._log_mel(torch.from_numpy(frames)).numpy(), counts
+
+    def _log_mel(self, frames: torch.Tensor) -> torch.Tensor:
+        """float32 (frames, win_length) raw samples -> float32 (frames, n_mels) log-mel.
+
+        The operations of torch.stft (center=False) + power 2 + MelScale, except that the power is
+        re² + im² rather than |z|² through a square root, which is ~10x faster and differs in rounding only.
+        """
+        spectrogram = self.mel.spectrogram
+        spec = torch.fft.rfft(frames * spectrogram.window, n=spectrogram.n_fft)
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(power, self.mel.mel_scale.fb)
+        return torch.log(mel + self.cfg.log_floor)

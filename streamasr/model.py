@@ -85,3 +85,23 @@ class AcousticModel(nn.Module):
             y_packed, hidden = self.gru(packed, hidden)
             y, _ = pad_packed_sequence(y_packed, batch_first=True, total_length=steps)
         return torch.log_softmax(self.out(self.drop(y)), dim=-1), hidden
+
+
+def quantize(model: AcousticModel) -> AcousticModel:
+    """int8 dynamic quantisation of the GRU and linear layers (weights int8, activations quantised per call).
+
+    Returns a quantised copy for CPU inference; ``model`` is left as it is. Activations are
+    quantised with a scale measured on each call's input, so results depend slightly on how the
+    audio is chunked and batched (the float model's are exact); see docs/benchmarks.md.
+    """
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency; the
+        # eager API still works on the supported torch versions.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = quantize_dynamic(model, {nn.GRU, nn.Linear}, dtype=torch.qint8)
+    return quantized.eval()

@@ -238,6 +238,8 @@ def register(sub: Any) -> None:
                     f"The bearer token may also come from ${TOKEN_ENV}.")
     parser.add_argument("--model", default=None, help="checkpoint path (default: the bundled model)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference worker (default: 1)")
+    parser.add_argument("--quantize", action="store_true",
+                        help="int8 dynamic quantisation of the model (faster; see docs/benchmarks.md)")
     add_dataclass_options(parser, ServerConfig)
     add_dataclass_options(parser, WorkerConfig)
     parser.set_defaults(func=_serve_command)
@@ -255,7 +257,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model)
+    rec = Recognizer.load(args.model, args.quantize)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_until_signalled(rec, cfg, worker_cfg))
     return 0

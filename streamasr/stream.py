@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from streamasr.endpoint import EndpointConfig
 from streamasr.errors import AudioError
 from streamasr.features import FeatureConfig, FeatureExtractor
 from streamasr.model import AcousticModel
+from streamasr.model import quantize as quantize_model
 from streamasr.results import Result
 from streamasr.text import Tokenizer
 
@@ -43,10 +44,17 @@ class Recognizer:
         self._resamplers: dict[int, Resampler] = {}
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Recognizer:
-        """Load a checkpoint (the bundled default model when ``path`` is None)."""
+    def load(cls, path: str | Path | None = None, quantize: bool = False) -> Recognizer:
+        """Load a checkpoint (the bundled default model when ``path`` is None).
+
+        Args:
+            quantize: int8 dynamic quantisation of the GRU and linear layers (``model.quantize``):
+                faster, results close to but not bit-equal with the float model; the name gets "-int8".
+        """
         model, feature_cfg, tokenizer, meta = load_checkpoint(path)
         name = str(meta.get("name", Path(path).stem if path else "default"))
+        if quantize:
+            model, name, meta = quantize_model(model), f"{name}-int8", {**meta, "quantized": "int8-dynamic"}
         return cls(model, feature_cfg, tokenizer, meta, name)
 
     def resampler(self, rate: int) -> Resampler:
@@ -76,7 +84,7 @@ class StreamState:
     resampler: ResamplerState | None  # None when the input is already at the model rate
     hidden: torch.Tensor  # float32 (layers, hidden) GRU state
     feature_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # samples not yet framed
-    pending: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0))  # (frames, n_mels) not yet stacked
+    pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (frames, n_mels) not yet stacked
     frame: int = 0  # model frames processed so far
     last_id: int = 0  # argmax id of the last model frame (for collapse across chunks)
     tokens: tuple[ctc.Token, ...] = ()  # tokens of the current segment
@@ -86,67 +94,118 @@ class StreamState:
     finished: bool = False
 
 
-def _front_end(rec: Recognizer, state: StreamState, pcm: np.ndarray, flush: bool) -> tuple[StreamState, torch.Tensor]:
-    """Resample and frame new PCM; returns the state and the frames ready to stack."""
-    audio = pcm
-    resampler = state.resampler
-    if resampler is not None:
-        r = rec.resampler(state.sample_rate)
-        resampler, audio = r.process(resampler, pcm)
-        if flush:
-            resampler, rest = r.flush(resampler)
-            audio = np.concatenate([audio, rest])
-    tail, frames = rec.features.stream(state.feature_tail, audio)
-    if state.pending.numel():
-        frames = torch.cat([state.pending, frames])
-    usable = (len(frames) // rec.model.cfg.stack) * rec.model.cfg.stack
-    state = replace(state, resampler=resampler, feature_tail=tail, pending=frames[usable:],
-                    samples=state.samples + len(pcm))
-    return state, frames[:usable]
+class _Staged(NamedTuple):
+    """The front end's part of a stream's next state."""
+
+    resampler: ResamplerState | None
+    tail: np.ndarray  # float32 (samples,) not yet framed
+    pending: np.ndarray  # float32 (frames, n_mels) not yet stacked
+    samples: int  # input samples received in total
+
+
+class _Decoded(NamedTuple):
+    """The decoder's part of a stream's next state, and the results it produced."""
+
+    frame: int
+    last_id: int
+    tokens: tuple[ctc.Token, ...]
+    segment: int
+    segment_start: int
+    results: list[Result]
+
+
+def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray],
+               flush: bool) -> tuple[list[_Staged], list[np.ndarray]]:
+    """Resample and frame the new PCM of every stream with one batched log-mel call.
+
+    Returns:
+        Per stream, the updated front-end buffers and the float32 (frames, n_mels) frames ready
+        for the model (a whole number of stacks, possibly none).
+    """
+    audios: list[np.ndarray] = []
+    resamplers: list[ResamplerState | None] = []
+    for state, pcm in zip(states, pcms):
+        audio, resampler = pcm, state.resampler
+        if resampler is not None:
+            r = rec.resampler(state.sample_rate)
+            resampler, audio = r.process(resampler, pcm)
+            if flush:
+                resampler, rest = r.flush(resampler)
+                audio = np.concatenate([audio, rest])
+        audios.append(audio)
+        resamplers.append(resampler)
+    tails, frames, counts = rec.features.stream_many([s.feature_tail for s in states], audios)
+    stack, offset = rec.model.cfg.stack, 0
+    staged: list[_Staged] = []
+    ready: list[np.ndarray] = []
+    for state, pcm, resampler, tail, count in zip(states, pcms, resamplers, tails, counts.tolist()):
+        new = frames[offset:offset + count]
+        offset += count
+        if len(state.pending):
+            new = np.concatenate([state.pending, new])
+        usable = len(new) // stack * stack
+        # A copy, so that a state never holds a view of the whole batch's frames.
+        staged.append(_Staged(resampler, tail, new[usable:].copy(), state.samples + len(pcm)))
+        ready.append(new[:usable])
+    return staged, ready
+
+
+_NO_FRAMES = np.zeros((0, 0), np.float32)
 
 
 @torch.no_grad()
-def _run_model(rec: Recognizer, states: list[StreamState], frames: list[torch.Tensor]) -> list[tuple[np.ndarray, torch.Tensor]]:
+def _run_model(rec: Recognizer, states: list[StreamState], frames: list[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
     """One batched model call for all streams with new frames; returns (log_probs, hidden) each."""
-    out: list[tuple[np.ndarray, torch.Tensor]] = [(np.zeros((0, 0), np.float32), s.hidden) for s in states]
+    out: list[tuple[np.ndarray, torch.Tensor]] = [(_NO_FRAMES, s.hidden) for s in states]
     active = [i for i, f in enumerate(frames) if len(f)]
     if not active:
         return out
-    lengths = [len(frames[i]) for i in active]
-    batch = torch.nn.utils.rnn.pad_sequence([frames[i] for i in active], batch_first=True)
-    hidden = torch.stack([states[i].hidden for i in active], dim=1)
     stack = rec.model.cfg.stack
-    steps = torch.tensor([n // stack for n in lengths])
-    # Packing is only needed when rows differ in length; equal rows take the plain path.
-    log_probs, hidden = rec.model(batch, hidden, None if len(set(lengths)) == 1 else steps)
+    steps = [len(frames[i]) // stack for i in active]
+    if min(steps) == max(steps):  # equal rows take the plain path; packing is only for ragged ones
+        batch = np.stack([frames[i] for i in active])
+        lengths = None
+    else:
+        batch = np.zeros((len(active), max(steps) * stack, frames[active[0]].shape[1]), np.float32)
+        for row, i in enumerate(active):
+            batch[row, : len(frames[i])] = frames[i]
+        lengths = torch.tensor(steps)
+    hidden = torch.stack([states[i].hidden for i in active], dim=1)
+    log_probs, hidden = rec.model(torch.from_numpy(batch), hidden, lengths)
     lp = log_probs.numpy()
-    for row, i in enumerate(active):
-        out[i] = (lp[row, : int(steps[row])], hidden[:, row].clone())
+    # Clones, so that a state never holds a view of the whole batch's hidden state.
+    for row, (i, h) in enumerate(zip(active, hidden.unbind(1))):
+        out[i] = (lp[row, : steps[row]], h.clone())
     return out
 
 
-def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray) -> tuple[StreamState, list[Result]]:
-    """Greedy CTC over new frames with per-frame endpoint checks."""
-    new_tokens, last_id = ctc.greedy(log_probs, state.last_id, state.frame, rec.tokenizer.blank)
-    tokens, segment, seg_start = list(state.tokens), state.segment, state.segment_start
+def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial: bool) -> _Decoded:
+    """Greedy CTC over new frames with per-frame endpoint checks; a partial at the end if asked."""
+    tokens, segment, seg_start = state.tokens, state.segment, state.segment_start
     results: list[Result] = []
-    space, pos = rec.tokenizer.space, 0
-    last_speech = next((t.frame for t in reversed(tokens) if t.id != space), None)
-    for frame in range(state.frame, state.frame + len(log_probs)):
-        while pos < len(new_tokens) and new_tokens[pos].frame == frame:
-            tokens.append(new_tokens[pos])
-            if new_tokens[pos].id != space:
-                last_speech = frame
-            pos += 1
-        decision = endpoint.check(state.endpoint, frame, seg_start, last_speech, rec.frame_seconds)
-        if decision == "final":
-            results.append(_result(rec, "final", segment, tokens, seg_start))
-            segment += 1
-        if decision != "none":
-            tokens, seg_start, last_speech = [], frame + 1, None
-    state = replace(state, frame=state.frame + len(log_probs), last_id=last_id, tokens=tuple(tokens),
-                    segment=segment, segment_start=seg_start)
-    return state, results
+    if len(log_probs):
+        new_tokens, last_id = ctc.greedy(log_probs, state.last_id, state.frame, rec.tokenizer.blank)
+        growing = list(tokens)
+        space, pos = rec.tokenizer.space, 0
+        last_speech = next((t.frame for t in reversed(growing) if t.id != space), None)
+        for frame in range(state.frame, state.frame + len(log_probs)):
+            while pos < len(new_tokens) and new_tokens[pos].frame == frame:
+                growing.append(new_tokens[pos])
+                if new_tokens[pos].id != space:
+                    last_speech = frame
+                pos += 1
+            decision = endpoint.check(state.endpoint, frame, seg_start, last_speech, rec.frame_seconds)
+            if decision == "final":
+                results.append(_result(rec, "final", segment, growing, seg_start))
+                segment += 1
+            if decision != "none":
+                growing, seg_start, last_speech = [], frame + 1, None
+        tokens = tuple(growing)
+    else:
+        last_id = state.last_id
+    if tokens and partial:
+        results.append(_result(rec, "partial", segment, tokens, seg_start))
+    return _Decoded(state.frame + len(log_probs), last_id, tokens, segment, seg_start, results)
 
 
 def _result(rec: Recognizer, kind: str, segment: int, tokens: list[ctc.Token] | tuple[ctc.Token, ...],
@@ -159,7 +218,10 @@ def _result(rec: Recognizer, kind: str, segment: int, tokens: list[ctc.Token] | 
 
 def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray | bytes],
               encoding: str = "pcm_f32le", flush: bool = False) -> list[tuple[StreamState, list[Result]]]:
-    """Advance many streams by one chunk each, batching their model work into one call.
+    """Advance many streams by one chunk each, batching their front end and model work.
+
+    Each stream's results are the same whether it runs alone or among others (up to float
+    rounding in the batched matrix products, far below what changes a decision).
 
     Args:
         pcms: per stream, float32/int16 samples or little-endian bytes in ``encoding``.
@@ -169,21 +231,20 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
         Per stream: the new state and its results (finals for ended segments, then one partial
         for the open segment when it has text).
     """
-    staged: list[StreamState] = []
-    frames: list[torch.Tensor] = []
+    audio: list[np.ndarray] = []
     for state, pcm in zip(states, pcms, strict=True):
         if state.finished:
             raise AudioError("audio after finish(); start a new stream")
-        state, f = _front_end(rec, state, pcm_to_float(pcm, encoding), flush)
-        staged.append(state)
-        frames.append(f)
-    outputs = _run_model(rec, staged, frames)
+        audio.append(pcm_to_float(pcm, encoding))
+    staged, frames = _front_end(rec, states, audio, flush)
+    outputs = _run_model(rec, states, frames)
     done: list[tuple[StreamState, list[Result]]] = []
-    for state, (log_probs, hidden) in zip(staged, outputs):
-        state, results = _decode(rec, replace(state, hidden=hidden), log_probs)
-        if state.tokens and not flush:
-            results.append(_result(rec, "partial", state.segment, state.tokens, state.segment_start))
-        done.append((state, results))
+    for state, fe, (log_probs, hidden) in zip(states, staged, outputs):
+        d = _decode(rec, state, log_probs, partial=not flush)
+        done.append((StreamState(
+            sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
+            feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
+            segment=d.segment, segment_start=d.segment_start, samples=fe.samples), d.results))
     return done
 
 

@@ -57,7 +57,7 @@ class Transcript:
         return asdict(self)
 
 
-def load_recognizer(path: str | Path | None = None) -> stream.Recognizer:
+def load_recognizer(path: str | Path | None = None, quantize: bool = False) -> stream.Recognizer:
     """``Recognizer.load`` with a clear error when no model is named and none is bundled.
 
     Raises:
@@ -68,7 +68,7 @@ def load_recognizer(path: str | Path | None = None) -> stream.Recognizer:
         if not path.is_file():
             raise ModelError(f"no model given and the bundled default model {path} is not installed; "
                              "expected --model PATH naming a streamasr checkpoint (.pt)")
-    return stream.Recognizer.load(path)
+    return stream.Recognizer.load(path, quantize)
 
 
 def transcribe_audio(
@@ -157,6 +157,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files, any sample rate, mono or stereo")
     p.add_argument("--model", metavar="PATH", help="checkpoint (default: the bundled model)")
+    p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation of the model (faster; "
+                                                           "see docs/benchmarks.md for the accuracy change)")
     p.add_argument("--format", choices=list(formats.WRITERS), default="txt",
                    help="txt: the text, one line per file; json: a list of objects (with -o: one object "
                         "per file); jsonl: one object per line; srt/vtt: subtitles (default: txt)")
@@ -182,7 +184,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.format in ("srt", "vtt") and len(args.files) > 1 and args.output_dir is None:
         raise ValueError(f"--format {args.format} writes one subtitle file per input; with "
                          f"{len(args.files)} input files give -o DIR")
-    rec = load_recognizer(args.model)
+    rec = load_recognizer(args.model, args.quantize)
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
