@@ -180,9 +180,14 @@ def _run_model(rec: Recognizer, states: list[StreamState], frames: list[np.ndarr
 
 
 def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial: bool) -> _Decoded:
-    """Greedy CTC over new frames with per-frame endpoint checks; a partial at the end if asked."""
+    """Greedy CTC over new frames with per-frame endpoint checks.
+
+    Ends with a partial (if ``partial``) when the open segment got new tokens: an unchanged
+    hypothesis is not rebuilt, which keeps per-stream work small when many streams are idle.
+    """
     tokens, segment, seg_start = state.tokens, state.segment, state.segment_start
     results: list[Result] = []
+    added = False  # whether the open segment got new tokens in this step
     if len(log_probs):
         new_tokens, last_id = ctc.greedy(log_probs, state.last_id, state.frame, rec.tokenizer.blank)
         growing = list(tokens)
@@ -191,6 +196,7 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
         for frame in range(state.frame, state.frame + len(log_probs)):
             while pos < len(new_tokens) and new_tokens[pos].frame == frame:
                 growing.append(new_tokens[pos])
+                added = True
                 if new_tokens[pos].id != space:
                     last_speech = frame
                 pos += 1
@@ -199,11 +205,11 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
                 results.append(_result(rec, "final", segment, growing, seg_start))
                 segment += 1
             if decision != "none":
-                growing, seg_start, last_speech = [], frame + 1, None
+                growing, seg_start, last_speech, added = [], frame + 1, None, False
         tokens = tuple(growing)
     else:
         last_id = state.last_id
-    if tokens and partial:
+    if tokens and added and partial:
         results.append(_result(rec, "partial", segment, tokens, seg_start))
     return _Decoded(state.frame + len(log_probs), last_id, tokens, segment, seg_start, results)
 
@@ -229,7 +235,7 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
 
     Returns:
         Per stream: the new state and its results (finals for ended segments, then one partial
-        for the open segment when it has text).
+        for the open segment when this step added to it).
     """
     audio: list[np.ndarray] = []
     for state, pcm in zip(states, pcms, strict=True):

@@ -117,7 +117,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.items = read_manifest(cfg.train_manifest, cfg.max_duration)
         self.valid = read_manifest(cfg.valid_manifest)[: cfg.valid_max] if cfg.valid_manifest else []
-        self.step, self.best_wer, self.metrics = 0, float("inf"), {}
+        self.step, self.best_wer = 0, float("inf")
+        self.metrics: dict[str, Any] = {}
         torch.manual_seed(cfg.seed)
         self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab)))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

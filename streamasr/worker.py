@@ -28,7 +28,7 @@ Outcome = tuple[StreamState, list[Result]]
 @dataclass(frozen=True)
 class WorkerConfig:
     max_batch: int = 256  # streams per model call; the rest wait for the next call
-    batch_wait_ms: float = 0.0  # ms to wait for more streams before each call (0: run when free)
+    batch_wait_ms: float = 20.0  # ms a request may wait for others to join its call (0: run when the worker is free)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= 65536:
@@ -59,6 +59,7 @@ class _Request:
     pcm: np.ndarray  # float32 (samples,) at the stream's sample rate
     finish: bool  # end of audio: drain the stream and emit its last final
     future: asyncio.Future[Outcome]
+    queued: float  # event loop time when it was queued
 
 
 class InferenceWorker:
@@ -70,6 +71,7 @@ class InferenceWorker:
         self.stats = WorkerStats()
         self._queue: list[_Request] = []
         self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()  # the queue holds max_batch requests
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamasr-infer")
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Request] = []
@@ -107,19 +109,40 @@ class InferenceWorker:
     async def _submit(self, state: StreamState, pcm: np.ndarray, finish: bool) -> Outcome:
         if self._task is None:
             raise RuntimeError("inference worker is not running; call start() first")
-        request = _Request(state, pcm, finish, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = _Request(state, pcm, finish, loop.create_future(), loop.time())
         self._queue.append(request)
         self._wakeup.set()
+        if len(self._queue) >= self.cfg.max_batch:
+            self._full.set()
         return await request.future
+
+    async def _gather(self) -> None:
+        """Let more requests join the next call until the oldest has waited ``batch_wait_ms``.
+
+        Streams send their chunks at independent moments, so running each call as soon as the
+        worker is free makes many small calls; a short wait makes fewer, larger ones, and a batched
+        model step costs far less per stream (docs/benchmarks.md). Under load the oldest request
+        has usually waited that long already, and the worker does not wait at all.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = self._queue[0].queued + self.cfg.batch_wait_ms / 1000
+        while len(self._queue) < self.cfg.max_batch and loop.time() < deadline:
+            self._full.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._full.wait()
+            except TimeoutError:
+                return
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if self.cfg.batch_wait_ms:
-                await asyncio.sleep(self.cfg.batch_wait_ms / 1000)
             while self._queue:
+                if self.cfg.batch_wait_ms:
+                    await self._gather()
                 batch = [r for r in self._queue[: self.cfg.max_batch] if not r.future.done()]
                 del self._queue[: self.cfg.max_batch]
                 if not batch:
