@@ -21,18 +21,18 @@ from streamasr.audio import SAMPLE_RATE
 class AugmentConfig:
     p_speed: float = 0.7  # probability of speed perturbation
     speed_range: float = 0.15  # speed factor drawn from [1 - r, 1 + r]
-    p_reverb: float = 0.3  # probability of convolving with a synthetic room response
+    p_reverb: float = 0.25  # probability of convolving with a synthetic room response
     rt60_max: float = 0.7  # seconds, longest reverberation time drawn
     p_band: float = 0.3  # probability of random low-pass / high-pass filtering
     p_telephone: float = 0.05  # probability of 8 kHz mu-law telephone simulation
-    p_noise: float = 0.5  # probability of additive coloured noise
+    p_noise: float = 0.4  # probability of additive coloured noise
     snr_range: tuple[float, float] = (5.0, 35.0)  # dB, noise SNR drawn uniformly
     gain_db: float = 10.0  # random gain drawn from [-g, +g] dB
     p_vtlp: float = 0.7  # probability of mel-axis warping (vocal tract length)
     vtlp_range: float = 0.12  # warp factor drawn from [1 - r, 1 + r]
     freq_masks: int = 2  # SpecAugment frequency masks
     freq_mask_width: int = 15  # mel bins, widest frequency mask
-    time_mask_ratio: float = 0.04  # time masks per frame (e.g. 0.04 -> 4 masks per second)
+    time_mask_ratio: float = 0.02  # time masks per frame (0.02 -> 2 masks per second, ~10 % masked)
     time_mask_width: int = 10  # frames, widest time mask
     warmup_steps: int = 1500  # augmentation probabilities ramp from 30 % to 100 % over these steps
 

@@ -236,6 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("train", help="train a CTC model on manifests (resumes from OUT_DIR/last.pt)")
     add_dataclass_options(p, TrainConfig)
     add_dataclass_options(p, ModelConfig, prefix="model_")
+    add_dataclass_options(p, AugmentConfig, prefix="aug_")
     p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
                    help="instead of training, write CHECKPOINT as a float16 inference model to DEST")
     p.set_defaults(func=_main)
@@ -251,6 +252,6 @@ def _main(args: argparse.Namespace) -> int:
     if not cfg.train_manifest:
         raise ValueError("--train-manifest is required (a JSON-lines manifest of training audio)")
     model_cfg = dataclass_from_args(ModelConfig, args, prefix="model_")
-    metrics = Trainer(cfg, model_cfg, AugmentConfig()).run()
+    metrics = Trainer(cfg, model_cfg, dataclass_from_args(AugmentConfig, args, prefix="aug_")).run()
     print(json.dumps(metrics))
     return 0
