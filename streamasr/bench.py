@@ -26,6 +26,8 @@ import torch
 
 from streamasr import stream
 from streamasr.audio import SAMPLE_RATE, load_audio
+from streamasr.beam import DecoderConfig
+from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.endpoint import EndpointConfig
 
 # Engine stages timed by ``bench_engine``: report name -> function name in streamasr.stream.
@@ -43,6 +45,7 @@ class EngineBench:
     threads: int  # torch intra-op threads
     wall: tuple[float, ...]  # seconds per repeat (one fresh stream each)
     stages: dict[str, float]  # seconds per stage, summed over repeats; "other" is Python glue
+    state_bytes: int = 0  # largest StreamState seen during one run (``state_bytes``)
 
     @property
     def rtf(self) -> float:
@@ -87,11 +90,38 @@ def _timed_stages() -> Iterator[dict[str, float]]:
             setattr(stream, attr, originals[name])
 
 
-def _run_stream(rec: stream.Recognizer, audio: np.ndarray, chunk: int, endpoint_cfg: EndpointConfig) -> None:
-    state = rec.initial_state(SAMPLE_RATE, endpoint_cfg)
+def _run_stream(rec: stream.Recognizer, audio: np.ndarray, chunk: int, endpoint_cfg: EndpointConfig,
+                measure: bool = False) -> int:
+    """One stream over ``audio``; returns the largest state size seen (when ``measure``) or 0."""
+    state, largest = rec.initial_state(SAMPLE_RATE, endpoint_cfg), 0
     for start in range(0, len(audio), chunk):
         state, _ = stream.step(rec, state, audio[start:start + chunk])
+        if measure:
+            largest = max(largest, state_bytes(state))
     stream.finish(rec, state)
+    return largest
+
+
+def state_bytes(obj: Any, seen: set[int] | None = None) -> int:
+    """Memory held by a stream state: array and tensor buffers plus every Python object, in bytes.
+
+    Objects reachable twice count once; interned small ints and strings count too (an overestimate).
+    """
+    import dataclasses
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return sys.getsizeof(obj) + (obj.nbytes if obj.base is not None else 0)  # getsizeof counts owned data
+    if isinstance(obj, torch.Tensor):
+        return sys.getsizeof(obj) + obj.untyped_storage().nbytes()
+    if isinstance(obj, (tuple, list)):
+        return sys.getsizeof(obj) + sum(state_bytes(x, seen) for x in obj)
+    if dataclasses.is_dataclass(obj):
+        return sys.getsizeof(obj) + sum(state_bytes(getattr(obj, f.name), seen) for f in dataclasses.fields(obj))
+    return sys.getsizeof(obj)
 
 
 def bench_engine(rec: stream.Recognizer, audio: np.ndarray, chunk_ms: float = 100.0, repeat: int = 5,
@@ -126,7 +156,8 @@ def bench_engine(rec: stream.Recognizer, audio: np.ndarray, chunk_ms: float = 10
     finally:
         torch.set_num_threads(old_threads)
     stages = {**totals, "other": max(0.0, sum(wall) - sum(totals.values()))}
-    return EngineBench(rec.name, name, len(audio) / SAMPLE_RATE, chunk_ms, threads, tuple(wall), stages)
+    largest = _run_stream(rec, audio, chunk, endpoint_cfg, measure=True)
+    return EngineBench(rec.name, name, len(audio) / SAMPLE_RATE, chunk_ms, threads, tuple(wall), stages, largest)
 
 
 def synthetic_audio(seconds: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -151,6 +182,7 @@ def format_engine(result: EngineBench) -> str:
     lines.append(f"{'total':<10} {1000 * sum(result.stages.values()) / len(result.wall) / result.audio_seconds:>11.2f}")
     lines.append(f"real-time factor {result.rtf:.4f} (median of {len(result.wall)}; "
                  f"{1 / result.rtf:.0f}x faster than real time)")
+    lines.append(f"largest stream state {result.state_bytes / 1024:.1f} KB")
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +214,7 @@ def _register_engine(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--chunk-ms", type=float, default=100.0, metavar="MS", help="chunk size (default: 100)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported (default: 5)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, ...
     p.set_defaults(func=_engine_command)
 
 
@@ -189,7 +222,7 @@ def _engine_command(args: argparse.Namespace) -> int:
     from streamasr.transcribe import load_recognizer  # the same clear error for a missing default model
 
     threads = _thread_counts(args.threads)
-    rec = load_recognizer(args.model, args.quantize)
+    rec = load_recognizer(args.model, args.quantize, dataclass_from_args(DecoderConfig, args))
     if args.file is None:
         audio, name = synthetic_audio(), "synthetic signal"
     else:
@@ -205,124 +238,10 @@ def _engine_command(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # Server load test (the load generator is streamasr.loadtest)
 
-DEFAULT_LEVELS = "1,10,50,100,200,300,400,500,600"
-SUMMARY_KEYS = ("server_cpu", "loadgen_cpu", "other_cpu", "server_rss_mb")
-
-
-def machine() -> dict[str, Any]:
-    """What the benchmark ran on."""
-    import platform
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    import psutil
-
-    return {"cpu": cpu, "vcpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
-
-
-@contextlib.contextmanager
-def serve_process(serve_args: list[str], log_path: Path) -> Iterator[tuple[int, str]]:
-    """Run ``streamasr serve --port 0 ...`` in a child process; yields (pid, stream URL)."""
-    import signal
-    import subprocess
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "streamasr", "serve", "--port", "0", *serve_args]
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline, url = time.monotonic() + 120, ""
-        while not url:
-            text = log_path.read_text()
-            url = next((w for line in text.splitlines() if "serving ws://" in line
-                        for w in line.split() if w.startswith("ws://")), "")
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamasr serve did not start ({' '.join(cmd)}):\n{text[-2000:]}")
-            time.sleep(0.1)
-        yield proc.pid, url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def summarise_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per level: medians over the runs that reached it."""
-    levels = sorted({level["streams"] for run in runs for level in run})
-    rows = []
-    for n in levels:
-        got = [level for run in runs for level in run if level["streams"] == n]
-        row: dict[str, Any] = {"streams": n, "runs": len(got), "realtime_runs": sum(g["realtime"] for g in got),
-                               "behind_max": max(g["behind"] for g in got),
-                               "mismatched": sum(g["mismatched"] for g in got)}
-        for group in ("partial_ms", "final_ms"):
-            row[group] = {q: _median([g[group][q] for g in got]) for q in ("p50", "p95", "p99", "max")}
-        for key in SUMMARY_KEYS:
-            row[key] = _median([g.get(key) for g in got])
-        rows.append(row)
-    return rows
-
-
-def _median(values: list[Any]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.median(present), 3) if present else None
-
-
-def format_server(summary: list[dict[str, Any]]) -> str:
-    """A plain-text table of ``summarise_runs``."""
-    def ms(group: dict[str, Any]) -> str:
-        return "/".join("-" if group[q] is None else f"{group[q]:.0f}" for q in ("p50", "p95", "p99"))
-
-    lines = [f"{'streams':>7} {'real-time':>9} {'partial p50/p95/p99 ms':>23} {'final p50/p95/p99 ms':>21} "
-             f"{'server CPU':>10} {'RSS MB':>7} {'loadgen CPU':>11}"]
-    for row in summary:
-        cells = [f"{row['streams']:>7}", f"{row['realtime_runs']}/{row['runs']:<7}".rjust(9),
-                 f"{ms(row['partial_ms']):>23}", f"{ms(row['final_ms']):>21}"]
-        cells += [f"{row[k]:>{w}.2f}" if row[k] is not None else "-".rjust(w)
-                  for k, w in (("server_cpu", 10), ("server_rss_mb", 7), ("loadgen_cpu", 11))]
-        lines.append(" ".join(cells))
-    return "\n".join(lines) + "\n"
-
-
-def plot_server(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Latency percentiles and CPU / memory against the number of streams (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = [row["streams"] for row in summary]
-    fig, (lat, cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for q, style in (("p50", "-o"), ("p95", "-s"), ("p99", "-^")):
-        lat.plot(n, [row["partial_ms"][q] for row in summary], style, label=f"partial {q}")
-    lat.plot(n, [row["final_ms"]["p95"] for row in summary], "--d", label="final p95")
-    lat.axhline(300, color="grey", lw=0.8, ls=":", label="300 ms target")
-    behind = [row for row in summary if row["realtime_runs"] < row["runs"]]
-    lat.plot([r["streams"] for r in behind], [r["partial_ms"]["p95"] for r in behind], "rx", ms=10,
-             label="fell behind")
-    lat.set(xlabel="concurrent streams", ylabel="latency (ms)", yscale="log", title="latency")
-    lat.legend(fontsize=8)
-    cpu.plot(n, [row["server_cpu"] for row in summary], "-o", label="server CPU (cores)")
-    cpu.plot(n, [row["loadgen_cpu"] for row in summary], "-s", label="load generator CPU (cores)")
-    cpu.set(xlabel="concurrent streams", ylabel="cores", title="CPU and memory")
-    mem = cpu.twinx()
-    mem.plot(n, [row["server_rss_mb"] for row in summary], "--", color="tab:green", label="server RSS (MB)")
-    mem.set_ylabel("MB")
-    cpu.legend(loc="upper left", fontsize=8)
-    mem.legend(loc="lower right", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+DEFAULT_LEVELS = "1,10,50,100,200,300,400,500,600,800,1000"
 
 
 def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from streamasr.cli import add_dataclass_options
     from streamasr.loadtest import LoadConfig
 
     p = kinds.add_parser("server", help="load test: N concurrent real-time websocket streams, stepped up",
@@ -344,11 +263,12 @@ def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                    help="no test: merge the runs of earlier reports into --out / --plot")
     add_dataclass_options(p, LoadConfig)
+    add_dataclass_options(p, DecoderConfig)  # for the server and the references alike
     p.set_defaults(func=_server_command)
 
 
 def _server_command(args: argparse.Namespace) -> int:
-    from streamasr.cli import dataclass_from_args
+    from streamasr import loadrun
     from streamasr.loadtest import LoadConfig
 
     if args.merge:
@@ -360,13 +280,18 @@ def _server_command(args: argparse.Namespace) -> int:
         if not levels or min(levels) < 1 or args.repeat < 1:
             raise ValueError(f"need --levels of positive integers and --repeat >= 1, got {args.levels!r}, {args.repeat}")
         report = bench_server(args, cfg, levels)
-    report["summary"] = summarise_runs(report["runs"])
-    sys.stdout.write(format_server(report["summary"]))
+    report["summary"] = loadrun.summarise_runs(report["runs"])
+    sys.stdout.write(loadrun.format_server(report["summary"]))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
-        plot_server(report["summary"], args.plot, f"streamasr serve {' '.join(report['server']['args'])} - "
-                                                  f"{report['machine']['vcpus']} vCPU {report['machine']['cpu']}")
+        flags = [a for a in report["server"]["args"] if a.startswith("--workers") or a == "--quantize"]
+        title = (f"streamasr serve {' '.join(flags)} (model {report['model']}, {report['decoder']['method']}) on "
+                 f"{report['machine']['vcpus']} vCPU {report['machine']['cpu']}; medians of {len(report['runs'])} run(s)")
+        if report["config"]["duration"]:
+            loadrun.plot_memory(report["runs"][0][-1], args.plot, title)
+        else:
+            loadrun.plot_server(report["summary"], args.plot, title)
     return 0
 
 
@@ -375,12 +300,15 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     import asyncio
     import tempfile
 
-    from streamasr import loadtest
+    import dataclasses
+
+    from streamasr import loadrun, loadtest
     from streamasr.data import read_manifest
     from streamasr.transcribe import load_recognizer
 
     torch.set_num_threads(1)  # the load generator shares the machine with the server
-    rec = load_recognizer(args.model, args.quantize)
+    decoder = dataclass_from_args(DecoderConfig, args)
+    rec = load_recognizer(args.model, args.quantize, decoder)
     if args.manifest:
         paths = [u.audio for u in read_manifest(args.manifest)]
     else:
@@ -389,25 +317,35 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio)
     programs = [loadtest.make_program(rec, audio, chunk, name) for name, audio in signals]
     serve_args = ["--max-connections", "100000", "--idle-timeout", "120", *args.serve_arg]
+    serve_args += [f"--{f.name.replace('_', '-')}={getattr(decoder, f.name)}" for f in dataclasses.fields(decoder)
+                   if getattr(decoder, f.name) is not None]
     if args.model:
         serve_args += ["--model", str(args.model)]
     if args.quantize:
         serve_args.append("--quantize")
-    runs = []
+    report: dict[str, Any] = {
+        "kind": "server", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": loadrun.machine(),
+        "command": "streamasr " + " ".join(sys.argv[1:]), "model": rec.name, "config": asdict(cfg),
+        "decoder": decoder.to_dict(),
+        "server": {"url": args.url, "args": serve_args if not args.url else []},
+        "programs": [{"name": p.name, "seconds": round(p.seconds, 2), "finals": len(p.finals),
+                      "words": sum(len(w) for w in p.words)} for p in programs],
+        "runs": []}
+
+    def save(levels_done: list[dict[str, Any]]) -> None:  # keep what was measured if the run is cut short
+        if args.out:
+            args.out.write_text(json.dumps({**report, "runs": [*report["runs"], levels_done]}, indent=1) + "\n")
+
     for _ in range(args.repeat):
         with contextlib.ExitStack() as stack:
             if args.url:
                 url, pid = args.url, args.server_pid
             else:
                 log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "serve.log"
-                pid, url = stack.enter_context(serve_process(serve_args, log))
-            runs.append(asyncio.run(loadtest.sweep(url, programs, levels, cfg, pid, not args.keep_going)))
-    return {"kind": "server", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-            "command": "streamasr " + " ".join(sys.argv[1:]), "model": rec.name, "config": asdict(cfg),
-            "server": {"url": args.url, "args": serve_args if not args.url else []},
-            "programs": [{"name": p.name, "seconds": round(p.seconds, 2), "finals": len(p.finals),
-                          "words": sum(len(w) for w in p.words)} for p in programs],
-            "runs": runs}
+                pid, url = stack.enter_context(loadrun.serve_process(serve_args, log))
+            report["runs"].append(asyncio.run(loadrun.sweep(url, programs, levels, cfg, pid,
+                                                             not args.keep_going, save)))
+    return report
 
 
 KINDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (

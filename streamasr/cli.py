@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import logging
 import sys
+import types
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: st
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
+        optional = typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
+        if optional:  # ``X | None``: an option of type X whose absence means None
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
         name = "--" + (prefix + f.name).replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         if kind is bool:

@@ -73,6 +73,35 @@ def words_from_tokens(tokens: list[Token] | tuple[Token, ...], vocab: tuple[str,
     return words
 
 
+def settle_words(tokens: list[Token] | tuple[Token, ...], start: int, vocab: tuple[str, ...], space: int,
+                 frame_seconds: float) -> tuple[list[Word], int]:
+    """The words of ``tokens[start:]`` that a space has ended, for building a hypothesis incrementally.
+
+    Returns:
+        Those words (as ``words_from_tokens`` makes them) and the index after the last space, so
+        that ``tokens[index:]`` holds only the characters of the word still being spoken.
+    """
+    words: list[Word] = []
+    chars: list[str] = []
+    first = last = 0
+    conf = 0.0
+    end = start
+    for i in range(start, len(tokens)):
+        token = tokens[i]
+        if token.id != space:
+            if not chars:
+                first, conf = token.frame, 0.0
+            chars.append(vocab[token.id])
+            last = token.frame
+            conf += token.prob
+            continue
+        if chars:
+            words.append(_word(chars, first, last, conf, frame_seconds))
+            chars = []
+        end = i + 1
+    return words, end
+
+
 def _word(chars: list[str], first: int, last: int, conf: float, frame_seconds: float) -> Word:
     return Word(word="".join(chars), start=round(first * frame_seconds, 3),
                 end=round((last + 1) * frame_seconds, 3), conf=round(conf / len(chars), 3))

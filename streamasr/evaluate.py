@@ -14,6 +14,8 @@ import jiwer
 import numpy as np
 from tqdm import tqdm
 
+from streamasr.beam import DecoderConfig
+from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.data import Utterance, read_manifest, read_pcm
 from streamasr.stream import Recognizer, finish, step
 
@@ -66,7 +68,7 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
         text = recognise(rec, audio, chunk)
         hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
                                time.perf_counter() - began))
-    report: dict[str, Any] = {"model": rec.name, "all": score(hyps)}
+    report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}
     voices = sorted({h.voice for h in hyps if h.voice})
     if len(voices) > 1:
         report["voices"] = {v: score([h for h in hyps if h.voice == v]) for v in voices}
@@ -83,14 +85,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one server worker)")
     p.add_argument("--hyps", default=None, help="write per-utterance hypotheses (JSON lines) to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     import torch
 
+    decoder = dataclass_from_args(DecoderConfig, args)
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, args.quantize)
+    rec = Recognizer.load(args.model, args.quantize, decoder)
     reports, all_hyps = {}, []
     for manifest in args.manifest:
         items = read_manifest(manifest)

@@ -11,9 +11,10 @@ reproduce and, for each word, the chunk after which the engine first has it:
 - final latency: from sending the chunk after which the offline engine ends the segment (or the
   ``stop`` message, for the segment that the end of audio closes) to receiving its ``final``.
 
-A stream *kept up* when every one of those latencies stayed within ``lag_limit``, it got ``done``,
-and its final texts equal the reference (no stream starved or mixed up). The load generator runs in
-one asyncio process with pre-encoded chunks; its own CPU use is reported next to the server's.
+A stream *kept up* when every one of those latencies stayed within ``lag_limit`` and it got ``done``;
+a level is *exact* when every stream's final texts equal the reference (no stream starved or mixed
+up; words that never match count as missing). The load generator runs in one asyncio process with
+pre-encoded chunks; its own CPU use is reported next to the server's.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from streamasr.stream import Recognizer, finish, step
 
 @dataclass(frozen=True)
 class LoadConfig:
-    seconds: float = 20.0  # seconds of audio per stream pass (whole speech files joined up to this length)
+    seconds: float = 20.0  # seconds of audio per stream pass (speech files joined, the last one cut)
     duration: float = 0.0  # seconds per level; 0: one pass per stream, more: streams reconnect and repeat (soak)
     chunk_ms: float = 100.0  # milliseconds of audio per websocket frame
     ramp: float = 2.0  # seconds over which the streams of a level start (evenly spread)
@@ -95,7 +96,7 @@ def make_program(rec: Recognizer, audio: np.ndarray, chunk: int, name: str) -> P
 
 def join_files(paths: Sequence[str], seconds: float, count: int, seed: int,
                load: Any) -> list[tuple[str, np.ndarray]]:
-    """``count`` signals of at least ``seconds`` (whole files joined, in a seeded random order).
+    """``count`` signals of ``seconds`` each: files joined in a seeded random order, the last one cut.
 
     Args:
         load: ``path -> float32 samples at 16 kHz`` (``audio.load_audio``).
@@ -110,7 +111,8 @@ def join_files(paths: Sequence[str], seconds: float, count: int, seed: int,
             if path not in cache:
                 cache[path] = load(path)
             parts.append(path)
-        signals.append(("+".join(p.rsplit("/", 1)[-1] for p in parts), np.concatenate([cache[p] for p in parts])))
+        audio = np.concatenate([cache[p] for p in parts])[: round(seconds * SAMPLE_RATE)]
+        signals.append(("+".join(p.rsplit("/", 1)[-1] for p in parts), audio))
     return signals
 
 
@@ -229,7 +231,7 @@ def summarise(logs: list[StreamLog], lag_limit: float) -> dict[str, Any]:
 
     def kept_up(s: StreamScore) -> bool:
         worst = max(s.partial + s.final + [s.done if s.done is not None else float("inf")])
-        return not s.error and not s.mismatch and not s.missing and worst <= lag_limit
+        return not s.error and worst <= lag_limit
 
     errors: dict[str, int] = {}
     for s in scores:
@@ -242,6 +244,7 @@ def summarise(logs: list[StreamLog], lag_limit: float) -> dict[str, Any]:
         "realtime": behind == 0,
         "mismatched": sum(s.mismatch for s in scores),
         "missing": sum(s.missing for s in scores if not s.error),
+        "exact": not any(s.mismatch or s.missing for s in scores if not s.error),
         "errors": errors,
         "words": sum(len(s.partial) for s in scores),
         "partial_ms": percentiles([x for s in scores for x in s.partial]),
@@ -255,126 +258,3 @@ def iter_schedule(streams: int, ramp: float) -> Iterator[float]:
     """Start offsets (seconds) of a level's streams, evenly spread over ``ramp``."""
     for i in range(streams):
         yield ramp * i / streams
-
-
-class Monitor:
-    """Samples CPU seconds and resident memory of the server's process tree, this process and the machine."""
-
-    def __init__(self, server_pid: int | None) -> None:
-        import psutil  # the ``bench`` extra
-
-        self._psutil = psutil
-        self.server = psutil.Process(server_pid) if server_pid else None
-        self.me = psutil.Process()
-        self.samples: list[tuple[float, float, float, float, float]] = []  # t, server cpu s, rss bytes, own cpu s, busy s
-
-    def _tree(self) -> list[Any]:
-        if self.server is None:
-            return []
-        with contextlib.suppress(self._psutil.Error):
-            return [self.server, *self.server.children(recursive=True)]
-        return []
-
-    def sample(self) -> None:
-        cpu = rss = 0.0
-        for proc in self._tree():
-            with contextlib.suppress(self._psutil.Error):
-                times, mem = proc.cpu_times(), proc.memory_info()
-                cpu, rss = cpu + times.user + times.system, rss + mem.rss
-        own = self.me.cpu_times()
-        total = self._psutil.cpu_times()
-        busy = total.user + total.system + total.nice + getattr(total, "irq", 0) + getattr(total, "softirq", 0)
-        self.samples.append((time.perf_counter(), cpu, rss, own.user + own.system, busy))
-
-    async def run(self, every: float) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(every)
-
-    def window(self, t0: float, t1: float) -> dict[str, Any]:
-        """Mean CPU use (cores) between t0 and t1, and the server's memory then (MB)."""
-        inside = [s for s in self.samples if t0 <= s[0] <= t1]
-        if len(inside) < 2:
-            return {}
-        a, b = inside[0], inside[-1]
-        dt = b[0] - a[0]
-        server, own, busy = (b[1] - a[1]) / dt, (b[3] - a[3]) / dt, (b[4] - a[4]) / dt
-        return {"window_s": round(dt, 1), "server_cpu": round(server, 3), "loadgen_cpu": round(own, 3),
-                "other_cpu": round(max(0.0, busy - server - own), 3),
-                "server_rss_mb": round(max(s[2] for s in inside) / 2**20, 1),
-                "rss_mb": [[round(s[0] - t0, 1), round(s[2] / 2**20, 1)] for s in inside]}
-
-
-async def scrape_metrics(url: str) -> dict[str, float]:
-    """The server's ``/metrics`` counters (unlabelled ones), {} when it cannot be read."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    try:
-        async with asyncio.timeout(5):
-            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-            writer.write(f"GET /metrics HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
-            body = (await reader.read()).decode(errors="replace")
-            writer.close()
-    except (OSError, TimeoutError):
-        return {}
-    values: dict[str, float] = {}
-    for line in body.splitlines():
-        name, _, value = line.partition(" ")
-        if name.startswith("streamasr_") and "{" not in name:
-            with contextlib.suppress(ValueError):
-                values[name.removeprefix("streamasr_")] = float(value)
-    return values
-
-
-async def run_level(url: str, programs: Sequence[Program], streams: int, cfg: LoadConfig,
-                    monitor: Monitor | None = None) -> dict[str, Any]:
-    """``streams`` concurrent streams: one pass each, or repeated passes for ``cfg.duration`` seconds."""
-    chunk_s = cfg.chunk_ms / 1000
-    begin = time.perf_counter() + 0.5
-    end = begin + cfg.duration if cfg.duration else None
-
-    async def lane(i: int, offset: float) -> list[StreamLog]:
-        program, start, logs = programs[i % len(programs)], begin + offset, []
-        while True:
-            logs.append(await run_stream(url, program, chunk_s, start, cfg.lag_limit))
-            start = time.perf_counter()
-            if end is None or logs[-1].error or start + program.seconds > end:
-                return logs
-
-    sampler = asyncio.create_task(monitor.run(cfg.sample_every)) if monitor else None
-    steady = (begin + cfg.ramp, end if end else begin + min(p.seconds for p in programs))
-    counters: list[dict[str, float]] = []
-
-    async def scrape_at(at: float) -> None:
-        await asyncio.sleep(max(0.0, at - time.perf_counter()))
-        counters.append(await scrape_metrics(url))
-
-    scrapes = [asyncio.create_task(scrape_at(at)) for at in steady]
-    try:
-        lanes = await asyncio.gather(*(lane(i, off) for i, off in enumerate(iter_schedule(streams, cfg.ramp))))
-    finally:
-        for task in [*scrapes, *([sampler] if sampler else [])]:
-            task.cancel()
-    result: dict[str, Any] = {"streams": streams, **summarise([log for logs in lanes for log in logs], cfg.lag_limit)}
-    if monitor:
-        result.update(monitor.window(*steady))
-    if len(counters) == 2 and all(counters):
-        a, b = counters
-        calls = b.get("batches_total", 0) - a.get("batches_total", 0)
-        result["worker"] = {
-            "busy": round((b["compute_seconds_total"] - a["compute_seconds_total"]) / (steady[1] - steady[0]), 3),
-            "mean_batch": round((b["batch_streams_total"] - a["batch_streams_total"]) / calls, 1) if calls else None}
-    return result
-
-
-async def sweep(url: str, programs: Sequence[Program], levels: Sequence[int], cfg: LoadConfig,
-                server_pid: int | None, stop_when_behind: bool = True) -> list[dict[str, Any]]:
-    """Run the levels in order, stopping after the first one at which a stream fell behind."""
-    results: list[dict[str, Any]] = []
-    for streams in levels:
-        results.append(await run_level(url, programs, streams, cfg, Monitor(server_pid)))
-        if stop_when_behind and not results[-1]["realtime"]:
-            break
-        await asyncio.sleep(1.0)  # let the last connections close
-    return results

@@ -204,6 +204,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--from-file", default=None, metavar="FILE",
                         help="play FILE at real-time pace instead of the microphone (demos, tests)")
     add_stream_options(parser)
+    from streamasr.beam import DecoderConfig
+    from streamasr.cli import add_dataclass_options
+
+    add_dataclass_options(parser, DecoderConfig)  # local mode: --method, --beam-size, --lm-weight, ...
     parser.set_defaults(func=_mic_command)
 
 
@@ -218,6 +222,10 @@ def _mic_command(args: argparse.Namespace) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     source: AudioSource = FileSource(args.from_file) if args.from_file else MicSource(device, args.sample_rate)
     start = start_from_args(args, source.sample_rate, "pcm_f32le")
+    from streamasr.beam import DecoderConfig
+    from streamasr.cli import dataclass_from_args
+
+    decoder = dataclass_from_args(DecoderConfig, args)
     printer = CaptionPrinter(sys.stdout, args.format)
 
     async def main() -> None:
@@ -236,7 +244,7 @@ def _mic_command(args: argparse.Namespace) -> int:
             else:
                 from streamasr.stream import Recognizer
 
-                rec = await loop.run_in_executor(None, Recognizer.load, args.model)
+                rec = await loop.run_in_executor(None, Recognizer.load, args.model, False, decoder)
                 shown = printer.show if args.partials else _finals_only(printer.show)
                 await run_local(source, rec, shown, start.endpoint, stop)
         finally:

@@ -15,6 +15,7 @@ import http
 import logging
 import os
 import signal
+import socket
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -25,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from streamasr import protocol
+from streamasr.beam import DecoderConfig
 from streamasr.session import Session
 from streamasr.stream import Recognizer
 from streamasr.worker import InferenceWorker, WorkerConfig
@@ -100,9 +102,15 @@ class StreamServer:
     """The websocket service: ``async with StreamServer(rec, cfg) as server: ...``."""
 
     def __init__(self, rec: Recognizer, cfg: ServerConfig | None = None,
-                 worker_cfg: WorkerConfig | None = None) -> None:
+                 worker_cfg: WorkerConfig | None = None, sock: socket.socket | None = None) -> None:
+        """
+        Args:
+            sock: a listening socket to accept on instead of binding ``cfg.host:cfg.port`` (the
+                worker processes of ``streamasr serve --workers N`` share their parent's).
+        """
         self.rec = rec
         self.cfg = cfg or ServerConfig()
+        self._sock = sock
         self.worker = InferenceWorker(rec, worker_cfg)
         self.metrics = Metrics()
         self.sessions: set[Session] = set()
@@ -126,11 +134,13 @@ class StreamServer:
 
     async def start(self) -> None:
         self.worker.start()
+        where: dict[str, Any] = {"sock": self._sock} if self._sock else {"host": self.cfg.host, "port": self.cfg.port}
         self._server = await serve(
-            self._handler, self.cfg.host, self.cfg.port, process_request=self._process_request,
+            self._handler, **where, process_request=self._process_request,
             max_size=self.cfg.max_frame_bytes, close_timeout=5, compression=None)
-        log.info("serving ws://%s:%d%s (model %s, at most %d streams)", self.cfg.host, self.port,
-                 protocol.PATH, self.rec.name, self.cfg.max_connections)
+        log.info("%s ws://%s:%d%s (model %s, at most %d streams)",
+                 f"worker process {os.getpid()} accepting on" if self._sock else "serving", self.cfg.host,
+                 self.port, protocol.PATH, self.rec.name, self.cfg.max_connections)
 
     async def shutdown(self) -> None:
         """Stop accepting, finish every stream with its finals (bounded wait), stop the worker."""
@@ -214,18 +224,34 @@ def _typed(response: Response, content_type: str) -> Response:
     return response
 
 
-async def serve_until_signalled(rec: Recognizer, cfg: ServerConfig, worker_cfg: WorkerConfig) -> None:
-    """Run the service until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve_until_signalled(rec: Recognizer, cfg: ServerConfig, worker_cfg: WorkerConfig,
+                                sock: socket.socket | None = None, ready_fd: int | None = None,
+                                parent_fd: int | None = None) -> None:
+    """Run the service until SIGTERM or SIGINT, then shut down gracefully.
+
+    Args:
+        sock: listening socket to accept on (a worker process of ``--workers N``).
+        ready_fd: pipe to write one byte to once the server accepts (tells the parent it is up).
+        parent_fd: pipe whose other end only the parent holds: when it reads as closed, the parent
+            is gone (even killed with SIGKILL) and this worker process shuts down too.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if parent_fd is not None:
+        loop.add_reader(parent_fd, stop.set)
     try:
-        async with StreamServer(rec, cfg, worker_cfg):
+        async with StreamServer(rec, cfg, worker_cfg, sock):
+            if ready_fd is not None:
+                os.write(ready_fd, b".")
+                os.close(ready_fd)
             await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if parent_fd is not None:
+            loop.remove_reader(parent_fd)
 
 
 def register(sub: Any) -> None:
@@ -240,8 +266,16 @@ def register(sub: Any) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the inference worker (default: 1)")
     parser.add_argument("--quantize", action="store_true",
                         help="int8 dynamic quantisation of the model (faster; see docs/benchmarks.md)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes sharing the port, each with its own inference worker and "
+                             "its share of the streams; --max-connections and /metrics are per process "
+                             "(default: 1; use one per CPU core)")
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)  # set for worker processes
+    parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)
     add_dataclass_options(parser, ServerConfig)
     add_dataclass_options(parser, WorkerConfig)
+    add_dataclass_options(parser, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
     parser.set_defaults(func=_serve_command)
 
 
@@ -254,10 +288,68 @@ def _serve_command(args: argparse.Namespace) -> int:
         args.token = os.environ.get(TOKEN_ENV, "")
     cfg = dataclass_from_args(ServerConfig, args)
     worker_cfg = dataclass_from_args(WorkerConfig, args)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    decoder = dataclass_from_args(DecoderConfig, args)
+    if args.threads < 1 or not 1 <= args.workers <= 256:
+        raise ValueError(f"--threads must be >= 1 and --workers in [1, 256], got {args.threads} and {args.workers}")
+    if args.workers > 1:
+        return _supervise(args, cfg, worker_cfg, decoder)
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, args.quantize)
+    rec = Recognizer.load(args.model, args.quantize, decoder)
+    sock = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_until_signalled(rec, cfg, worker_cfg))
+        asyncio.run(serve_until_signalled(rec, cfg, worker_cfg, sock, args.ready_fd, args.parent_fd))
     return 0
+
+
+def _supervise(args: argparse.Namespace, cfg: ServerConfig, worker_cfg: WorkerConfig, decoder: DecoderConfig) -> int:
+    """``--workers N``: listen once, run N single-worker server processes on the socket, relay SIGTERM.
+
+    Each process accepts connections as it has time (the kernel hands each new connection to one of
+    them), so the streams spread over the processes and a busy one takes fewer. Two processes with
+    one torch thread each scale ~2x on two cores, where threads in one process share the GIL.
+    """
+    import dataclasses
+    import subprocess
+    import sys
+
+    sock = socket.create_server((cfg.host, cfg.port), backlog=4096)
+    sock.set_inheritable(True)
+    read_end, write_end = os.pipe()
+    lifeline, keep = os.pipe()  # the children watch ``lifeline``; it closes when this process ends
+    options = [f"--{f.name.replace('_', '-')}={getattr(c, f.name)}" for c in (cfg, worker_cfg, decoder)
+               for f in dataclasses.fields(c) if f.name != "token" and getattr(c, f.name) is not None]
+    cmd = [sys.executable, "-m", "streamasr", *(["-v"] if log.isEnabledFor(logging.DEBUG) else []), "serve",
+           *options, f"--threads={args.threads}", f"--listen-fd={sock.fileno()}", f"--ready-fd={write_end}",
+           f"--parent-fd={lifeline}",
+           *(["--model", str(args.model)] if args.model else []), *(["--quantize"] if args.quantize else [])]
+    env = {**os.environ, TOKEN_ENV: cfg.token}  # the token stays out of the process list
+    children = [subprocess.Popen(cmd, pass_fds=(sock.fileno(), write_end, lifeline), env=env)
+                for _ in range(args.workers)]
+    os.close(write_end)
+    os.close(lifeline)
+
+    def relay(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, relay) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        ready = 0
+        while ready < args.workers and (data := os.read(read_end, args.workers)):
+            ready += len(data)
+        if ready < args.workers:
+            relay(signal.SIGTERM, None)
+            log.error("%d of %d worker processes failed to start", args.workers - ready, args.workers)
+        else:
+            log.info("serving ws://%s:%d%s with %d worker processes (model %s, at most %d streams each)",
+                     cfg.host, sock.getsockname()[1], protocol.PATH, args.workers, args.model or "default",
+                     cfg.max_connections)
+        codes = [child.wait() for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(read_end)
+        os.close(keep)
+        sock.close()
+    return 0 if ready == args.workers and not any(codes) else 1

@@ -9,28 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 
-from streamasr import ctc, endpoint
+from streamasr import beam, ctc, endpoint
 from streamasr.audio import SAMPLE_RATE, Resampler, ResamplerState, pcm_to_float
 from streamasr.checkpoint import load_checkpoint
 from streamasr.endpoint import EndpointConfig
 from streamasr.errors import AudioError
 from streamasr.features import FeatureConfig, FeatureExtractor
+from streamasr.lm import CharLM
 from streamasr.model import AcousticModel
 from streamasr.model import quantize as quantize_model
-from streamasr.results import Result
+from streamasr.results import Result, Word
 from streamasr.text import Tokenizer
 
 
 class Recognizer:
-    """Model, front end and tokenizer shared by every stream; never mutated after loading."""
+    """Model, front end, tokenizer and decoder shared by every stream; never mutated after loading."""
 
     def __init__(self, model: AcousticModel, feature_cfg: FeatureConfig, tokenizer: Tokenizer,
-                 meta: dict[str, Any] | None = None, name: str = "model") -> None:
+                 meta: dict[str, Any] | None = None, name: str = "model",
+                 decoder: beam.DecoderConfig | None = None) -> None:
         if model.cfg.n_mels != feature_cfg.n_mels:
             raise ValueError(f"model expects {model.cfg.n_mels} mel bins, features give {feature_cfg.n_mels}")
         self.model = model.eval()
@@ -42,20 +44,28 @@ class Recognizer:
         # Seconds per model output frame (hop x stack: 40 ms by default).
         self.frame_seconds = feature_cfg.hop_length * model.cfg.stack / feature_cfg.sample_rate
         self._resamplers: dict[int, Resampler] = {}
+        self.decoder = decoder or beam.DecoderConfig()
+        # The beam decoder (with its LM, loaded once here) exists only for method "beam".
+        self.beam: beam.BeamDecoder | None = None
+        if self.decoder.method == "beam":
+            lm = CharLM.load(self.decoder.lm) if self.decoder.lm_weight > 0 else None
+            self.beam = beam.BeamDecoder(self.decoder, tokenizer, lm)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, quantize: bool = False) -> Recognizer:
+    def load(cls, path: str | Path | None = None, quantize: bool = False,
+             decoder: beam.DecoderConfig | None = None) -> Recognizer:
         """Load a checkpoint (the bundled default model when ``path`` is None).
 
         Args:
             quantize: int8 dynamic quantisation of the GRU and linear layers (``model.quantize``):
                 faster, results close to but not bit-equal with the float model; the name gets "-int8".
+            decoder: greedy or beam search (with the LM); ``DecoderConfig()`` when None.
         """
         model, feature_cfg, tokenizer, meta = load_checkpoint(path)
         name = str(meta.get("name", Path(path).stem if path else "default"))
         if quantize:
             model, name, meta = quantize_model(model), f"{name}-int8", {**meta, "quantized": "int8-dynamic"}
-        return cls(model, feature_cfg, tokenizer, meta, name)
+        return cls(model, feature_cfg, tokenizer, meta, name, decoder)
 
     def resampler(self, rate: int) -> Resampler:
         if rate not in self._resamplers:
@@ -72,6 +82,7 @@ class Recognizer:
             endpoint=endpoint_cfg or EndpointConfig(),
             resampler=resampler,
             hidden=torch.zeros(self.model.cfg.layers, self.model.cfg.hidden),
+            beams=self.beam.initial() if self.beam is not None else (),
         )
 
 
@@ -88,6 +99,9 @@ class StreamState:
     frame: int = 0  # model frames processed so far
     last_id: int = 0  # argmax id of the last model frame (for collapse across chunks)
     tokens: tuple[ctc.Token, ...] = ()  # tokens of the current segment
+    words: tuple[Word, ...] = ()  # words of the current segment that a space has ended
+    settled: int = 0  # how many of ``tokens`` those words cover (the rest is the word being spoken)
+    beams: tuple[beam.Beam, ...] = ()  # beam search only: the current segment's prefixes, best first
     segment: int = 0  # index of the current segment
     segment_start: int = 0  # first model frame of the current segment
     samples: int = 0  # input samples received (at sample_rate)
@@ -109,9 +123,12 @@ class _Decoded(NamedTuple):
     frame: int
     last_id: int
     tokens: tuple[ctc.Token, ...]
+    words: tuple[Word, ...]
+    settled: int
     segment: int
     segment_start: int
     results: list[Result]
+    beams: tuple[beam.Beam, ...] = ()
 
 
 def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray],
@@ -183,11 +200,16 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
     """Greedy CTC over new frames with per-frame endpoint checks.
 
     Ends with a partial (if ``partial``) when the open segment got new tokens: an unchanged
-    hypothesis is not rebuilt, which keeps per-stream work small when many streams are idle.
+    hypothesis is not rebuilt, and words once ended by a space are kept in the state rather
+    than rebuilt for every partial, which keeps per-stream work small with many streams.
     """
-    tokens, segment, seg_start = state.tokens, state.segment, state.segment_start
+    if rec.beam is not None:
+        return _decode_beam(rec, rec.beam, state, log_probs, partial)
+    tokens, words, settled = state.tokens, state.words, state.settled
+    segment, seg_start = state.segment, state.segment_start
     results: list[Result] = []
     added = False  # whether the open segment got new tokens in this step
+    last_id = state.last_id
     if len(log_probs):
         new_tokens, last_id = ctc.greedy(log_probs, state.last_id, state.frame, rec.tokenizer.blank)
         growing = list(tokens)
@@ -202,24 +224,63 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
                 pos += 1
             decision = endpoint.check(state.endpoint, frame, seg_start, last_speech, rec.frame_seconds)
             if decision == "final":
-                results.append(_result(rec, "final", segment, growing, seg_start))
+                words, settled = _settle(rec, growing, words, settled)
+                results.append(_result(rec, "final", segment, growing, seg_start, words, settled))
                 segment += 1
             if decision != "none":
-                growing, seg_start, last_speech, added = [], frame + 1, None, False
+                growing, words, settled, seg_start, last_speech, added = [], (), 0, frame + 1, None, False
         tokens = tuple(growing)
-    else:
-        last_id = state.last_id
     if tokens and added and partial:
-        results.append(_result(rec, "partial", segment, tokens, seg_start))
-    return _Decoded(state.frame + len(log_probs), last_id, tokens, segment, seg_start, results)
+        words, settled = _settle(rec, tokens, words, settled)
+        results.append(_result(rec, "partial", segment, tokens, seg_start, words, settled))
+    return _Decoded(state.frame + len(log_probs), last_id, tokens, words, settled, segment, seg_start, results)
 
 
-def _result(rec: Recognizer, kind: str, segment: int, tokens: list[ctc.Token] | tuple[ctc.Token, ...],
-            seg_start: int) -> Result:
-    words = ctc.words_from_tokens(tokens, rec.tokenizer.vocab, rec.tokenizer.space, rec.frame_seconds)
+def _decode_beam(rec: Recognizer, dec: beam.BeamDecoder, state: StreamState, log_probs: np.ndarray,
+                 partial: bool) -> _Decoded:
+    """Prefix beam search over new frames with per-frame endpoint checks on the best prefix.
+
+    At a segment end the best prefix (counting the LM's sentence end) becomes the final and the
+    beams restart from the empty prefix. Ends with a partial (if ``partial``) when the best
+    prefix differs from the one the state held.
+    """
+    beams, segment, seg_start = state.beams or dec.initial(), state.segment, state.segment_start
+    results: list[Result] = []
+    space = rec.tokenizer.space
+    for t, row in enumerate(log_probs.tolist()):
+        frame = state.frame + t
+        beams = dec.advance(beams, row, frame)
+        decision = endpoint.check(state.endpoint, frame, seg_start, beam.last_speech(beams[0], space),
+                                  rec.frame_seconds)
+        if decision != "none":
+            chosen = dec.end(beams)
+            if decision == "final":
+                results.append(_result(rec, "final", segment, chosen.tokens, seg_start, (), 0))
+                segment += 1
+            beams, seg_start = dec.restart(chosen), frame + 1
+    tokens = beams[0].tokens
+    if tokens and partial and tokens != state.tokens:
+        results.append(_result(rec, "partial", segment, tokens, seg_start, (), 0))
+    return _Decoded(state.frame + len(log_probs), state.last_id, tokens, (), 0, segment, seg_start, results, beams)
+
+
+def _settle(rec: Recognizer, tokens: list[ctc.Token] | tuple[ctc.Token, ...], words: tuple[Word, ...],
+            settled: int) -> tuple[tuple[Word, ...], int]:
+    """Extend the settled words with those that new space tokens have ended."""
+    new, settled = ctc.settle_words(tokens, settled, rec.tokenizer.vocab, rec.tokenizer.space, rec.frame_seconds)
+    return (words + tuple(new) if new else words), settled
+
+
+def _result(rec: Recognizer, kind: Literal["partial", "final"], segment: int,
+            tokens: list[ctc.Token] | tuple[ctc.Token, ...], seg_start: int, words: tuple[Word, ...],
+            settled: int) -> Result:
+    """The segment's hypothesis: the settled words plus the word still being spoken."""
+    if settled < len(tokens):
+        words = words + tuple(ctc.words_from_tokens(tokens[settled:], rec.tokenizer.vocab, rec.tokenizer.space,
+                                                    rec.frame_seconds))
     start = words[0].start if words else round(seg_start * rec.frame_seconds, 3)
     end = words[-1].end if words else start
-    return Result(kind, segment, " ".join(w.word for w in words), start, end, tuple(words))  # type: ignore[arg-type]
+    return Result(kind, segment, " ".join(w.word for w in words), start, end, words)
 
 
 def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray | bytes],
@@ -250,7 +311,8 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
         done.append((StreamState(
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
             feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
-            segment=d.segment, segment_start=d.segment_start, samples=fe.samples), d.results))
+            words=d.words, settled=d.settled, beams=d.beams, segment=d.segment, segment_start=d.segment_start,
+            samples=fe.samples), d.results))
     return done
 
 
@@ -262,10 +324,15 @@ def step(rec: Recognizer, state: StreamState, pcm: np.ndarray | bytes,
 
 def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:
     """End the current segment now (client ``flush``): a final with whatever it holds."""
+    if rec.beam is not None:
+        chosen = rec.beam.end(state.beams or rec.beam.initial())
+        state = replace(state, tokens=chosen.tokens, beams=rec.beam.restart(chosen))
     if not state.tokens:
         return replace(state, segment_start=state.frame), []
-    final = _result(rec, "final", state.segment, state.tokens, state.segment_start)
-    return replace(state, tokens=(), segment=state.segment + 1, segment_start=state.frame), [final]
+    words, settled = _settle(rec, state.tokens, state.words, state.settled)
+    final = _result(rec, "final", state.segment, state.tokens, state.segment_start, words, settled)
+    return replace(state, tokens=(), words=(), settled=0, segment=state.segment + 1,
+                   segment_start=state.frame), [final]
 
 
 def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:

@@ -19,6 +19,7 @@ import torch
 
 from streamasr import formats, stream
 from streamasr.audio import SAMPLE_RATE, load_audio, pcm_to_float
+from streamasr.beam import DecoderConfig
 from streamasr.checkpoint import default_model_path
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.endpoint import EndpointConfig
@@ -57,18 +58,19 @@ class Transcript:
         return asdict(self)
 
 
-def load_recognizer(path: str | Path | None = None, quantize: bool = False) -> stream.Recognizer:
+def load_recognizer(path: str | Path | None = None, quantize: bool = False,
+                    decoder: DecoderConfig | None = None) -> stream.Recognizer:
     """``Recognizer.load`` with a clear error when no model is named and none is bundled.
 
     Raises:
-        ModelError: the checkpoint is missing, unreadable or does not fit the engine.
+        ModelError: the checkpoint or the LM is missing, unreadable or does not fit the engine.
     """
     if path is None:
         path = default_model_path()
         if not path.is_file():
             raise ModelError(f"no model given and the bundled default model {path} is not installed; "
                              "expected --model PATH naming a streamasr checkpoint (.pt)")
-    return stream.Recognizer.load(path, quantize)
+    return stream.Recognizer.load(path, quantize, decoder)
 
 
 def transcribe_audio(
@@ -172,11 +174,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="torch threads (default: 1; one stream gains little from more, and extra threads "
                         "slow down badly when another process holds a core)")
     add_dataclass_options(p, EndpointConfig)  # --silence-after-speech, --silence-no-speech, --max-segment
+    add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, --insertion-bonus, ...
     p.set_defaults(func=_command)
 
 
 def _command(args: argparse.Namespace) -> int:
     endpoint_cfg = dataclass_from_args(EndpointConfig, args)
+    decoder = dataclass_from_args(DecoderConfig, args)
     if not args.chunk_ms > 0:
         raise ValueError(f"--chunk-ms must be a positive number of milliseconds, got {args.chunk_ms}")
     if args.threads < 1:
@@ -184,7 +188,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.format in ("srt", "vtt") and len(args.files) > 1 and args.output_dir is None:
         raise ValueError(f"--format {args.format} writes one subtitle file per input; with "
                          f"{len(args.files)} input files give -o DIR")
-    rec = load_recognizer(args.model, args.quantize)
+    rec = load_recognizer(args.model, args.quantize, decoder)
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()

@@ -1,4 +1,4 @@
-"""Shared fixtures: real audio files from assets/ and a tiny seeded random model."""
+"""Shared fixtures: real audio files from assets/, a tiny seeded random model and a tiny LM."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from streamasr import lm
+from streamasr.beam import DecoderConfig
 from streamasr.checkpoint import save_checkpoint
 from streamasr.features import FeatureConfig
 from streamasr.model import AcousticModel, ModelConfig
@@ -38,7 +40,24 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_recognizer(tiny_model_path: Path) -> Recognizer:
-    return Recognizer.load(tiny_model_path)
+    """The tiny model with greedy decoding, whose output the tests can predict from the log-probs."""
+    return Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy"))
+
+
+# Training text for a small character LM: a few sentences, "the" and "number" frequent on purpose.
+TINY_LM_TEXT = (
+    "the number is on the door", "the man followed the number", "call the number again",
+    "please say the number now", "the cat sat on the mat", "she followed the road to the sea",
+    "we don't know the number", "the conference has ended", "the number of people is growing",
+    "he said the number twice", "give me the number", "they followed the river home",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lm") / "tiny_lm.npz"
+    lm.build(TINY_LM_TEXT, order=5, prune=0.0).save(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,15 @@
-"""Engine benchmark: runs, reports a sane breakdown, and leaves the engine untouched."""
+"""Benchmarks: the engine breakdown, and a smoke run of the server load test (structure, not timing)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from streamasr import bench, stream
+from streamasr import bench, loadtest, stream
 from streamasr.cli import main
 from streamasr.stream import Recognizer
 
@@ -29,14 +30,81 @@ def test_bench_engine_breakdown(tiny_recognizer: Recognizer) -> None:
 
 def test_bench_cli_json(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, speech_wav: Path) -> None:
     assert main(["bench", "engine", "--model", str(tiny_model_path), "--file", str(speech_wav),
-                 "--repeat", "1", "--chunk-ms", "37", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+                 "--repeat", "1", "--chunk-ms", "37", "--threads", "1", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)["runs"]
     assert report["audio"] == str(speech_wav) and report["audio_seconds"] == 3.765
     assert report["chunk_ms"] == 37 and report["threads"] == 1 and 0 < report["rtf"]
     assert set(report["ms_per_audio_second"]) == {"front_end", "model", "decoder", "other"}
+
+
+def test_bench_engine_threads_and_quantized_table(capsys: pytest.CaptureFixture[str], tiny_model_path: Path) -> None:
+    # A run on all threads is left out: a second torch thread crawls while other tests hold a core.
+    assert main(["bench", "engine", "--model", str(tiny_model_path), "--quantize", "--repeat", "1",
+                 "--chunk-ms", "1000", "--threads", "1,1"]) == 0
+    out = capsys.readouterr().out
+    assert "model tiny-int8" in out and out.count("1 thread(s)") == 2
+    assert bench._thread_counts("1,all") == [1, os.cpu_count()]  # the default
+    with pytest.raises(ValueError, match="--threads takes thread counts >= 1 or 'all'"):
+        bench._thread_counts("1,none")
 
 
 def test_bench_bad_arguments(tiny_recognizer: Recognizer) -> None:
     with pytest.raises(ValueError, match="need chunk_ms > 0, repeat >= 1 and threads >= 1; got chunk_ms=100.0, "
                                          "repeat=0, threads=1"):
         bench.bench_engine(tiny_recognizer, bench.synthetic_audio(0.5), repeat=0)
+
+
+def _program() -> loadtest.Program:
+    """Two segments: "a b" ending after chunk 3, "c" closed by stop (chunk index 5 = len(chunks))."""
+    return loadtest.Program("p", (b"\0\0",) * 5, (("a b", 3), ("c", 5)), ((("a", 1), ("b", 2)), (("c", 4),)))
+
+
+def _log(received: list[tuple[float, dict[str, object]]]) -> loadtest.StreamLog:
+    log = loadtest.StreamLog(_program(), sent=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    log.received = [(t, json.dumps(m, separators=(",", ":"))) for t, m in received]
+    return log
+
+
+def test_score_stream_latencies_and_checks() -> None:
+    messages = [(0.15, {"type": "partial", "segment": 0, "text": "a"}),
+                (0.17, {"type": "partial", "segment": 0, "text": "a"}),  # nothing new
+                (0.33, {"type": "partial", "segment": 0, "text": "a b"}),
+                (0.35, {"type": "final", "segment": 0, "text": "a b"}),
+                (0.58, {"type": "final", "segment": 1, "text": "c"}),
+                (0.59, {"type": "done"})]
+    score = loadtest.score_stream(_log(messages))
+    assert score.partial == pytest.approx([0.05, 0.13, 0.18])  # a: from chunk 1, b: chunk 2, c: chunk 4
+    assert score.final == pytest.approx([0.05, 0.08])  # segment 0 from chunk 3, segment 1 from stop
+    assert score.done == pytest.approx(0.09) and not score.missing and not score.mismatch
+    summary = loadtest.summarise([_log(messages)], lag_limit=0.1)
+    assert summary["behind"] == 1 and summary["words"] == 3  # the 130 ms / 180 ms words exceed 100 ms
+    assert loadtest.summarise([_log(messages)], lag_limit=1.0)["exact"]
+
+
+def test_score_stream_detects_a_mixed_up_stream() -> None:
+    messages = [(0.35, {"type": "final", "segment": 0, "text": "a x"}),
+                (0.58, {"type": "final", "segment": 1, "text": "c"}), (0.59, {"type": "done"})]
+    score = loadtest.score_stream(_log(messages))
+    assert score.mismatch and score.missing == 1  # "b" never arrived
+    summary = loadtest.summarise([_log(messages)], lag_limit=1.0)
+    assert summary["realtime"] and not summary["exact"] and summary["mismatched"] == 1
+
+
+@pytest.mark.slow
+def test_bench_server_smoke(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, tmp_path: Path) -> None:
+    """Two streams for a few seconds against a real ``streamasr serve`` child process."""
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["bench", "server", "--model", str(tiny_model_path), "--levels", "2", "--seconds", "2",
+                 "--ramp", "0.2", "--programs", "2", "--out", str(out), "--plot", str(png)]) == 0
+    assert "real-time" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["kind"] == "server" and report["model"] == "tiny" and report["machine"]["vcpus"]
+    (level,) = report["runs"][0]
+    assert level["streams"] == 2 and level["passes"] == 2 and level["errors"] == {}
+    assert level["mismatched"] == 0 and level["missing"] == 0 and level["words"] > 0
+    assert set(level["partial_ms"]) == {"p50", "p95", "p99", "max"} and level["server_rss_mb"] > 0
+    assert level["server_cpu"] >= 0 and level["loadgen_cpu"] >= 0
+    assert report["summary"][0]["streams"] == 2 and png.stat().st_size > 10000
+    merged = tmp_path / "m.json"
+    assert main(["bench", "server", "--merge", str(out), str(out), "--out", str(merged)]) == 0
+    assert json.loads(merged.read_text())["summary"][0]["runs"] == 2

@@ -71,3 +71,21 @@ def test_words_with_times_and_confidence() -> None:
 def test_words_from_only_spaces_or_nothing() -> None:
     assert ctc.words_from_tokens([ctc.Token(ID[" "], 0, 1.0)], DEFAULT_VOCAB, TOK.space, 0.04) == []
     assert ctc.words_from_tokens([], DEFAULT_VOCAB, TOK.space, 0.04) == []
+
+
+def test_settled_words_built_piecewise_equal_words_from_tokens() -> None:
+    """The engine keeps the words a space has ended and rebuilds only the last one: same result."""
+    rng = np.random.default_rng(0)
+    ids = rng.choice([ID[" "], ID["a"], ID["b"], ID["'"]], size=200, p=[0.3, 0.3, 0.3, 0.1])
+    tokens = [ctc.Token(int(i), 3 * n, float(rng.uniform(0.3, 1.0))) for n, i in enumerate(ids)]
+    expected = ctc.words_from_tokens(tokens, DEFAULT_VOCAB, TOK.space, 0.04)
+    for cuts in ([200], [1, 2, 3, 50, 51, 199, 200], sorted(rng.choice(200, 30, replace=False)) + [200]):
+        words: list[Word] = []
+        settled = 0
+        for cut in cuts:
+            new, settled = ctc.settle_words(tokens[:cut], settled, DEFAULT_VOCAB, TOK.space, 0.04)
+            words += new
+            assert all(t.id != TOK.space for t in tokens[settled:cut])  # at most the word being spoken
+            tail = ctc.words_from_tokens(tokens[settled:cut], DEFAULT_VOCAB, TOK.space, 0.04)
+            assert words + tail == ctc.words_from_tokens(tokens[:cut], DEFAULT_VOCAB, TOK.space, 0.04)
+        assert words + ctc.words_from_tokens(tokens[settled:], DEFAULT_VOCAB, TOK.space, 0.04) == expected

@@ -66,3 +66,32 @@ def test_config_error_text(kwargs: dict[str, float], message: str) -> None:
 def test_config_round_trips_through_dict() -> None:
     cfg = FeatureConfig(n_mels=40)
     assert FeatureConfig(**cfg.to_dict()) == cfg  # type: ignore[arg-type]
+
+
+def test_stream_many_equals_each_stream_alone() -> None:
+    """One batched call over ragged streams gives each stream's frames and tails as if alone."""
+    fe = FeatureExtractor(FeatureConfig())
+    rng = np.random.default_rng(1)
+    tails = [rng.standard_normal(n).astype(np.float32) for n in (0, 399, 0, 150, 7, 0)]
+    pcms = [rng.standard_normal(n).astype(np.float32) for n in (1600, 1, 0, 5000, 393, 10)]
+    new_tails, frames, counts = fe.stream_many(tails, pcms)
+    assert frames.dtype == np.float32 and frames.shape == (int(counts.sum()), 80)
+    assert counts.tolist() == [8, 1, 0, 30, 1, 0]
+    offset = 0
+    for tail, pcm, new_tail, count in zip(tails, pcms, new_tails, counts):
+        alone_tail, alone = fe.stream(tail, pcm)
+        whole = fe(torch.from_numpy(np.concatenate([tail, pcm])))
+        np.testing.assert_array_equal(new_tail, alone_tail)
+        torch.testing.assert_close(torch.from_numpy(frames[offset:offset + count]), alone, atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone, whole, atol=1e-4, rtol=0)
+        offset += count
+    tails, frames, counts = fe.stream_many([], [])
+    assert tails == [] and frames.shape == (0, 80) and counts.shape == (0,)
+
+
+def test_stream_many_tails_are_fresh_arrays() -> None:
+    fe = FeatureExtractor(FeatureConfig())
+    pcm = np.ones(500, np.float32)
+    tails, _, _ = fe.stream_many([np.zeros(0, np.float32)], [pcm])
+    pcm[:] = 0
+    assert tails[0].tolist() == [1.0] * 340 and tails[0].base is None

@@ -217,7 +217,7 @@ def test_ctrl_c_finishes_the_segment_and_exits(tiny_model_path: Path, speech: np
     sf.write(long, np.tile(speech, 8), 16000, subtype="FLOAT")
     began = time.monotonic()
     with subprocess.Popen([sys.executable, "-m", "streamasr", "mic", "--from-file", str(long), "--model",
-                           str(tiny_model_path), "--format", "jsonl"], stdout=subprocess.PIPE, text=True,
+                           str(tiny_model_path), "--method", "greedy", "--format", "jsonl"], stdout=subprocess.PIPE, text=True,
                           cwd=Path(__file__).parent.parent) as proc:
         try:
             assert proc.stdout is not None

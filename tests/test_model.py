@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamasr.model import AcousticModel, ModelConfig
+from streamasr.model import AcousticModel, ModelConfig, quantize
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,20 @@ def test_packed_equals_unpacked(model: AcousticModel) -> None:
 def test_config_error_text(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_quantize_makes_an_int8_copy_close_to_the_float_model() -> None:
+    from torch.ao.nn.quantized.dynamic import GRU as QuantizedGRU
+
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(hidden=64, layers=2, dropout=0.0)).eval()
+    quantized = quantize(model)  # filterwarnings=error: torch's deprecation notices are silenced
+    assert isinstance(quantized.gru, QuantizedGRU) and isinstance(model.gru, torch.nn.GRU)
+    assert quantized.cfg == model.cfg
+    frames = torch.randn(2, 40, 80) * 3
+    lengths = torch.tensor([10, 6])
+    with torch.no_grad():
+        want, h_want = model(frames, None, lengths)
+        got, h_got = quantized(frames, None, lengths)
+    assert got.shape == want.shape and h_got.shape == h_want.shape
+    torch.testing.assert_close(got.exp(), want.exp(), atol=0.02, rtol=0)

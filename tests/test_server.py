@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import urllib.error
@@ -376,7 +377,7 @@ def test_sigterm_finishes_streams_then_exits(tiny_model_path: Path, tiny_recogni
     import sys
 
     with subprocess.Popen([sys.executable, "-m", "streamasr", "serve", "--model", str(tiny_model_path),
-                           "--port", "0"], stderr=subprocess.PIPE, text=True,
+                           "--method", "greedy", "--port", "0"], stderr=subprocess.PIPE, text=True,
                           cwd=Path(__file__).parent.parent) as proc:
         try:
             assert proc.stderr is not None
@@ -404,3 +405,52 @@ def test_sigterm_finishes_streams_then_exits(tiny_model_path: Path, tiny_recogni
             assert "disconnected: shutdown" in proc.stderr.read()
         finally:
             proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_worker_processes_share_the_port(tiny_model_path: Path, tiny_recognizer: Recognizer,
+                                         speech: np.ndarray, stop: str) -> None:
+    """``--workers 2``: two server processes accept on one socket; SIGTERM ends both cleanly, and
+    they also end when their parent is killed outright."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    with subprocess.Popen([sys.executable, "-m", "streamasr", "serve", "--model", str(tiny_model_path),
+                           "--method", "greedy", "--port", "0", "--workers", "2"], stderr=subprocess.PIPE,
+                          text=True, cwd=Path(__file__).parent.parent) as proc:
+        children: list[psutil.Process] = []
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                found = re.search(r"serving (ws://\S+) with 2 worker processes", line)
+                if found:
+                    break
+            else:
+                pytest.fail("server did not start")
+            children = psutil.Process(proc.pid).children()
+            assert len(children) == 2
+            if stop == "SIGTERM":
+                async def main() -> list[list[Result]]:
+                    start = Start(encoding="pcm_f32le", endpoint=SHORT_ENDPOINT)
+                    return list(await asyncio.gather(*(stream_all(found.group(1), speech, start, 0.25)
+                                                       for _ in range(6))))
+
+                expected = offline(tiny_recognizer, speech, endpoint=SHORT_ENDPOINT)
+                assert all(finals(got) == expected for got in run(main()))
+            proc.send_signal(getattr(signal, stop))
+            assert proc.wait(30) == (0 if stop == "SIGTERM" else -signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
+                assert time.monotonic() < deadline, "worker processes outlived their parent"
+                time.sleep(0.1)
+        finally:
+            proc.kill()
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()

@@ -176,3 +176,65 @@ def test_float32_wire_bytes(tiny_recognizer: Recognizer) -> None:
 def test_bad_sample_rate(tiny_recognizer: Recognizer, rate: object) -> None:
     with pytest.raises(AudioError, match="is not supported; expected an integer in"):
         tiny_recognizer.initial_state(rate)  # type: ignore[arg-type]
+
+
+def test_results_identical_alone_and_among_50_others(tiny_recognizer: Recognizer) -> None:
+    """Batching must not change any stream's output: each of 51 streams, run alone and all together.
+
+    The streams differ in audio, start offset, chunk size and sample rate (so batch rows are ragged
+    and some go through the resampler), and start and end at different steps.
+    """
+    rec = tiny_recognizer
+    sources = [load_audio(ASSETS / name) for name in ("sample_flite_rms.wav", "sample_allison_real.flac")]
+    rng = np.random.default_rng(0)
+    streams = []
+    for n in range(51):
+        audio = sources[n % 2][int(rng.integers(0, 16000)):]
+        rate = (16000, 16000, 22050, 8000)[n % 4]
+        streams.append((resample(audio, 16000, rate) if rate != 16000 else audio, rate,
+                        int(rng.integers(1, 40)) * rate // 100, int(rng.integers(0, 5))))  # chunk, first step
+    alone = [run(rec, audio, chunk, rate) for audio, rate, chunk, _ in streams]
+    states = [rec.initial_state(rate, SHORT) for _, rate, _, _ in streams]
+    together: list[list[Result]] = [[] for _ in streams]
+    ended = [False] * len(streams)
+    for i in range(max(first + len(a) // k + 1 for a, _, k, first in streams)):
+        active = [n for n, (a, _, k, first) in enumerate(streams) if first <= i and (i - first) * k < len(a)]
+        chunks = [streams[n][0][(i - streams[n][3]) * streams[n][2]:(i - streams[n][3] + 1) * streams[n][2]]
+                  for n in active]
+        for n, (state, out) in zip(active, step_many(rec, [states[n] for n in active], chunks)):
+            states[n] = state
+            together[n] += out
+        for n, (a, _, k, first) in enumerate(streams):
+            if not ended[n] and (i - first + 1) * k >= len(a):
+                states[n], out = finish(rec, states[n])
+                together[n] += out
+                ended[n] = True
+    assert all(ended)
+    for n, (finals, partials) in enumerate(alone):
+        check_finals_equal([r for r in together[n] if r.is_final], finals)
+        assert [(r.segment, r.text, r.start, r.end) for r in together[n] if not r.is_final] == [
+            (r.segment, r.text, r.start, r.end) for r in partials]
+    assert sum(len(f) for f, _ in alone) > 50  # the streams really produce text
+
+
+def test_partial_words_equal_those_of_the_whole_segment(tiny_recognizer: Recognizer, speech_wav: Path) -> None:
+    """Partials are built from the words kept in the state plus the word being spoken."""
+    rec, audio = tiny_recognizer, load_audio(speech_wav)
+    state = rec.initial_state(16000, SHORT)
+    checked = 0
+    for start in range(0, len(audio), 592):
+        state, results = step(rec, state, audio[start:start + 592])
+        for r in results:
+            if not r.is_final:
+                assert r.words == tuple(stream.ctc.words_from_tokens(state.tokens, rec.tokenizer.vocab,
+                                                                    rec.tokenizer.space, rec.frame_seconds))
+                assert r.text == " ".join(w.word for w in r.words)
+                checked += 1
+    assert checked > 10
+
+
+def test_quantized_recognizer(tiny_model_path: Path, speech_wav: Path) -> None:
+    rec = Recognizer.load(tiny_model_path, quantize=True)
+    assert rec.name == "tiny-int8" and rec.meta["quantized"] == "int8-dynamic"
+    finals, _ = run(rec, load_audio(speech_wav), 1600)
+    assert finals and all(r.text for r in finals)

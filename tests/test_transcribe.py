@@ -167,7 +167,8 @@ def test_timestamps_and_vtt_escaping() -> None:
 @pytest.mark.parametrize("fmt", ["txt", "json", "jsonl", "srt", "vtt"])
 def test_every_format_on_a_real_file(capsys: pytest.CaptureFixture[str], tiny_model_path: Path,
                                      tiny_recognizer: Recognizer, real_speech_flac: Path, fmt: str) -> None:
-    code, out, err = cli(capsys, "transcribe", "--model", tiny_model_path, "--format", fmt, *SHORT, real_speech_flac)
+    code, out, err = cli(capsys, "transcribe", "--model", tiny_model_path, "--method", "greedy", "--format", fmt,
+                         *SHORT, real_speech_flac)
     assert code == 0 and err == ""
     expected = transcribe_file(tiny_recognizer, real_speech_flac, endpoint_cfg=EndpointConfig(silence_after_speech=0.3))
     if fmt == "txt":
@@ -263,3 +264,13 @@ def test_bad_options(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, 
                      message: str) -> None:
     code, out, err = cli(capsys, "transcribe", "--model", tiny_model_path, *argv)
     assert code == 2 and out == "" and err == f"streamasr transcribe: error: {message}\n"
+
+
+def test_cli_quantize(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, speech_wav: Path,
+                      tmp_path: Path) -> None:
+    code, out, _ = cli(capsys, "transcribe", "--model", tiny_model_path, "--quantize", "--format", "json", speech_wav)
+    assert code == 0 and json.loads(out)[0]["text"]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio": str(speech_wav), "text": "a test", "duration": 3.765}) + "\n")
+    code, out, _ = cli(capsys, "eval", "--manifest", manifest, "--model", tiny_model_path, "--quantize", "--json")
+    assert code == 0 and json.loads(out)[str(manifest)]["all"]["utterances"] == 1

@@ -1,0 +1,218 @@
+"""CTC prefix beam search with character-LM shallow fusion, one frame at a time.
+
+The beam set is plain data (a tuple of ``Beam``) that the stream state carries from chunk to
+chunk, so decoding a signal in chunks gives exactly what decoding it whole gives. Each prefix
+keeps the tokens of its best path (character, frame of its spike, posterior), so word times and
+confidences come out as with greedy decoding.
+
+Scores are natural logs: a prefix's score is its CTC probability (summed over the alignments
+that end in blank and in a character) plus ``lm_weight`` x its LM log-probability plus
+``insertion_bonus`` per character.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+from streamasr.ctc import Token
+from streamasr.errors import ModelError
+from streamasr.lm import BOUNDARY, CharLM
+from streamasr.text import Tokenizer
+
+NEG_INF = float("-inf")
+MAX_CANDIDATES = 16  # most characters tried per frame (the likeliest ones above min_log_prob)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    method: Literal["greedy", "beam"] = "beam"  # greedy: best path; beam: prefix beam search with the LM
+    beam_size: int = 32  # prefixes kept after each frame
+    lm_weight: float = 0.7  # weight of the LM's natural-log probability per character (0: no LM)
+    insertion_bonus: float = 1.5  # nats added to a prefix's score per character
+    min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
+    lm: str | None = None  # character LM file (.npz); None: the bundled one
+
+    def __post_init__(self) -> None:
+        if self.method not in ("greedy", "beam"):
+            raise ValueError(f"DecoderConfig.method must be 'greedy' or 'beam', got {self.method!r}")
+        if isinstance(self.beam_size, bool) or not isinstance(self.beam_size, int) or not 1 <= self.beam_size <= 256:
+            raise ValueError(f"DecoderConfig.beam_size must be an integer in [1, 256], got {self.beam_size!r}")
+        checks = (("lm_weight", 0.0, 10.0), ("insertion_bonus", -20.0, 20.0), ("min_log_prob", -100.0, 0.0))
+        for name, low, high in checks:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"DecoderConfig.{name} must be a number in [{low}, {high}], got {value!r}")
+        if self.lm is not None and (not isinstance(self.lm, str) or not self.lm):
+            raise ValueError(f"DecoderConfig.lm must be a path to an LM file or None (bundled), got {self.lm!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Beam(NamedTuple):
+    """One prefix of the beam set (plain data, part of the stream state)."""
+
+    text: str  # the collapsed characters so far (spaces included): the prefix's identity
+    tokens: tuple[Token, ...]  # the characters of its best path, with spike frames and posteriors
+    blank: float  # log P(prefix, alignment ends in blank)
+    nonblank: float  # log P(prefix, alignment ends in its last character)
+    lm: float  # lm_weight x LM log-prob + insertion_bonus x characters, in nats
+    lm_state: int  # LM context (``CharLM.advance``); 0 without an LM
+    last: int  # id of the last character emitted (0: none), so a repeat collapses
+
+    @property
+    def score(self) -> float:
+        return _logaddexp(self.blank, self.nonblank) + self.lm
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+def last_speech(beam: Beam, space: int) -> int | None:
+    """Frame of the prefix's last non-space character (None if it has none), for endpointing."""
+    for token in reversed(beam.tokens):
+        if token.id != space:
+            return token.frame
+    return None
+
+
+class BeamDecoder:
+    """The shared, immutable part of beam search: config, LM and alphabet."""
+
+    def __init__(self, cfg: DecoderConfig, tokenizer: Tokenizer, lm: CharLM | None = None) -> None:
+        if lm is not None and lm.vocab != tokenizer.vocab:
+            raise ModelError(f"the LM's alphabet {''.join(lm.vocab[1:])!r} does not match the model's "
+                             f"{''.join(tokenizer.vocab[1:])!r}")
+        self.cfg = cfg
+        self.lm = lm if cfg.lm_weight > 0 else None
+        self.chars = ("",) + tokenizer.vocab[1:]  # id -> text appended to a prefix
+        self.space = tokenizer.space
+        self._start = self.lm.start if self.lm is not None else 0
+
+    def initial(self, last: int = 0, blank: float = 0.0, nonblank: float = NEG_INF) -> tuple[Beam, ...]:
+        """The beam set at a segment start: the empty prefix, with the LM at sentence start.
+
+        Args:
+            last, blank, nonblank: carried over from the previous segment's chosen prefix, so that
+                a character still sounding across the segment border is not emitted twice.
+        """
+        return (Beam("", (), blank, nonblank, 0.0, self._start, last),)
+
+    def advance(self, beams: tuple[Beam, ...], log_probs: list[float], frame: int) -> tuple[Beam, ...]:
+        """Extend the beam set by one frame.
+
+        Args:
+            beams: the beam set after the previous frame, best first.
+            log_probs: the frame's CTC log-posteriors, one per vocabulary id (0: blank).
+            frame: the frame's absolute index, recorded in new tokens.
+
+        Returns:
+            The new beam set, best first, at most ``beam_size`` prefixes.
+        """
+        cfg = self.cfg
+        cands = [c for c in range(1, len(log_probs)) if log_probs[c] >= cfg.min_log_prob]
+        if len(cands) > MAX_CANDIDATES:
+            cands = heapq.nlargest(MAX_CANDIDATES, cands, key=log_probs.__getitem__)
+        # text -> [blank, nonblank, fusion score, last, best path's log-prob, its parent, new char or 0]
+        nxt: dict[str, list[Any]] = {}
+        for b in beams:  # every prefix stays (blank, or its last character repeated)
+            total = _logaddexp(b.blank, b.nonblank)
+            stay_b = total + log_probs[0]
+            stay_nb = b.nonblank + log_probs[b.last] if b.last else NEG_INF
+            nxt[b.text] = [stay_b, stay_nb, b.lm, b.last, _logaddexp(stay_b, stay_nb), b, 0]
+        if cands:
+            # The beam_size-th best staying prefix bounds what survives: an extension scoring below
+            # it can only lose, so it is dropped before any string or LM work (beam pruning).
+            floor = NEG_INF
+            if len(nxt) >= cfg.beam_size:
+                floor = heapq.nlargest(cfg.beam_size, (e[4] + e[2] for e in nxt.values()))[-1]
+            for b in beams:
+                self._extend(nxt, b, cands, log_probs, floor)
+        return self._best(nxt, log_probs, frame)
+
+    def _extend(self, nxt: dict[str, list[Any]], b: Beam, cands: list[int], log_probs: list[float],
+                floor: float) -> None:
+        """Add the extensions of prefix ``b`` by each candidate character to ``nxt``."""
+        total = _logaddexp(b.blank, b.nonblank)
+        row: Sequence[float] | None = None  # the LM's distribution after b, fetched when first needed
+        bonus, alpha = self.cfg.insertion_bonus, self.cfg.lm_weight
+        best_case = b.lm + max(bonus, 0.0)  # the LM term is never positive
+        # A leading or repeated space does not change the text's words: no LM event, no bonus.
+        free_space = not b.text or b.text[-1] == " "
+        for c in cands:
+            # After the same character, only an alignment that passed through a blank extends.
+            p = (b.blank if c == b.last else total) + log_probs[c]
+            if p + best_case < floor:
+                continue
+            text = b.text + self.chars[c]
+            e = nxt.get(text)
+            if e is None:
+                if c == self.space and free_space:
+                    fused = b.lm
+                elif self.lm is None:
+                    fused = b.lm + bonus
+                else:
+                    if row is None:
+                        row = self.lm.log_probs(b.lm_state)
+                    fused = b.lm + bonus + alpha * row[c]
+                if p + fused >= floor:
+                    nxt[text] = [NEG_INF, p, fused, c, p, b, c]
+            else:
+                e[1] = _logaddexp(e[1], p)
+                if p > e[4]:
+                    e[4], e[5], e[6] = p, b, c
+
+    def _best(self, nxt: dict[str, list[Any]], log_probs: list[float], frame: int) -> tuple[Beam, ...]:
+        """The ``beam_size`` best candidates of ``advance`` as beams, with their tokens and LM states."""
+        top = heapq.nlargest(self.cfg.beam_size, nxt.items(),
+                             key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + kv[1][2])
+        out: list[Beam] = []
+        for text, (pb, pnb, fused, last, _, parent, c) in top:
+            if c:
+                tokens = parent.tokens + (Token(c, frame, math.exp(log_probs[c])),)
+                # The LM state is needed only for the prefixes that survive: computed here.
+                state = self._lm_state(parent, c)
+            else:
+                tokens, state = parent.tokens, parent.lm_state
+            out.append(Beam(text, tokens, pb, pnb, fused, state, last))
+        return tuple(out)
+
+    def _lm_state(self, parent: Beam, c: int) -> int:
+        if self.lm is None or (c == self.space and (not parent.text or parent.text[-1] == " ")):
+            return parent.lm_state
+        return self.lm.advance(parent.lm_state, c)
+
+    def end(self, beams: tuple[Beam, ...]) -> Beam:
+        """The best prefix at a segment end, counting the LM's end-of-sentence probability."""
+        if self.lm is None:
+            return beams[0]
+        return max(beams, key=lambda b: b.score + self._end_score(b))
+
+    def _end_score(self, b: Beam) -> float:
+        words = " ".join(b.text.split())  # as the LM saw it: no leading or repeated spaces
+        if not words:
+            return 0.0
+        lm, state = self.lm, self._start
+        assert lm is not None
+        for ch in words[-(lm.order - 1):]:
+            state = lm.advance(state, self.chars.index(ch))
+        lps = lm.log_probs(state)
+        end = self.cfg.lm_weight * lps[BOUNDARY]
+        if b.text.endswith(" "):
+            # The trailing space already scored the end of the last word; the sentence end replaces it.
+            end -= self.cfg.lm_weight * lps[self.space] + self.cfg.insertion_bonus
+        return end
+
+    def restart(self, chosen: Beam) -> tuple[Beam, ...]:
+        """The beam set for the next segment after ``chosen`` ended this one."""
+        total = _logaddexp(chosen.blank, chosen.nonblank)
+        return self.initial(chosen.last, chosen.blank - total, chosen.nonblank - total)

@@ -1,0 +1,345 @@
+"""Character n-gram language model for CTC prefix beam search.
+
+Interpolated modified Kneser-Ney (Chen & Goodman), pruned with the weighted-difference rule
+(Seymore & Rosenfeld) and stored in backoff form: per context, a backoff weight and the
+probabilities of the symbols seen after it. Built with numpy from a text file in a few seconds.
+
+Symbols are the CTC vocabulary ids (1 = space, 2 = apostrophe, 3.. = a-z), with id 0 (the CTC
+blank, never a character) standing for the sentence boundary: ``<s>`` in a context, ``</s>`` when
+predicted. A context of up to ``order - 1`` symbols is one Python int: a sentinel 1 bit followed by
+5 bits per symbol, oldest first, so that ``code >> 5`` drops the newest symbol.
+
+The file (``.npz``) holds, per context length m = 0 .. order-1, the sorted context codes, their
+log backoff weights and entry counts, and the entries' symbols and log-probabilities (float16).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from streamasr.errors import ModelError
+from streamasr.text import DEFAULT_VOCAB, normalize
+
+BITS = 5  # bits per symbol in a context code
+BOUNDARY = 0  # <s> in a context, </s> when predicted
+FORMAT_VERSION = 1
+_CACHE_LIMIT = 100_000  # memo entries (about 200 bytes each) before a memo is cleared
+
+
+def default_lm_path() -> Path:
+    """The bundled LM (package data, so it works from a wheel as well as a checkout)."""
+    return Path(str(resources.files("streamasr") / "models" / "lm.npz"))
+
+
+class CharLM:
+    """A loaded character n-gram model; ``log_probs(state)`` is the one query the decoder makes.
+
+    The instance is shared by every stream. Its only mutable part is a memo of per-context
+    distributions, a pure function of the (immutable) tables, so it never changes a result.
+    """
+
+    def __init__(self, order: int, vocab: tuple[str, ...], tables: list[dict[str, np.ndarray]]) -> None:
+        if len(tables) != order or len(vocab) > 1 << BITS:
+            raise ModelError(f"LM with order {order} has {len(tables)} tables and {len(vocab)} symbols; "
+                             f"expected {order} tables and at most {1 << BITS} symbols")
+        self.order = order
+        self.vocab = vocab
+        self.tables = tables
+        for t in tables:
+            t["offsets"] = np.concatenate([[0], np.cumsum(t["counts"], dtype=np.int64)])
+            t["logp"] = t["logp"].astype(np.float32)
+            t["logbow"] = t["logbow"].astype(np.float32)
+        self._full = 1 << (BITS * (order - 1))  # sentinel of a context of order-1 symbols
+        uni = tables[0]
+        # A symbol never seen in training gets its share of the uniform distribution.
+        floor = float(uni["logbow"][0]) if len(uni["codes"]) else 0.0
+        unigram = np.full(len(vocab), floor - np.log(len(vocab)), np.float32)
+        unigram[uni["symbols"]] = uni["logp"]
+        # Memos of pure functions of the tables (each cleared when it grows past _CACHE_LIMIT).
+        # Distributions are float32 arrays: 180 bytes each, and indexing gives a Python float.
+        self._unigram = array("f", unigram.tobytes())
+        self._dists: dict[int, array[float]] = {1: self._unigram}  # state -> log-probs (symbols,)
+        self._next: dict[int, int] = {}  # (state << BITS | symbol) -> next state
+
+    @property
+    def start(self) -> int:
+        """The state at the start of a sentence: the context ``<s>``."""
+        return (1 << BITS) | BOUNDARY
+
+    def advance(self, state: int, symbol: int) -> int:
+        """The state after ``symbol``: the longest suffix of the history that the model stores.
+
+        Shorter states than ``order - 1`` symbols give the same distributions (the model has
+        nothing longer to say) and are shared by many more prefixes, so the memos hit more often.
+        The tables are closed under dropping a context's oldest or newest symbol, which makes
+        the longest stored suffix of ``state + symbol`` that of the whole history.
+        """
+        key = (state << BITS) | symbol
+        nxt = self._next.get(key)
+        if nxt is None:
+            if len(self._next) >= _CACHE_LIMIT:
+                self._next.clear()
+            code = key if key < self._full << BITS else (key & (self._full - 1)) | self._full
+            while code > 1 and self._find(code) < 0:
+                code = _suffix(code)
+            nxt = self._next[key] = code
+        return nxt
+
+    def log_probs(self, state: int) -> array[float]:
+        """Natural-log probabilities (float32 (symbols,)) of every symbol (index 0: ``</s>``) after
+        context ``state``: the shorter context's, backed off, overwritten with this one's entries."""
+        dist = self._dists.get(state)
+        if dist is not None:
+            return dist
+        if len(self._dists) >= _CACHE_LIMIT:
+            self._dists = {1: self._unigram}
+        dist = self.log_probs(_suffix(state))
+        i = self._find(state)
+        if i >= 0:
+            t = self.tables[(state.bit_length() - 1) // BITS]
+            vec = np.frombuffer(dist, np.float32) + t["logbow"][i]
+            lo, hi = t["offsets"][i], t["offsets"][i + 1]
+            vec[t["symbols"][lo:hi]] = t["logp"][lo:hi]
+            dist = array("f", vec.tobytes())
+        self._dists[state] = dist
+        return dist
+
+    def _find(self, code: int) -> int:
+        """Row of context ``code`` in its table, -1 if the model does not store it."""
+        codes = self.tables[(code.bit_length() - 1) // BITS]["codes"]
+        # A scalar of the array's dtype: a Python int would make numpy convert the whole array.
+        i = int(codes.searchsorted(codes.dtype.type(code)))
+        return i if i < len(codes) and int(codes[i]) == code else -1
+
+    def score(self, text: str) -> float:
+        """Natural-log probability of a whole sentence ``<s> normalize(text) </s>``."""
+        index = {c: i for i, c in enumerate(self.vocab)}
+        state, total = self.start, 0.0
+        for c in normalize(text):
+            total += self.log_probs(state)[index[c]]
+            state = self.advance(state, index[c])
+        return total + self.log_probs(state)[BOUNDARY]
+
+    def save(self, path: str | Path) -> None:
+        """Write the tables as a compressed ``.npz``."""
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(FORMAT_VERSION), "order": np.array(self.order),
+            "vocab": np.array(list(self.vocab[1:]))}  # without the blank, which is never stored
+        for m, t in enumerate(self.tables):
+            arrays[f"codes{m}"] = t["codes"]
+            arrays[f"logbow{m}"] = t["logbow"].astype(np.float16)
+            arrays[f"counts{m}"] = t["counts"]
+            arrays[f"symbols{m}"] = t["symbols"]
+            arrays[f"logp{m}"] = t["logp"].astype(np.float16)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> CharLM:
+        """Load an LM file (the bundled one when ``path`` is None)."""
+        path = default_lm_path() if path is None else Path(path)
+        if not path.is_file():
+            raise ModelError(f"language model file {path} does not exist; expected a streamasr LM (.npz)")
+        try:
+            with np.load(path) as z:
+                if int(z["format"]) != FORMAT_VERSION:
+                    raise ModelError(f"{path}: LM format {int(z['format'])}, expected {FORMAT_VERSION}")
+                order = int(z["order"])
+                vocab = (DEFAULT_VOCAB[0],) + tuple(str(c) for c in z["vocab"])
+                tables = [{k: z[f"{k}{m}"] for k in ("codes", "logbow", "counts", "symbols", "logp")}
+                          for m in range(order)]
+        except (OSError, KeyError, ValueError) as e:
+            raise ModelError(f"{path} is not a readable streamasr language model: {e}") from e
+        return cls(order, vocab, tables)
+
+
+def _suffix(code: int) -> int:
+    """The context without its oldest symbol (the empty context, 1, stays itself)."""
+    length = (code.bit_length() - 1) // BITS
+    if length == 0:
+        return code
+    return (code & ((1 << (BITS * (length - 1))) - 1)) | (1 << (BITS * (length - 1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def encode_corpus(lines: Iterable[str], vocab: tuple[str, ...] = DEFAULT_VOCAB) -> np.ndarray:
+    """uint8 (symbols,) stream ``0 s1 0 s2 0 ...`` of normalised sentences (empty ones dropped)."""
+    table = np.zeros(256, np.uint8)
+    for i, c in enumerate(vocab[1:], start=1):
+        table[ord(c)] = i
+    text = "\0".join(t for t in (normalize(line) for line in lines) if t)
+    body = table[np.frombuffer(text.encode("ascii"), np.uint8)]
+    return np.concatenate([[BOUNDARY], body, [BOUNDARY]]).astype(np.uint8)
+
+
+def _ngrams(stream: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique codes (uint64, with sentinel) of the valid k-grams and their counts.
+
+    Valid: a boundary only as the first symbol (``<s>``) or the last (``</s>``).
+    """
+    n = len(stream) - k + 1
+    code = np.ones(n, np.uint64)
+    for j in range(k):
+        code = (code << np.uint64(BITS)) | stream[j:j + n].astype(np.uint64)
+    if k > 2:
+        zeros = np.concatenate([[0], np.cumsum(stream == BOUNDARY)])
+        interior = zeros[k - 1:k - 1 + n] - zeros[1:1 + n]  # boundaries among positions 1 .. k-2
+        code = code[interior == 0]
+    return np.unique(code, return_counts=True)
+
+
+def _discounts(adjusted: np.ndarray) -> np.ndarray:
+    """Modified Kneser-Ney discounts D1, D2, D3+ from the counts of counts."""
+    n = np.array([np.count_nonzero(adjusted == i) for i in range(1, 5)], np.float64)
+    n = np.maximum(n, 1.0)
+    y = n[0] / (n[0] + 2 * n[1])
+    d = np.array([1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2]])
+    return np.clip(d, 0.05, np.arange(1, 4) - 0.05)
+
+
+def _lookup(codes: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each query in sorted ``codes`` and whether it is there."""
+    i = np.searchsorted(codes, query)
+    i = np.minimum(i, len(codes) - 1)
+    return i, codes[i] == query
+
+
+class _Order:
+    """Build-time table of one order k: entries (k-grams) and their contexts (k-1 symbols)."""
+
+    def __init__(self, codes: np.ndarray, raw: np.ndarray, prob: np.ndarray, gamma: np.ndarray,
+                 ctx_codes: np.ndarray, ctx_index: np.ndarray) -> None:
+        self.codes, self.raw, self.prob = codes, raw, prob  # entries: uint64, counts, p(w|h)
+        self.gamma, self.ctx_codes, self.ctx_index = gamma, ctx_codes, ctx_index  # per context; entry -> context
+        self.keep = np.ones(len(codes), bool)
+        self.bow = gamma.copy()
+        self.uniform = 0.0  # order 1 only: the uniform distribution it interpolates with
+
+
+def _kneser_ney(stream: np.ndarray, order: int, vocab_size: int) -> list[_Order]:
+    """Unpruned interpolated modified Kneser-Ney tables for orders 1 .. ``order``."""
+    grams = [_ngrams(stream, k) for k in range(1, order + 1)]
+    tables: list[_Order] = []
+    for k in range(1, order + 1):
+        codes, raw = grams[k - 1]
+        adjusted = raw.astype(np.float64)
+        if k < order:
+            # Continuation counts: distinct left neighbours, except after <s>, which has none.
+            higher = grams[k][0]
+            suffix = (higher & np.uint64((1 << (BITS * k)) - 1)) | np.uint64(1 << (BITS * k))
+            uniq, left = np.unique(suffix, return_counts=True)
+            i, found = _lookup(uniq, codes)
+            starts_bos = (codes >> np.uint64(BITS * (k - 1))) & np.uint64(31) == BOUNDARY
+            use_cont = found & ~(starts_bos & (k > 1))
+            adjusted = np.where(use_cont, left[i], adjusted)
+        d = _discounts(adjusted)
+        discount = d[np.minimum(adjusted, 3).astype(int) - 1]
+        ctx_codes, ctx_index = np.unique(codes >> np.uint64(BITS), return_inverse=True)
+        total = np.bincount(ctx_index, adjusted)
+        mass = np.bincount(ctx_index, discount)
+        gamma = mass / total
+        if k == 1:
+            lower = np.full(len(codes), 1.0 / vocab_size)
+        else:
+            suffix = (codes & np.uint64((1 << (BITS * (k - 1))) - 1)) | np.uint64(1 << (BITS * (k - 1)))
+            i, found = _lookup(tables[-1].codes, suffix)
+            assert found.all(), "every seen k-gram's suffix is a seen (k-1)-gram"
+            lower = tables[-1].prob[i]
+        prob = (adjusted - discount) / total[ctx_index] + gamma[ctx_index] * lower
+        tables.append(_Order(codes, raw, prob, gamma, ctx_codes, ctx_index))
+    tables[0].uniform = 1.0 / vocab_size
+    return tables
+
+
+def _backoff_prob(tables: list[_Order], ctx: np.ndarray, length: int, sym: np.ndarray) -> np.ndarray:
+    """P(sym | ctx) under the (pruned) tables of orders 1 .. length+1, vectorised over queries."""
+    if length == 0:
+        t = tables[0]
+        i, found = _lookup(t.codes, np.uint64(1 << BITS) | sym)
+        return np.where(found & t.keep[i], t.prob[i], t.gamma[0] * t.uniform)
+    t = tables[length]
+    i, found = _lookup(t.codes, (ctx << np.uint64(BITS)) | sym)
+    hit = found & t.keep[i]
+    c, cfound = _lookup(t.ctx_codes, ctx)
+    bow = np.where(cfound, t.bow[c], 1.0)
+    shorter = (ctx & np.uint64((1 << (BITS * (length - 1))) - 1)) | np.uint64(1 << (BITS * (length - 1)))
+    return np.where(hit, t.prob[i], bow * _backoff_prob(tables, shorter, length - 1, sym))
+
+
+def _prune(tables: list[_Order], threshold: float) -> None:
+    """Drop entries of order >= 3 whose weighted log-gain ``count * (log p - log p_backoff)`` is below
+    ``threshold``, and renormalise every backoff weight against the pruned lower orders."""
+    for k in range(2, len(tables) + 1):
+        t = tables[k - 1]
+        ctx = t.codes >> np.uint64(BITS)
+        sym = t.codes & np.uint64(31)
+        shorter = (ctx & np.uint64((1 << (BITS * (k - 2))) - 1)) | np.uint64(1 << (BITS * (k - 2)))
+        lower = _backoff_prob(tables, shorter, k - 2, sym)
+        if k >= 3:
+            gain = t.raw * (np.log(t.prob) - np.log(t.gamma[t.ctx_index] * lower))
+            t.keep = gain >= threshold
+        kept_p = np.bincount(t.ctx_index, np.where(t.keep, t.prob, 0.0), len(t.ctx_codes))
+        kept_lower = np.bincount(t.ctx_index, np.where(t.keep, lower, 0.0), len(t.ctx_codes))
+        t.bow = np.maximum(1 - kept_p, 1e-12) / np.maximum(1 - kept_lower, 1e-9)
+
+
+def _closed_contexts(tables: list[_Order]) -> list[np.ndarray]:
+    """Per order, which contexts to store: those with kept entries or a weight other than 1, and
+    every context obtained from a stored one by dropping its oldest or newest symbol (what
+    ``CharLM.advance`` relies on)."""
+    useful = []
+    for t in tables:
+        has_entries = np.bincount(t.ctx_index[t.keep], minlength=len(t.ctx_codes)) > 0
+        useful.append(has_entries | (np.abs(np.log(t.bow)) > 1e-4))
+    for m in range(len(tables) - 1, 1, -1):  # contexts of m symbols live in tables[m]
+        kept = tables[m].ctx_codes[useful[m]]
+        shorter = tables[m - 1].ctx_codes
+        for parent in (kept >> np.uint64(BITS),
+                       (kept & np.uint64((1 << (BITS * (m - 1))) - 1)) | np.uint64(1 << (BITS * (m - 1)))):
+            i, found = _lookup(shorter, parent)
+            assert found.all(), "every seen context's prefix and suffix are seen contexts"
+            useful[m - 1][i] = True
+    useful[0][:] = True
+    return useful
+
+
+def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tuple[str, ...] = DEFAULT_VOCAB) -> CharLM:
+    """Train a pruned interpolated Kneser-Ney character model on sentences.
+
+    Args:
+        lines: training sentences (raw text; normalised here with ``text.normalize``).
+        order: n-gram order (context of ``order - 1`` symbols), 2 .. 12.
+        prune: weighted-difference threshold (count x nats) for entries of order >= 3; 0 keeps all.
+
+    Returns:
+        The model, ready to query or ``save``.
+    """
+    if not 2 <= order <= 12:  # k-gram codes of 5k+1 bits must fit uint64
+        raise ValueError(f"LM order must be in [2, 12], got {order}")
+    stream = encode_corpus(lines, vocab)
+    if len(stream) < 3:
+        raise ValueError("LM training text is empty after normalisation; expected sentences of English text")
+    tables = _kneser_ney(stream, order, len(vocab))
+    _prune(tables, prune)
+    useful = _closed_contexts(tables)
+    stored: list[dict[str, np.ndarray]] = []
+    for m, (t, use) in enumerate(zip(tables, useful)):
+        ctx_counts = np.bincount(t.ctx_index[t.keep], minlength=len(t.ctx_codes))
+        stored.append({
+            # Contexts of up to 6 symbols (31 bits) fit uint32, which halves the largest arrays.
+            "codes": t.ctx_codes[use].astype(np.uint32 if BITS * m + 1 <= 32 else np.uint64),
+            "logbow": np.log(t.bow[use]).astype(np.float32),
+            "counts": ctx_counts[use].astype(np.uint8),
+            "symbols": (t.codes[t.keep] & np.uint64(31)).astype(np.uint8),
+            "logp": np.log(t.prob[t.keep]).astype(np.float32),
+        })
+    return CharLM(order, vocab, stored)

@@ -1,0 +1,153 @@
+"""CTC prefix beam search with the character LM: greedy equivalence, LM fusion, streaming invariant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamasr import ctc, lm
+from streamasr.audio import load_audio
+from streamasr.beam import Beam, BeamDecoder, DecoderConfig
+from streamasr.cli import main
+from streamasr.endpoint import EndpointConfig
+from streamasr.errors import ModelError
+from streamasr.results import Result
+from streamasr.stream import Recognizer, finish, flush_segment, step
+from streamasr.text import DEFAULT_VOCAB, Tokenizer
+
+TOK = Tokenizer()
+ID = {c: i for i, c in enumerate(DEFAULT_VOCAB)}
+SHORT = EndpointConfig(silence_after_speech=0.3)  # several segments from the tiny random model
+
+
+@pytest.fixture(scope="module")
+def beam_recognizer(tiny_model_path: Path, tiny_lm_path: Path) -> Recognizer:
+    return Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="beam", beam_size=4, lm=str(tiny_lm_path)))
+
+
+def frames(spec: list[dict[str, float] | str], floor: float = 1e-4) -> np.ndarray:
+    """float32 (frames, vocab) log-probs; a frame is a char ('_' = blank, prob 0.97) or {char: prob}."""
+    out = np.full((len(spec), len(DEFAULT_VOCAB)), floor)
+    for t, f in enumerate(spec):
+        for c, p in ({f: 0.97} if isinstance(f, str) else f).items():
+            out[t, 0 if c == "_" else ID[c]] = p
+    return np.log(out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def decode(dec: BeamDecoder, log_probs: np.ndarray, beams: tuple[Beam, ...] | None = None) -> tuple[Beam, ...]:
+    beams = dec.initial() if beams is None else beams
+    for t, row in enumerate(log_probs.tolist()):
+        beams = dec.advance(beams, row, t)
+    return beams
+
+
+def test_beam_one_without_lm_is_greedy() -> None:
+    """Best prefix and best path coincide when each frame has one clear winner, as CTC posteriors do."""
+    dec = BeamDecoder(DecoderConfig(method="beam", beam_size=1, lm_weight=0.0, insertion_bonus=0.0), TOK)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 60))
+        ids = np.where(rng.random(n) < 0.5, 0, rng.integers(1, 29, n))
+        probs = rng.dirichlet(np.ones(29), n) * 0.08
+        probs[np.arange(n), ids] += 0.92
+        log_probs = np.log(probs).astype(np.float32)
+        greedy, _ = ctc.greedy(log_probs, 0, 0)
+        best = decode(dec, log_probs)[0]
+        assert [(t.id, t.frame) for t in best.tokens] == [(t.id, t.frame) for t in greedy]
+        assert [t.prob for t in best.tokens] == pytest.approx([t.prob for t in greedy], rel=1e-6)
+
+
+def test_lm_flips_an_ambiguous_character_to_a_word(tiny_lm_path: Path) -> None:
+    # "the numb?r" where the acoustics slightly prefer "o" to "e".
+    spec: list[dict[str, float] | str] = [*"t_h_e_ _n_u_m_b_", {"o": 0.5, "e": 0.42, "_": 0.08}, "_", "r", "_", "_"]
+    log_probs = frames(spec)
+    plain = BeamDecoder(DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0), TOK)
+    fused = BeamDecoder(DecoderConfig(method="beam", lm_weight=1.0, insertion_bonus=1.0), TOK,
+                        lm.CharLM.load(tiny_lm_path))
+    assert plain.end(decode(plain, log_probs)).text == "the numbor"
+    best = fused.end(decode(fused, log_probs))
+    assert best.text == "the number"
+    # Word times still come from the spikes of the chosen path.
+    words = ctc.words_from_tokens(best.tokens, TOK.vocab, TOK.space, 0.04)
+    assert [(w.word, w.start, w.end) for w in words] == [("the", 0.0, 0.2), ("number", 0.32, 0.76)]
+
+
+def test_repeat_collapses_across_a_segment_restart(tiny_lm_path: Path) -> None:
+    dec = BeamDecoder(DecoderConfig(method="beam", beam_size=4), TOK, lm.CharLM.load(tiny_lm_path))
+    beams = decode(dec, frames(["_", "a", "a"]))
+    assert beams[0].text == "a"
+    beams = dec.restart(dec.end(beams))  # the segment ends while "a" still sounds
+    assert len(beams) == 1 and beams[0].text == "" and beams[0].lm_state == dec.initial()[0].lm_state
+    beams = decode(dec, frames(["a"]), beams)
+    assert beams[0].text == "" and beams[0].tokens == ()
+    beams = decode(dec, frames(["_", "a"]), beams)
+    assert beams[0].text == "a"
+
+
+def run(rec: Recognizer, audio: np.ndarray, chunk: int) -> list[Result]:
+    state, results = rec.initial_state(16000, SHORT), []
+    for start in range(0, len(audio), chunk):
+        state, out = step(rec, state, audio[start:start + chunk])
+        results += out
+    state, out = finish(rec, state)
+    return [r for r in results + out if r.is_final]
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 37, 1000])
+def test_streaming_equals_whole_signal(beam_recognizer: Recognizer, speech_wav: Path, chunk_ms: int) -> None:
+    audio = load_audio(speech_wav)
+    whole = run(beam_recognizer, audio, len(audio))
+    assert len(whole) >= 2 and all(r.text for r in whole), "the test needs several segments with text"
+    chunked = run(beam_recognizer, audio, 16 * chunk_ms)
+    assert [(r.segment, r.text, r.start, r.end) for r in chunked] == [
+        (r.segment, r.text, r.start, r.end) for r in whole]
+    for a, b in zip(chunked, whole):
+        assert [(w.word, w.start, w.end) for w in a.words] == [(w.word, w.start, w.end) for w in b.words]
+        assert [w.conf for w in a.words] == pytest.approx([w.conf for w in b.words], abs=2e-3)
+
+
+def test_partials_and_flush(beam_recognizer: Recognizer, speech_wav: Path) -> None:
+    rec, audio = beam_recognizer, load_audio(speech_wav)
+    state = rec.initial_state()
+    state, results = step(rec, state, audio[:24000])
+    partials = [r for r in results if not r.is_final]
+    assert partials and partials[-1].text == " ".join(
+        w.word for w in ctc.words_from_tokens(state.beams[0].tokens, TOK.vocab, TOK.space, rec.frame_seconds))
+    assert state.tokens == state.beams[0].tokens and 1 <= len(state.beams) <= 4
+    state, results = flush_segment(rec, state)
+    assert len(results) == 1 and results[0].is_final and results[0].segment == 0 and results[0].text
+    assert state.segment == 1 and state.tokens == () and len(state.beams) == 1 and state.beams[0].text == ""
+    state, results = finish(rec, state)
+    assert all(r.is_final and r.segment >= 1 for r in results) and state.finished
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("method", "viterbi", "DecoderConfig.method must be 'greedy' or 'beam', got 'viterbi'"),
+    ("beam_size", 0, r"DecoderConfig.beam_size must be an integer in \[1, 256\], got 0"),
+    ("beam_size", 2.5, r"DecoderConfig.beam_size must be an integer in \[1, 256\], got 2.5"),
+    ("lm_weight", -1.0, r"DecoderConfig.lm_weight must be a number in \[0.0, 10.0\], got -1.0"),
+    ("insertion_bonus", float("nan"), r"DecoderConfig.insertion_bonus must be a number in \[-20.0, 20.0\], got nan"),
+    ("min_log_prob", 1.0, r"DecoderConfig.min_log_prob must be a number in \[-100.0, 0.0\], got 1.0"),
+    ("lm", "", "DecoderConfig.lm must be a path to an LM file or None"),
+])
+def test_config_error_text(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DecoderConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_lm_must_match_the_alphabet(tiny_lm_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not match the model's"):
+        BeamDecoder(DecoderConfig(), Tokenizer(DEFAULT_VOCAB[:-1]), lm.CharLM.load(tiny_lm_path))
+
+
+def test_cli_decoder_options(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, tiny_lm_path: Path,
+                             speech_wav: Path, tmp_path: Path) -> None:
+    common = ["transcribe", "--model", str(tiny_model_path), "--method", "beam", "--lm", str(tiny_lm_path)]
+    assert main([*common, "--beam-size", "3", "--lm-weight", "0.8", str(speech_wav)]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main([*common, "--beam-size", "0", str(speech_wav)]) == 2
+    assert "DecoderConfig.beam_size must be an integer in [1, 256], got 0" in capsys.readouterr().err
+    assert main([*common[:-1], str(tmp_path / "nope.npz"), str(speech_wav)]) == 2
+    assert "nope.npz does not exist; expected a streamasr LM (.npz)" in capsys.readouterr().err

@@ -1,0 +1,118 @@
+"""The character n-gram LM: normalised distributions, exact backoff, ranking, file round trip."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_LM_TEXT
+
+from streamasr import lm
+from streamasr.errors import ModelError
+from streamasr.text import DEFAULT_VOCAB, normalize
+
+ID = {c: i for i, c in enumerate(DEFAULT_VOCAB)}
+HISTORIES = ["", "the ", "the numb", "followed the", "don't", "zzqx", "xq the nu", "'''", "  "]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> lm.CharLM:
+    return lm.build(TINY_LM_TEXT, order=5, prune=0.0)
+
+
+@pytest.fixture(scope="module")
+def pruned() -> lm.CharLM:
+    return lm.build(TINY_LM_TEXT * 3, order=6, prune=4.0)
+
+
+def state_after(model: lm.CharLM, history: str) -> int:
+    state = model.start
+    for c in history:
+        state = model.advance(state, ID[c])
+    return state
+
+
+def reference_log_prob(model: lm.CharLM, history: str, symbol: int) -> float:
+    """The backoff query written out over the full context, without memos or state minimisation."""
+    context = ([lm.BOUNDARY] + [ID[c] for c in history])[-(model.order - 1):]
+
+    def query(ctx: list[int]) -> float:
+        code = 1
+        for s in ctx:
+            code = (code << lm.BITS) | s
+        t = model.tables[len(ctx)]
+        rows = np.flatnonzero(t["codes"] == code)
+        if not rows.size:
+            return query(ctx[1:])
+        lo, hi = t["offsets"][rows[0]], t["offsets"][rows[0] + 1]
+        hit = np.flatnonzero(t["symbols"][lo:hi] == symbol)
+        if hit.size:
+            return float(t["logp"][lo + hit[0]])
+        shorter = query(ctx[1:]) if ctx else -math.log(len(model.vocab))
+        return float(t["logbow"][rows[0]]) + shorter
+
+    return query(context)
+
+
+@pytest.mark.parametrize("history", HISTORIES)
+def test_distributions_normalise(tiny: lm.CharLM, pruned: lm.CharLM, history: str) -> None:
+    for model in (tiny, pruned):
+        probs = np.exp(np.array(model.log_probs(state_after(model, history)), np.float64))
+        assert probs.shape == (len(DEFAULT_VOCAB),)
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("history", HISTORIES)
+def test_minimised_states_give_the_full_backoff(pruned: lm.CharLM, history: str) -> None:
+    got = pruned.log_probs(state_after(pruned, history))
+    expected = [reference_log_prob(pruned, history, s) for s in range(len(DEFAULT_VOCAB))]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_seen_text_beats_scrambled_text(tiny: lm.CharLM) -> None:
+    text = "the man followed the number"
+    scrambled = "".join(np.random.default_rng(0).permutation(list(text)))
+    assert tiny.score(text) > tiny.score(scrambled) + 20
+    assert tiny.score("the number") > tiny.score("the nober")
+    # The sentence end is part of the score: a finished word ends a sentence more likely.
+    assert tiny.score("call the number") > tiny.score("call the numbe")
+
+
+def test_save_load_round_trip(tiny: lm.CharLM, tmp_path: Path) -> None:
+    path = tmp_path / "lm.npz"
+    tiny.save(path)
+    loaded = lm.CharLM.load(path)
+    assert loaded.order == tiny.order and loaded.vocab == tiny.vocab == DEFAULT_VOCAB
+    for history in HISTORIES:
+        a, b = tiny.log_probs(state_after(tiny, history)), loaded.log_probs(state_after(loaded, history))
+        np.testing.assert_allclose(a, b, atol=0.02)  # log-probs are stored as float16
+        assert np.exp(np.array(b, np.float64)).sum() == pytest.approx(1.0, abs=5e-3)
+
+
+def test_bundled_lm() -> None:
+    path = lm.default_lm_path()
+    assert path.is_file() and path.stat().st_size <= 8_000_000
+    model = lm.CharLM.load()
+    assert model.vocab == DEFAULT_VOCAB and model.order >= 6
+    assert model.score("please call the number again") > model.score("plaese clal teh nmuber agian") + 10
+    assert normalize("It's 5 o'clock") == "it's five o'clock"
+    assert np.exp(np.array(model.log_probs(state_after(model, "it's five")), np.float64)).sum() == pytest.approx(
+        1.0, abs=5e-3)
+
+
+def test_build_errors() -> None:
+    with pytest.raises(ValueError, match=r"LM order must be in \[2, 12\], got 1"):
+        lm.build(TINY_LM_TEXT, order=1)
+    with pytest.raises(ValueError, match="training text is empty after normalisation"):
+        lm.build(["", "!!!"], order=3)
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"missing\.npz does not exist; expected a streamasr LM \(\.npz\)"):
+        lm.CharLM.load(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match="bad.npz is not a readable streamasr language model"):
+        lm.CharLM.load(bad)
