@@ -10,7 +10,7 @@ packages=(ffmpeg libportaudio2)
 extras="mic"
 if [ "${1:-}" = "--test" ]; then
     packages+=(espeak-ng flite sox chromium)
-    extras="mic,dev,plot"
+    extras="mic,dev,plot,bench"
 fi
 
 sudo=""

@@ -268,8 +268,16 @@ def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _server_command(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from streamasr import loadrun
+    from streamasr.errors import StreamAsrError
     from streamasr.loadtest import LoadConfig
+
+    for module, needed in (("psutil", not args.merge), ("matplotlib", args.plot)):
+        if needed and importlib.util.find_spec(module) is None:
+            raise StreamAsrError(f"streamasr bench server needs {module}; install it with: "
+                                 "pip install 'streamasr[bench]'")
 
     if args.merge:
         reports = [json.loads(path.read_text()) for path in args.merge]
@@ -278,7 +286,8 @@ def _server_command(args: argparse.Namespace) -> int:
         cfg = dataclass_from_args(LoadConfig, args)
         levels = [int(n) for n in args.levels.split(",")]
         if not levels or min(levels) < 1 or args.repeat < 1:
-            raise ValueError(f"need --levels of positive integers and --repeat >= 1, got {args.levels!r}, {args.repeat}")
+            raise ValueError(f"need --levels of positive integers and --repeat >= 1, "
+                             f"got {args.levels!r}, {args.repeat}")
         report = bench_server(args, cfg, levels)
     report["summary"] = loadrun.summarise_runs(report["runs"])
     sys.stdout.write(loadrun.format_server(report["summary"]))
@@ -287,7 +296,8 @@ def _server_command(args: argparse.Namespace) -> int:
     if args.plot:
         flags = [a for a in report["server"]["args"] if a.startswith("--workers") or a == "--quantize"]
         title = (f"streamasr serve {' '.join(flags)} (model {report['model']}, {report['decoder']['method']}) on "
-                 f"{report['machine']['vcpus']} vCPU {report['machine']['cpu']}; medians of {len(report['runs'])} run(s)")
+                 f"{report['machine']['vcpus']} vCPU {report['machine']['cpu']}; "
+                 f"medians of {len(report['runs'])} run(s)")
         if report["config"]["duration"]:
             loadrun.plot_memory(report["runs"][0][-1], args.plot, title)
         else:

@@ -39,12 +39,12 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: st
         default = f.default if f.default is not dataclasses.MISSING else None
         if kind is bool:
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"default: {default}")
+                                help="default: %(default)s")
         elif typing.get_origin(kind) is typing.Literal:
-            parser.add_argument(name, choices=typing.get_args(kind), default=default, help=f"default: {default}")
+            parser.add_argument(name, choices=typing.get_args(kind), default=default, help="default: %(default)s")
         elif kind in (int, float, str):
             parser.add_argument(name, type=kind, default=default, metavar=kind.__name__.upper(),
-                                help=f"default: {default}")
+                                help="default: %(default)s")
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:

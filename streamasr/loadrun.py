@@ -24,19 +24,24 @@ def machine() -> dict[str, Any]:
     """What the benchmark ran on."""
     import platform
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     import psutil
-
     import torch
 
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
     return {"cpu": cpu, "vcpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "os": platform.platform(), "python": platform.python_version(), "torch": torch.__version__}
 
 
 @contextlib.contextmanager
 def serve_process(serve_args: list[str], log_path: Path) -> Iterator[tuple[int, str]]:
-    """Run ``streamasr serve --port 0 ...`` in a child process; yields (pid, stream URL)."""
+    """Run ``streamasr serve --port 0 ...`` in a child process; yields (pid, stream URL).
+
+    The server's log goes to ``log_path``; its "serving ws://..." line gives the port. On exit the
+    server gets SIGTERM (it finishes its streams), then SIGKILL after 30 s.
+    """
     import signal
     import subprocess
 

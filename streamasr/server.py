@@ -276,7 +276,10 @@ def register(sub: Any) -> None:
     add_dataclass_options(parser, ServerConfig)
     add_dataclass_options(parser, WorkerConfig)
     add_dataclass_options(parser, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
-    parser.set_defaults(func=_serve_command)
+    # Beam search costs ~14x the greedy decoder per stream and is not batched across streams; a
+    # service with many streams defaults to greedy (400 real-time streams on 2 vCPUs, see
+    # docs/benchmarks.md). `--method beam` trades concurrency for accuracy.
+    parser.set_defaults(func=_serve_command, method="greedy")
 
 
 def _serve_command(args: argparse.Namespace) -> int:

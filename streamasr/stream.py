@@ -171,7 +171,8 @@ _NO_FRAMES = np.zeros((0, 0), np.float32)
 
 
 @torch.no_grad()
-def _run_model(rec: Recognizer, states: list[StreamState], frames: list[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+def _run_model(rec: Recognizer, states: list[StreamState],
+               frames: list[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
     """One batched model call for all streams with new frames; returns (log_probs, hidden) each."""
     out: list[tuple[np.ndarray, torch.Tensor]] = [(_NO_FRAMES, s.hidden) for s in states]
     active = [i for i, f in enumerate(frames) if len(f)]
