@@ -139,6 +139,9 @@ def test_browser_page_shows_live_partials_and_the_server_finals(
     lag = int(np.argmax(correlation))
     lag = lag if lag < len(heard) else lag - size  # < 0: capture began after the file started
     a, b = (heard[lag:], speech) if lag >= 0 else (heard, speech[-lag:])
-    n = min(len(a), len(b))
+    # Compare the first second after alignment: Chromium's fake device loops the file and can drop
+    # a buffer when the machine is busy, which shifts everything after it.
+    n = min(len(a), len(b), 16000)
     similarity = np.corrcoef(a[:n], b[:n])[0, 1]
-    assert n > 2 * 16000 and similarity > 0.95, f"captured audio is not the file (r={similarity:.2f}, lag={lag})"
+    assert len(heard) > 2 * 16000 and n == 16000, f"captured only {len(heard)} samples (16 kHz)"
+    assert similarity > 0.95, f"captured audio is not the file (r={similarity:.2f}, lag={lag})"
