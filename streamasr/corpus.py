@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from streamasr.importers import load_or_make_text
+from streamasr.importers import write_manifest as write_jsonl_atomic
 from streamasr.text import normalize
 from streamasr.tts import VOICES, Utt, synth_chunk, wav_duration
 
@@ -136,18 +136,6 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     if cfg.heldout_voice is not None:
         out["heldout"] = [utt(cfg.heldout_voice, "test", i) for i in range(len(text["test"]))]
     return out
-
-
-def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write ``rows`` as JSON lines via a temporary file and rename; returns the row count."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # stages may run side by side
-    count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(tmp, path)
-    return count
 
 
 def manifest_rows(utts: Iterable[Utt]) -> Iterator[dict[str, Any]]:

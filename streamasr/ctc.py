@@ -52,24 +52,11 @@ def words_from_tokens(tokens: list[Token] | tuple[Token, ...], vocab: tuple[str,
     A word starts at its first character's frame and ends after its last one; its confidence is
     the mean posterior of its characters.
     """
-    words: list[Word] = []
-    chars: list[str] = []
-    first = last = 0
-    conf = 0.0
-    # Called for every partial of every stream: plain Python, no numpy on a handful of numbers.
-    for token in tokens:
-        if token.id != space:
-            if not chars:
-                first, conf = token.frame, 0.0
-            chars.append(vocab[token.id])
-            last = token.frame
-            conf += token.prob
-            continue
-        if chars:
-            words.append(_word(chars, first, last, conf, frame_seconds))
-            chars = []
-    if chars:
-        words.append(_word(chars, first, last, conf, frame_seconds))
+    words, end = settle_words(tokens, 0, vocab, space, frame_seconds)
+    rest = tokens[end:]  # characters of a word no space has ended yet
+    if rest:
+        words.append(_word([vocab[t.id] for t in rest], rest[0].frame, rest[-1].frame,
+                           sum(t.prob for t in rest), frame_seconds))
     return words
 
 

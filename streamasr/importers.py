@@ -177,7 +177,7 @@ def load_or_make_text(text_dir: Path, seed: int, n_valid: int,
 def write_manifest(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write ``rows`` as JSON lines atomically (temporary file, then rename); returns the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # corpus stages may write side by side
     count = 0
     with open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
