@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from streamasr import augment
+from streamasr import augment, importers
 from streamasr.audio import SAMPLE_RATE, load_audio
 from streamasr.augment import AugmentConfig
 from streamasr.errors import StreamAsrError
@@ -55,10 +55,7 @@ def read_manifest(path: str | Path, max_duration: float | None = None) -> list[U
 
 
 def write_manifest(path: str | Path, items: list[Utterance]) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(u.__dict__) + "\n" for u in items))
-    tmp.replace(path)
+    importers.write_manifest(Path(path), (u.__dict__ for u in items))
 
 
 def read_pcm(path: str) -> np.ndarray:

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,6 +32,16 @@ def speech(speech_wav: Path) -> np.ndarray:
     return load_audio(speech_wav)
 
 
+def _wait_for_url(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+    """Read the server's stderr until the line announcing its URL (a ``pattern`` match)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        found = re.search(pattern, line)
+        if found:
+            return found
+    pytest.fail("server did not start")
+
+
 async def stream_all(url: str, audio: np.ndarray, start: Start, chunk: float = 0.1) -> list[Result]:
     async with StreamClient(url, start) as client:
         return [r async for r in client.stream(audio, chunk)]
@@ -37,6 +49,7 @@ async def stream_all(url: str, audio: np.ndarray, start: Start, chunk: float = 0
 
 @pytest.mark.parametrize("rate, encoding, chunk", [(16000, "pcm_f32le", 0.1), (16000, "pcm_s16le", 0.37),
                                                    (44100, "pcm_f32le", 0.02), (8000, "pcm_s16le", 1.0)])
+
 def test_file_through_server_equals_offline(tiny_recognizer: Recognizer, speech: np.ndarray, rate: int,
                                             encoding: protocol.Encoding, chunk: float) -> None:
     audio = resample(speech, 16000, rate)
@@ -380,13 +393,7 @@ def test_sigterm_finishes_streams_then_exits(tiny_model_path: Path, tiny_recogni
                            "--method", "greedy", "--port", "0"], stderr=subprocess.PIPE, text=True,
                           cwd=Path(__file__).parent.parent) as proc:
         try:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                found = re.search(r"serving (ws://\S+)", line)
-                if found:
-                    break
-            else:
-                pytest.fail("server did not start")
+            found = _wait_for_url(proc, r"serving (ws://\S+)")
 
             async def main() -> tuple[list[Result], int | None]:
                 async with StreamClient(found.group(1), Start(encoding="pcm_f32le")) as client:
@@ -426,13 +433,7 @@ def test_worker_processes_share_the_port(tiny_model_path: Path, tiny_recognizer:
                           text=True, cwd=Path(__file__).parent.parent) as proc:
         children: list[psutil.Process] = []
         try:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                found = re.search(r"serving (ws://\S+) with 2 worker processes", line)
-                if found:
-                    break
-            else:
-                pytest.fail("server did not start")
+            found = _wait_for_url(proc, r"serving (ws://\S+) with 2 worker processes")
             children = psutil.Process(proc.pid).children()
             assert len(children) == 2
             if stop == "SIGTERM":
