@@ -30,6 +30,8 @@ class AugmentConfig:
     gain_db: float = 10.0  # random gain drawn from [-g, +g] dB
     p_vtlp: float = 0.7  # probability of mel-axis warping (vocal tract length)
     vtlp_range: float = 0.12  # warp factor drawn from [1 - r, 1 + r]
+    p_eq: float = 0.5  # probability of a random smooth channel colouring (microphone, room, voice timbre)
+    eq_db: float = 8.0  # dB, largest boost or cut of that colouring
     freq_masks: int = 2  # SpecAugment frequency masks
     freq_mask_width: int = 15  # mel bins, widest frequency mask
     time_mask_ratio: float = 0.02  # time masks per frame (0.02 -> 2 masks per second, ~10 % masked)
@@ -37,7 +39,7 @@ class AugmentConfig:
     warmup_steps: int = 1500  # augmentation probabilities ramp from 30 % to 100 % over these steps
 
     def __post_init__(self) -> None:
-        for name in ("p_speed", "p_reverb", "p_band", "p_telephone", "p_noise", "p_vtlp"):
+        for name in ("p_speed", "p_reverb", "p_band", "p_telephone", "p_noise", "p_vtlp", "p_eq"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"AugmentConfig.{name} is a probability in [0, 1], got {value}")
@@ -146,6 +148,21 @@ def vtlp(feats: torch.Tensor, factor: float) -> torch.Tensor:
     return feats[:, lo] * (1 - w) + feats[:, hi] * w
 
 
+def channel_eq(feats: torch.Tensor, rng: np.random.Generator, max_db: float) -> torch.Tensor:
+    """Add a random smooth gain curve across the mel axis (log domain).
+
+    TTS voices share one clean channel; real microphones, rooms and vocal tracts tilt and colour
+    the spectrum. A sum of three low-order cosines, scaled so its largest |gain| is at most
+    ``max_db``, imitates that without touching the timing.
+    """
+    n = feats.shape[1]
+    pos = np.arange(n) / max(1, n - 1)
+    curve = sum(rng.uniform(-1, 1) * np.cos(np.pi * k * pos) for k in (1, 2, 3))
+    curve = curve / (np.abs(curve).max() + 1e-9) * rng.uniform(0, max_db)
+    # log-mel is natural log of power: dB -> nepers of power is ln(10) / 10.
+    return feats + torch.from_numpy((curve * np.log(10) / 10).astype(np.float32))
+
+
 def spec_augment(feats: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator, strength: float) -> torch.Tensor:
     """Frequency and time masks (filled with the utterance mean), SpecAugment style."""
     feats = feats.clone()
@@ -165,6 +182,8 @@ def spec_augment(feats: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generat
 def augment_features(feats: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator, strength: float) -> torch.Tensor:
     if rng.random() < cfg.p_vtlp * strength:
         feats = vtlp(feats, float(rng.uniform(1 - cfg.vtlp_range, 1 + cfg.vtlp_range)))
+    if rng.random() < cfg.p_eq * strength:
+        feats = channel_eq(feats, rng, cfg.eq_db)
     return spec_augment(feats, cfg, rng, strength)
 
 

@@ -66,3 +66,16 @@ def test_strength_ramps_up() -> None:
 def test_config_error_names_field() -> None:
     with pytest.raises(ValueError, match=r"AugmentConfig.p_noise .* got 1.5"):
         AugmentConfig(p_noise=1.5)
+
+
+def test_channel_eq_is_smooth_bounded_and_time_invariant() -> None:
+    feats = torch.randn(50, 80)
+    out = augment.channel_eq(feats, np.random.default_rng(3), 8.0)
+    gain = out - feats
+    # The same gain on every frame (a channel, not a time effect) ...
+    assert torch.allclose(gain, gain[:1].expand_as(gain), atol=1e-5)
+    # ... never more than 8 dB of power (ln(10)/10 nepers per dB) ...
+    assert float(gain.abs().max()) <= 8.0 * np.log(10) / 10 + 1e-5
+    # ... and smooth across neighbouring mel bins.
+    assert float(gain[0].diff().abs().max()) < 0.2
+    assert not torch.equal(out, feats)

@@ -80,6 +80,16 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_at(cfg, 39) == pytest.approx(5e-4)
 
 
+def test_cooldown_falls_linearly_to_zero_at_the_end() -> None:
+    plain = TrainConfig(warmup_steps=10, lr=1e-3, max_steps=100)
+    cool = TrainConfig(warmup_steps=10, lr=1e-3, max_steps=100, cooldown_steps=20)
+    assert lr_at(cool, 79) == lr_at(plain, 79)
+    assert lr_at(cool, 90) == pytest.approx(lr_at(plain, 90) * 0.5)
+    assert lr_at(cool, 100) == 0.0
+    with pytest.raises(ValueError, match=r"cooldown_steps must be in \[0, max_steps=100\], got 200"):
+        TrainConfig(max_steps=100, cooldown_steps=200)
+
+
 def test_config_error_text() -> None:
     with pytest.raises(ValueError, match=r"TrainConfig.lr must be > 0, got -1"):
         TrainConfig(lr=-1)
