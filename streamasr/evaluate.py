@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from streamasr.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.data import Utterance, read_manifest, read_pcm
+from streamasr.errors import StreamAsrError
 from streamasr.stream import Recognizer, finish, step
 
 
@@ -85,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one server worker)")
     p.add_argument("--hyps", default=None, help="write per-utterance hypotheses (JSON lines) to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw WER and CER per manifest and voice to this PNG (needs matplotlib)")
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
     p.set_defaults(func=_main)
 
@@ -93,6 +97,8 @@ def _main(args: argparse.Namespace) -> int:
     import torch
 
     decoder = dataclass_from_args(DecoderConfig, args)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise StreamAsrError("streamasr eval --plot needs matplotlib; install it with: pip install 'streamasr[plot]'")
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.quantize, decoder)
     reports, all_hyps = {}, []
@@ -104,6 +110,8 @@ def _main(args: argparse.Namespace) -> int:
         all_hyps += hyps
     if args.hyps:
         Path(args.hyps).write_text("".join(json.dumps(h.__dict__) + "\n" for h in all_hyps))
+    if args.plot:
+        plot_reports(reports, Path(args.plot), f"{rec.name} · {decoder.method} · chunks {args.chunk_ms} ms")
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0
@@ -113,3 +121,34 @@ def _main(args: argparse.Namespace) -> int:
         for name, s in rows:
             print(f"{name:<40} {s['utterances']:>6} {s['wer']:>7.3f} {s['cer']:>7.3f} {s['rtf']:>7.4f}")
     return 0
+
+
+def plot_reports(reports: dict[str, dict[str, Any]], path: Path, title: str) -> None:
+    """Horizontal WER/CER bars: one group per manifest (its overall score first, then each voice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, wer, cer = [], [], []
+    for manifest, report in reports.items():
+        rows = [(Path(manifest).name, report["all"])]
+        rows += [(f"  {voice}", s) for voice, s in report.get("voices", {}).items()]
+        for name, s in rows:
+            labels.append(f"{name} ({s['utterances']})")
+            wer.append(100 * s["wer"])
+            cer.append(100 * s["cer"])
+    y = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(labels)))
+    ax.barh(y - 0.2, wer, height=0.4, label="WER %")
+    ax.barh(y + 0.2, cer, height=0.4, label="CER %")
+    for yi, w in zip(y, wer):
+        ax.text(w + 0.5, yi - 0.2, f"{w:.1f}", va="center", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("error rate (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

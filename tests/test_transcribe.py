@@ -274,3 +274,15 @@ def test_cli_quantize(capsys: pytest.CaptureFixture[str], tiny_model_path: Path,
     manifest.write_text(json.dumps({"audio": str(speech_wav), "text": "a test", "duration": 3.765}) + "\n")
     code, out, _ = cli(capsys, "eval", "--manifest", manifest, "--model", tiny_model_path, "--quantize", "--json")
     assert code == 0 and json.loads(out)[str(manifest)]["all"]["utterances"] == 1
+
+
+def test_eval_plot_draws_a_png_per_voice(capsys: pytest.CaptureFixture[str], tiny_model_path: Path,
+                                         speech_wav: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"audio": str(speech_wav), "text": "a test", "duration": 3.765, "voice": v} for v in ("alice", "bob")]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    png = tmp_path / "eval.png"
+    code, out, _ = cli(capsys, "eval", "--manifest", manifest, "--model", tiny_model_path, "--method", "greedy",
+                       "--plot", png)
+    assert code == 0 and "alice" in out and "bob" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
