@@ -51,6 +51,7 @@ class ServerConfig:
     max_pending_seconds: float = 10.0  # seconds of received, unprocessed audio per stream before reading pauses
     shutdown_timeout: float = 10.0  # seconds to deliver finals on SIGTERM/SIGINT before closing anyway
     token: str = ""  # bearer token clients must send ("" = none); the CLI also reads STREAMASR_TOKEN
+    allowed_origins: str = ""  # comma-separated browser origins besides the server's own ("*": any page)
 
     def __post_init__(self) -> None:
         checks: tuple[tuple[str, float, float], ...] = (
@@ -177,6 +178,17 @@ class StreamServer:
             offered = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
         return hmac.compare_digest(offered.encode(), self.cfg.token.encode())
 
+    def _origin_allowed(self, request: Request) -> bool:
+        # Browsers send Origin on every websocket handshake; other clients usually send none. Without
+        # this check any web page the user visits could stream to (and use) a server on localhost.
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        allowed = {o.strip().rstrip("/") for o in self.cfg.allowed_origins.split(",") if o.strip()}
+        if "*" in allowed or origin.rstrip("/") in allowed:
+            return True
+        return urlsplit(origin).netloc.lower() == request.headers.get("Host", "").lower()
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.partition("?")[0]
         if path == "/healthz":
@@ -190,6 +202,11 @@ class StreamServer:
         if path != protocol.PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such path {path!r}; the stream is at "
                                                                  f"{protocol.PATH}\n")
+        if not self._origin_allowed(request):
+            self.metrics.rejected["origin"] += 1
+            origin = request.headers.get("Origin", "")
+            return connection.respond(http.HTTPStatus.FORBIDDEN, f"origin {origin!r} may not open streams here; "
+                                                                 f"start the server with --allowed-origins {origin}\n")
         if not self._authorized(request):
             self.metrics.rejected["unauthorized"] += 1
             response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from _serving import SHORT_ENDPOINT, exchange, finals, offline, run, running
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from streamasr import protocol, worker
 from streamasr.audio import load_audio, resample
@@ -292,6 +293,25 @@ def test_token_required_when_configured(tiny_recognizer: Recognizer, speech: np.
         return outcomes
 
     assert run(main()) == [401, 401, 1, 1000, 2]
+
+
+def test_browser_origins_other_than_the_server_s_own_are_refused(tiny_recognizer: Recognizer) -> None:
+    async def status(url: str, origin: str | None) -> int:
+        try:
+            async with connect(url, origin=origin) as ws:
+                await ws.send('{"type": "start"}')
+                return 101
+        except InvalidStatus as e:
+            return e.response.status_code
+
+    async def main() -> list[int]:
+        async with running(tiny_recognizer, allowed_origins="https://app.example") as server:
+            own = "http://" + server.url.split("/")[2]  # the page the server itself serves
+            got = [await status(server.url, o) for o in
+                   (None, own, "https://app.example", "https://evil.example", "null")]
+            return got + [server.metrics.rejected["origin"]]
+
+    assert run(main()) == [101, 101, 101, 403, 403, 2]
 
 
 def test_connections_beyond_the_limit_get_503(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
