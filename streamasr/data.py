@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,31 @@ def read_manifest(path: str | Path, max_duration: float | None = None) -> list[U
 
 def write_manifest(path: str | Path, items: list[Utterance]) -> None:
     importers.write_manifest(Path(path), (u.__dict__ for u in items))
+
+
+def mix(items: list[Utterance], weights: dict[str, float]) -> list[Utterance]:
+    """Re-weight voices in a training list, deterministically.
+
+    The utterances of a voice that starts with a key of ``weights`` (longest key wins) appear
+    ``w`` times on average: 2 repeats each, 0.5 keeps every second, 1.5 repeats every second one;
+    other voices once. The i-th utterance of a group appears ceil((i+1)w) - ceil(iw) times, so
+    fractional weights are spread evenly over the group. Duplicate audio paths are dropped first.
+    """
+    for key, weight in weights.items():
+        if not key or weight < 0:
+            raise ValueError(f"voice weight {key!r}={weight} must name a voice prefix and be >= 0")
+    seen: set[str] = set()
+    index: dict[str, int] = {}
+    out: list[Utterance] = []
+    for u in items:
+        if u.audio in seen:
+            continue
+        seen.add(u.audio)
+        key = max((k for k in weights if u.voice.startswith(k)), key=len, default="")
+        weight = weights.get(key, 1.0)
+        i = index[key] = index.get(key, -1) + 1
+        out += [u] * (math.ceil((i + 1) * weight) - math.ceil(i * weight))
+    return out
 
 
 def read_pcm(path: str) -> np.ndarray:

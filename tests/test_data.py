@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamasr.data import SpeechDataset, StepSampler, Utterance, bucket_batches, collate, read_manifest, write_manifest
+from streamasr.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest,
+                            write_manifest)
 from streamasr.errors import StreamAsrError
 from streamasr.features import FeatureConfig
 from streamasr.text import Tokenizer
@@ -56,3 +57,38 @@ def test_dataset_and_collate(speech_wav: Path) -> None:
     batch = collate([ds[(0, 0)], ds[(1, 0)]])
     assert batch["feats"].shape[0] == 2 and batch["targets"].dtype == torch.long
     assert batch["target_lens"].tolist() == [13, 13]
+
+
+def test_mix_weights_voices_evenly_and_drops_duplicate_files() -> None:
+    def utts(voice: str, n: int) -> list[Utterance]:
+        return [Utterance(f"/{voice}/{i}.wav", "x", 1.0, voice) for i in range(n)]
+
+    items = utts("espeak", 6) + utts("kokoro_af_bella", 3) + utts("kokoro_bm_lewis", 1) + utts("flite_rms", 2)
+    mixed = mix(items + utts("flite_rms", 2), {"espeak": 0.5, "kokoro": 2, "kokoro_bm": 0})
+    counts = {a: sum(u.audio == a for u in mixed) for a in {u.audio for u in items}}
+    assert [counts[f"/espeak/{i}.wav"] for i in range(6)] == [1, 0, 1, 0, 1, 0]
+    assert [counts[f"/kokoro_af_bella/{i}.wav"] for i in range(3)] == [2, 2, 2]
+    assert counts["/kokoro_bm_lewis/0.wav"] == 0  # the longest matching prefix wins
+    assert counts["/flite_rms/0.wav"] == counts["/flite_rms/1.wav"] == 1  # listed twice, counted once
+    with pytest.raises(ValueError, match=r"voice weight 'kokoro'=-1"):
+        mix(items, {"kokoro": -1})
+
+
+def test_mix_manifest_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mix_manifest", Path(__file__).parents[1] / "scripts/mix_manifest.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_manifest(a, [Utterance(str(tmp_path / f"{i}.wav"), "x", 1.0, "flite_rms") for i in range(2)])
+    write_manifest(b, [Utterance(str(tmp_path / "k.wav"), "y", 2.0, "kokoro_af_sky")])
+    assert script.main([str(a), str(b), "--weight", "kokoro=3", "--out", str(tmp_path / "m.jsonl")]) == 0
+    assert [u.voice for u in read_manifest(tmp_path / "m.jsonl")].count("kokoro_af_sky") == 3
+    assert "5 utterances" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main([str(a), "--weight", "kokoro", "--out", str(tmp_path / "x.jsonl")])
+    assert "expected VOICE_PREFIX=WEIGHT such as kokoro=2, got 'kokoro'" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "missing.jsonl does not exist" in capsys.readouterr().err
