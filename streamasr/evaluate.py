@@ -147,8 +147,9 @@ def plot_reports(reports: dict[str, dict[str, Any]], path: Path, title: str) -> 
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("error rate (%)")
+    ax.set_xlim(0, max(wer + cer) * 1.12 + 1)  # room for the value labels
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
