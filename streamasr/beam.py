@@ -77,6 +77,11 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
+def _space_is_free(text: str) -> bool:
+    """A space after nothing or after a space does not change the words: no LM event, no bonus."""
+    return not text or text[-1] == " "
+
+
 def last_speech(beam: Beam, space: int) -> int | None:
     """Frame of the prefix's last non-space character (None if it has none), for endpointing."""
     for token in reversed(beam.tokens):
@@ -146,8 +151,7 @@ class BeamDecoder:
         row: Sequence[float] | None = None  # the LM's distribution after b, fetched when first needed
         bonus, alpha = self.cfg.insertion_bonus, self.cfg.lm_weight
         best_case = b.lm + max(bonus, 0.0)  # the LM term is never positive
-        # A leading or repeated space does not change the text's words: no LM event, no bonus.
-        free_space = not b.text or b.text[-1] == " "
+        free_space = _space_is_free(b.text)
         for c in cands:
             # After the same character, only an alignment that passed through a blank extends.
             p = (b.blank if c == b.last else total) + log_probs[c]
@@ -187,7 +191,7 @@ class BeamDecoder:
         return tuple(out)
 
     def _lm_state(self, parent: Beam, c: int) -> int:
-        if self.lm is None or (c == self.space and (not parent.text or parent.text[-1] == " ")):
+        if self.lm is None or (c == self.space and _space_is_free(parent.text)):
             return parent.lm_state
         return self.lm.advance(parent.lm_state, c)
 

@@ -219,10 +219,8 @@ def _register_engine(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _engine_command(args: argparse.Namespace) -> int:
-    from streamasr.transcribe import load_recognizer  # the same clear error for a missing default model
-
     threads = _thread_counts(args.threads)
-    rec = load_recognizer(args.model, args.quantize, dataclass_from_args(DecoderConfig, args))
+    rec = stream.Recognizer.load(args.model, args.quantize, dataclass_from_args(DecoderConfig, args))
     if args.file is None:
         audio, name = synthetic_audio(), "synthetic signal"
     else:
@@ -314,11 +312,10 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
 
     from streamasr import loadrun, loadtest
     from streamasr.data import read_manifest
-    from streamasr.transcribe import load_recognizer
 
     torch.set_num_threads(1)  # the load generator shares the machine with the server
     decoder = dataclass_from_args(DecoderConfig, args)
-    rec = load_recognizer(args.model, args.quantize, decoder)
+    rec = stream.Recognizer.load(args.model, args.quantize, decoder)
     if args.manifest:
         paths = [u.audio for u in read_manifest(args.manifest)]
     else:

@@ -78,7 +78,12 @@ def load_checkpoint(
         path: checkpoint file; the bundled default model when None.
         expect_features: refuse a checkpoint whose feature config differs from this one.
     """
-    path = default_model_path() if path is None else Path(path)
+    if path is None:
+        path = default_model_path()
+        if not path.is_file():
+            raise ModelError(f"no model given and the bundled default model {path} is not installed; "
+                             "expected --model PATH naming a streamasr checkpoint (.pt)")
+    path = Path(path)
     blob = read_checkpoint(path)
     try:
         model_cfg = ModelConfig(**blob["model_config"])

@@ -112,6 +112,7 @@ class StreamServer:
         self.rec = rec
         self.cfg = cfg or ServerConfig()
         self._sock = sock
+        self._origins = {o.strip().rstrip("/") for o in self.cfg.allowed_origins.split(",") if o.strip()}
         self.worker = InferenceWorker(rec, worker_cfg)
         self.metrics = Metrics()
         self.sessions: set[Session] = set()
@@ -184,8 +185,7 @@ class StreamServer:
         origin = request.headers.get("Origin")
         if origin is None:
             return True
-        allowed = {o.strip().rstrip("/") for o in self.cfg.allowed_origins.split(",") if o.strip()}
-        if "*" in allowed or origin.rstrip("/") in allowed:
+        if "*" in self._origins or origin.rstrip("/") in self._origins:
             return True
         return urlsplit(origin).netloc.lower() == request.headers.get("Host", "").lower()
 

@@ -20,10 +20,9 @@ import torch
 from streamasr import formats, stream
 from streamasr.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.beam import DecoderConfig
-from streamasr.checkpoint import default_model_path
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.endpoint import EndpointConfig
-from streamasr.errors import AudioError, ModelError, StreamAsrError
+from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Word
 
 # Called with (seconds of audio processed so far, seconds in total) after every chunk.
@@ -56,21 +55,6 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         """``{"file", "text", "duration", "segments": [{"start", "end", "text", "words": [...]}]}``."""
         return asdict(self)
-
-
-def load_recognizer(path: str | Path | None = None, quantize: bool = False,
-                    decoder: DecoderConfig | None = None) -> stream.Recognizer:
-    """``Recognizer.load`` with a clear error when no model is named and none is bundled.
-
-    Raises:
-        ModelError: the checkpoint or the LM is missing, unreadable or does not fit the engine.
-    """
-    if path is None:
-        path = default_model_path()
-        if not path.is_file():
-            raise ModelError(f"no model given and the bundled default model {path} is not installed; "
-                             "expected --model PATH naming a streamasr checkpoint (.pt)")
-    return stream.Recognizer.load(path, quantize, decoder)
 
 
 def transcribe_audio(
@@ -188,7 +172,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.format in ("srt", "vtt") and len(args.files) > 1 and args.output_dir is None:
         raise ValueError(f"--format {args.format} writes one subtitle file per input; with "
                          f"{len(args.files)} input files give -o DIR")
-    rec = load_recognizer(args.model, args.quantize, decoder)
+    rec = stream.Recognizer.load(args.model, args.quantize, decoder)
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamasr import cli, transcribe
+from streamasr import checkpoint, cli
 from streamasr.cli import main
 
 
@@ -49,7 +49,7 @@ def test_corrupt_model_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
 
 def test_missing_default_model(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                tmp_path: Path, speech_wav: Path) -> None:
-    monkeypatch.setattr(transcribe, "default_model_path", lambda: tmp_path / "default.pt")
+    monkeypatch.setattr(checkpoint, "default_model_path", lambda: tmp_path / "default.pt")
     assert main(["transcribe", str(speech_wav)]) == 2
     err = capsys.readouterr().err
     assert "no model given and the bundled default model" in err and "expected --model PATH" in err
