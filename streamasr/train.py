@@ -21,6 +21,7 @@ from streamasr import ctc
 from streamasr.augment import AugmentConfig
 from streamasr.checkpoint import read_checkpoint, save_checkpoint
 from streamasr.data import SpeechDataset, StepSampler, Utterance, collate, manifest_stats, read_manifest
+from streamasr.errors import StreamAsrError
 from streamasr.features import FeatureConfig, FeatureExtractor
 from streamasr.model import AcousticModel, ModelConfig
 from streamasr.text import Tokenizer
@@ -40,6 +41,7 @@ class TrainConfig:
     max_steps: int = 30000  # stop after this many optimizer steps
     cooldown_steps: int = 0  # final steps over which lr falls linearly to 0 (0: no cool-down)
     max_minutes: float = 0.0  # stop after this many minutes of wall time (0: no limit)
+    cooldown_minutes: float = 0.0  # with max_minutes: final minutes over which lr falls linearly to 0
     clip: float = 5.0  # gradient norm clipping threshold
     max_duration: float = 16.0  # seconds: longer training utterances are skipped
     seed: int = 0  # seeds initialisation, batch order, augmentation and dropout
@@ -49,6 +51,7 @@ class TrainConfig:
     eval_every: int = 500  # steps between validation runs
     valid_max: int = 300  # utterances of the validation manifest used
     augment: bool = True  # on-the-fly augmentation
+    device: str = "cpu"  # where the model trains ("cuda" for a GPU; data loading stays in CPU workers)
 
     def __post_init__(self) -> None:
         for name in ("batch_seconds", "lr", "clip", "max_duration"):
@@ -59,6 +62,11 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers}")
+        if not 0 <= self.cooldown_minutes <= self.max_minutes or (self.cooldown_minutes and not self.max_minutes):
+            raise ValueError(f"TrainConfig.cooldown_minutes needs max_minutes > 0 and must be in [0, max_minutes="
+                             f"{self.max_minutes}], got {self.cooldown_minutes}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"TrainConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if not 0 <= self.cooldown_steps <= self.max_steps:
             raise ValueError(f"TrainConfig.cooldown_steps must be in [0, max_steps={self.max_steps}], "
                              f"got {self.cooldown_steps}")
@@ -77,6 +85,18 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return lr
 
 
+def time_scale(cfg: TrainConfig, minutes: float) -> float:
+    """Learning-rate factor of a time-budgeted run after ``minutes`` of training.
+
+    With ``cooldown_minutes`` the rate falls linearly to 0 as ``max_minutes`` runs out: on a
+    machine whose speed is not known in advance a step-based cool-down would be cut off or end
+    early. Wall time is not reproducible, so such a run does not resume to the same result.
+    """
+    if not cfg.cooldown_minutes:
+        return 1.0
+    return min(1.0, max(0.0, (cfg.max_minutes - minutes) / cfg.cooldown_minutes))
+
+
 def feature_stats(items: list[Utterance], feature_cfg: FeatureConfig, limit: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-bin mean and std of clean log-mel features over up to ``limit`` utterances.
 
@@ -91,9 +111,9 @@ def feature_stats(items: list[Utterance], feature_cfg: FeatureConfig, limit: int
 
 def greedy_texts(model: AcousticModel, feats: torch.Tensor, lens: torch.Tensor, tokenizer: Tokenizer) -> list[str]:
     """Best-path transcripts of a padded batch (the same decode the streaming engine runs)."""
-    log_probs, _ = model(feats)
+    log_probs, _ = model(feats.to(model.feat_mean.device))
     texts = []
-    for row, n in zip(log_probs.numpy(), (lens // model.cfg.stack).tolist()):
+    for row, n in zip(log_probs.cpu().numpy(), (lens // model.cfg.stack).tolist()):
         tokens, _ = ctc.greedy(row[:n], tokenizer.blank, 0)
         texts.append(" ".join(tokenizer.decode([t.id for t in tokens]).split()))
     return texts
@@ -122,6 +142,10 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, aug_cfg: AugmentConfig,
                  feature_cfg: FeatureConfig = FeatureConfig()) -> None:
         torch.set_num_threads(cfg.threads)
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise StreamAsrError(f"--device {cfg.device} was asked for, but torch {torch.__version__} sees no CUDA GPU")
+        self.device = torch.device(cfg.device)
+        torch.backends.cuda.matmul.allow_tf32 = True  # GPU only; float32 weights, faster matrix products
         self.cfg, self.aug_cfg, self.feature_cfg = cfg, aug_cfg, feature_cfg
         self.tokenizer = Tokenizer()
         self.out = Path(cfg.out_dir)
@@ -131,7 +155,7 @@ class Trainer:
         self.step, self.best_wer = 0, float("inf")
         self.metrics: dict[str, Any] = {}
         torch.manual_seed(cfg.seed)
-        self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab)))
+        self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab))).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         if (self.out / "last.pt").is_file():
             self._resume(self.out / "last.pt")
@@ -144,6 +168,8 @@ class Trainer:
         blob = read_checkpoint(path)
         self.model = AcousticModel(ModelConfig(**blob["model_config"]))
         self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        # On the device before the optimizer exists: its restored state follows the parameters.
+        self.model.to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         extra = blob["extra"]
         self.opt.load_state_dict(extra["optimizer"])
@@ -168,9 +194,11 @@ class Trainer:
                  "step": self.step, "best_wer": self.best_wer}
         save_checkpoint(self.out / name, self.model, self.feature_cfg, self.tokenizer, self.meta(), extra=extra)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+    def train_step(self, batch: dict[str, torch.Tensor], scale: float = 1.0) -> float:
+        """One optimizer step; ``scale`` multiplies the scheduled learning rate (time-based cool-down)."""
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.cfg, self.step)
+            group["lr"] = lr_at(self.cfg, self.step) * scale
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         log_probs, _ = self.model(batch["feats"])
         out_lens = batch["feat_lens"] // self.model.cfg.stack
         loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens,
@@ -201,7 +229,7 @@ class Trainer:
         return torch.utils.data.DataLoader(
             dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.workers,
             worker_init_fn=_one_thread, prefetch_factor=4 if self.cfg.workers else None,
-            persistent_workers=False,
+            persistent_workers=False, pin_memory=self.device.type == "cuda",
         )
 
     def run(self) -> dict[str, Any]:
@@ -211,10 +239,11 @@ class Trainer:
         bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc="train", file=sys.stderr,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
         for batch in self.loader():
-            loss = self.train_step(batch)
+            scale = time_scale(self.cfg, (time.time() - began) / 60)
+            loss = self.train_step(batch, scale)
             audio_seconds += float(batch["feat_lens"].sum()) * self.feature_cfg.hop_length / self.feature_cfg.sample_rate
             rate = audio_seconds / max(1e-6, time.time() - began)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(self.cfg, self.step):.2e}", audio_s_per_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(self.cfg, self.step) * scale:.2e}", audio_s_per_s=f"{rate:.0f}")
             bar.update(1)
             timed_out = self.cfg.max_minutes > 0 and time.time() - began > self.cfg.max_minutes * 60
             done = self.step >= self.cfg.max_steps or timed_out

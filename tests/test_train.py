@@ -11,7 +11,8 @@ from streamasr.checkpoint import load_checkpoint, read_checkpoint
 from streamasr.cli import main
 from streamasr.data import Utterance, write_manifest
 from streamasr.model import ModelConfig
-from streamasr.train import TrainConfig, Trainer, lr_at
+from streamasr.errors import StreamAsrError
+from streamasr.train import TrainConfig, Trainer, lr_at, time_scale
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SMALL = ModelConfig(hidden=24, layers=1, dropout=0.0)
@@ -88,6 +89,37 @@ def test_cooldown_falls_linearly_to_zero_at_the_end() -> None:
     assert lr_at(cool, 100) == 0.0
     with pytest.raises(ValueError, match=r"cooldown_steps must be in \[0, max_steps=100\], got 200"):
         TrainConfig(max_steps=100, cooldown_steps=200)
+
+
+def test_time_cooldown_falls_linearly_to_zero_as_the_minutes_run_out() -> None:
+    assert time_scale(TrainConfig(max_minutes=10), 9.9) == 1.0  # no cool-down asked for
+    cool = TrainConfig(max_minutes=10, cooldown_minutes=4)
+    assert time_scale(cool, 0) == 1.0
+    assert time_scale(cool, 6) == 1.0
+    assert time_scale(cool, 8) == pytest.approx(0.5)
+    assert time_scale(cool, 11) == 0.0
+    with pytest.raises(ValueError, match=r"cooldown_minutes needs max_minutes > 0"):
+        TrainConfig(cooldown_minutes=2)
+    with pytest.raises(ValueError, match=r"max_minutes=3\], got 4"):
+        TrainConfig(max_minutes=3, cooldown_minutes=4)
+
+
+def test_time_cooldown_scales_the_learning_rate_of_a_step(manifest: Path, tmp_path: Path) -> None:
+    trainer = Trainer(config(manifest, tmp_path / "run", 3), SMALL, AugmentConfig())
+    batch = next(iter(trainer.loader()))
+    trainer.train_step(batch, scale=0.25)
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(lr_at(trainer.cfg, 0) * 0.25)
+
+
+def test_device_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda\[:N\]', got 'tpu'"):
+        TrainConfig(device="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(manifest: Path, tmp_path: Path) -> None:
+    with pytest.raises(StreamAsrError, match=r"--device cuda was asked for, but torch .* sees no CUDA GPU"):
+        Trainer(config(manifest, tmp_path / "run", 1, device="cuda"), SMALL, AugmentConfig())
 
 
 def test_config_error_text() -> None:
