@@ -361,6 +361,10 @@ KINDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], Non
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``streamasr bench KIND`` to the CLI, one sub-subcommand per entry of ``KINDS``."""
+    # Import first: a missing dependency (websockets) must fail before "bench" is half-registered,
+    # so that the CLI can put an "unavailable" placeholder in its place.
+    import streamasr.loadtest  # noqa: F401
+
     p = subparsers.add_parser("bench", help="benchmarks (engine real-time factor, server load test)")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     for add in KINDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,22 @@ def test_command_that_cannot_be_imported(capsys: pytest.CaptureFixture[str],
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "broken" in capsys.readouterr().out
+
+
+def test_missing_websockets_leaves_train_working(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare GPU machine without websockets can still train; the network commands say why they cannot run."""
+    for name in [m for m in sys.modules if m.startswith("streamasr.") and m.split(".")[1] in
+                 ("bench", "loadtest", "loadrun", "server", "client", "mic")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ["websockets"] + [m for m in sys.modules if m.startswith("websockets.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    assert "--device" in capsys.readouterr().out
+    assert main(["bench", "server"]) == 2
+    assert "this command cannot be loaded" in capsys.readouterr().err
 
 
 _real_import = cli.importlib.import_module
