@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int = 500  # steps between validation runs
     valid_max: int = 300  # utterances of the validation manifest used
     augment: bool = True  # on-the-fly augmentation
+    init_from: str = ""  # start from this checkpoint's weights (fresh optimizer, step 0; model options ignored)
     device: str = "cpu"  # where the model trains ("cuda" for a GPU; data loading stays in CPU workers)
 
     def __post_init__(self) -> None:
@@ -159,6 +160,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         if (self.out / "last.pt").is_file():
             self._resume(self.out / "last.pt")
+        elif cfg.init_from:
+            self._init_from(Path(cfg.init_from), feature_cfg)
         else:
             mean, std = feature_stats(self.items, feature_cfg)
             self.model.feat_mean.copy_(mean)
@@ -177,6 +180,18 @@ class Trainer:
         self.step, self.best_wer = int(extra["step"]), float(extra["best_wer"])
         self.metrics = blob["meta"].get("metrics", {})
         log.info("resumed %s at step %d", path, self.step)
+
+    def _init_from(self, path: Path, feature_cfg: FeatureConfig) -> None:
+        """Fine-tune: the checkpoint's weights, model config and feature normalisation, a new optimizer."""
+        from streamasr.checkpoint import load_checkpoint
+
+        model, _, tokenizer, _ = load_checkpoint(path, expect_features=feature_cfg)
+        if tokenizer.vocab != self.tokenizer.vocab:
+            raise StreamAsrError(f"{path}: vocabulary {''.join(tokenizer.vocab)!r} differs from this trainer's "
+                                 f"{''.join(self.tokenizer.vocab)!r}; expected a checkpoint of the same alphabet")
+        self.model = model.train().to(self.device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        log.info("initialised from %s (%s)", path, model.cfg)
 
     def meta(self) -> dict[str, Any]:
         return {

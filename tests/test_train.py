@@ -11,8 +11,8 @@ from streamasr.checkpoint import load_checkpoint, read_checkpoint
 from streamasr.cli import main
 from streamasr.data import Utterance, write_manifest
 from streamasr.model import ModelConfig
-from streamasr.errors import StreamAsrError
-from streamasr.train import TrainConfig, Trainer, lr_at, time_scale
+from streamasr.errors import ModelError, StreamAsrError
+from streamasr.train import TrainConfig, Trainer, export_model, lr_at, time_scale
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SMALL = ModelConfig(hidden=24, layers=1, dropout=0.0)
@@ -73,6 +73,22 @@ def test_cli_train_and_export(manifest: Path, tmp_path: Path) -> None:
     blob = read_checkpoint(tmp_path / "small.pt")
     assert "extra" not in blob
     assert blob["state_dict"]["out.weight"].dtype == torch.float16
+
+
+def test_init_from_fine_tunes_a_checkpoint(manifest: Path, tmp_path: Path) -> None:
+    Trainer(config(manifest, tmp_path / "base", 2), SMALL, AugmentConfig()).run()
+    export_model(tmp_path / "base" / "last.pt", tmp_path / "base.pt")
+    base, _, _, _ = load_checkpoint(tmp_path / "base.pt")
+    # The checkpoint's own model config wins over the (different) one passed in.
+    tuned = Trainer(config(manifest, tmp_path / "tuned", 3, init_from=str(tmp_path / "base.pt")),
+                    ModelConfig(hidden=64, layers=2), AugmentConfig())
+    assert tuned.step == 0 and tuned.model.cfg == base.cfg
+    for name, value in base.state_dict().items():
+        torch.testing.assert_close(tuned.model.state_dict()[name], value, msg=name)
+    tuned.run()
+    assert read_checkpoint(tmp_path / "tuned" / "last.pt")["meta"]["train_config"]["init_from"] == str(tmp_path / "base.pt")
+    with pytest.raises(ModelError, match=r"model file .*nope.pt does not exist"):
+        Trainer(config(manifest, tmp_path / "bad", 1, init_from=str(tmp_path / "nope.pt")), SMALL, AugmentConfig())
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:
