@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamasr.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest,
+from streamasr.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest, read_pcm,
                             write_manifest)
 from streamasr.errors import StreamAsrError
 from streamasr.features import FeatureConfig
@@ -92,3 +92,34 @@ def test_mix_manifest_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "expected VOICE_PREFIX=WEIGHT such as kokoro=2, got 'kokoro'" in capsys.readouterr().err
     assert script.main([str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "missing.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_pack_corpus_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location("pack_corpus", Path(__file__).parents[1] / "scripts/pack_corpus.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assets = Path(__file__).parents[1] / "assets"
+    rms = Utterance(str(assets / "sample_flite_rms.wav"), "live captions", 3.77, "flite_rms")
+    espeak = Utterance(str(assets / "sample_espeak_stereo_22k.flac"), "streaming speech", 3.66, "espeak")
+    write_manifest(tmp_path / "m.jsonl", [rms, rms, espeak])  # rms weighted twice
+    assert script.main([str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "packed"), "--max-mb", "2",
+                        "--max-mb", "2", "--jobs", "1"]) == 0
+    for part in (1, 2):
+        path = tmp_path / "packed" / f"part{part}.zip"
+        assert path.stat().st_size < 2e6
+        zipfile.ZipFile(path).extractall(tmp_path / "data")
+    rows = "".join(p.read_text() for p in sorted((tmp_path / "data").glob("part*/manifest.jsonl")))
+    (tmp_path / "data" / "train.jsonl").write_text(rows)
+    packed = read_manifest(tmp_path / "data" / "train.jsonl")
+    assert sorted(u.text for u in packed) == ["live captions", "live captions", "streaming speech"]
+    for u in packed:  # decodable 16 kHz mono audio of the original length
+        assert abs(len(read_pcm(u.audio)) / 16000 - u.duration) < 0.1
+    assert "3 lines" in capsys.readouterr().out
+    assert script.main([str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "x"), "--max-mb", "2", "--level", "2"]) == 2
+    assert "expected --level in [0, 1]" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x"), "--max-mb", "2"]) == 2
+    assert "none.jsonl does not exist" in capsys.readouterr().err
