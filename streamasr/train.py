@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from streamasr import ctc
 from streamasr.augment import AugmentConfig
-from streamasr.checkpoint import read_checkpoint, save_checkpoint
+from streamasr.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from streamasr.data import SpeechDataset, StepSampler, Utterance, collate, manifest_stats, read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.features import FeatureConfig, FeatureExtractor
@@ -146,7 +146,8 @@ class Trainer:
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise StreamAsrError(f"--device {cfg.device} was asked for, but torch {torch.__version__} sees no CUDA GPU")
         self.device = torch.device(cfg.device)
-        torch.backends.cuda.matmul.allow_tf32 = True  # GPU only; float32 weights, faster matrix products
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # float32 weights, faster matrix products
         self.cfg, self.aug_cfg, self.feature_cfg = cfg, aug_cfg, feature_cfg
         self.tokenizer = Tokenizer()
         self.out = Path(cfg.out_dir)
@@ -183,8 +184,6 @@ class Trainer:
 
     def _init_from(self, path: Path, feature_cfg: FeatureConfig) -> None:
         """Fine-tune: the checkpoint's weights, model config and feature normalisation, a new optimizer."""
-        from streamasr.checkpoint import load_checkpoint
-
         model, _, tokenizer, _ = load_checkpoint(path, expect_features=feature_cfg)
         if tokenizer.vocab != self.tokenizer.vocab:
             raise StreamAsrError(f"{path}: vocabulary {''.join(tokenizer.vocab)!r} differs from this trainer's "
@@ -279,8 +278,6 @@ def _one_thread(_: int) -> None:
 
 def export_model(src: str | Path, dst: str | Path, half: bool = True) -> None:
     """Copy a training checkpoint without optimizer state, as float16 (a few MB)."""
-    from streamasr.checkpoint import load_checkpoint
-
     model, feature_cfg, tokenizer, meta = load_checkpoint(src)
     save_checkpoint(dst, model, feature_cfg, tokenizer, meta, half=half)
 
