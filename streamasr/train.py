@@ -157,39 +157,40 @@ class Trainer:
         self.step, self.best_wer = 0, float("inf")
         self.metrics: dict[str, Any] = {}
         torch.manual_seed(cfg.seed)
-        self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab))).to(self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if (self.out / "last.pt").is_file():
-            self._resume(self.out / "last.pt")
-        elif cfg.init_from:
+        resumed = self.out / "last.pt"
+        extra = self._resume(resumed) if resumed.is_file() else None
+        if extra is None and cfg.init_from:
             self._init_from(Path(cfg.init_from), feature_cfg)
-        else:
+        elif extra is None:
+            self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab))).to(self.device)
             mean, std = feature_stats(self.items, feature_cfg)
             self.model.feat_mean.copy_(mean)
             self.model.feat_std.copy_(std)
+        # Made once the model is on its device: restored optimizer state follows the parameters.
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if extra is not None:
+            self.opt.load_state_dict(extra["optimizer"])
+            torch.set_rng_state(extra["torch_rng"])
 
-    def _resume(self, path: Path) -> None:
+    def _resume(self, path: Path) -> dict[str, Any]:
+        """Model, step, best WER and metrics from ``path``; returns the optimizer and RNG state to restore."""
         blob = read_checkpoint(path)
         self.model = AcousticModel(ModelConfig(**blob["model_config"]))
         self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
-        # On the device before the optimizer exists: its restored state follows the parameters.
         self.model.to(self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        extra = blob["extra"]
-        self.opt.load_state_dict(extra["optimizer"])
-        torch.set_rng_state(extra["torch_rng"])
+        extra: dict[str, Any] = blob["extra"]
         self.step, self.best_wer = int(extra["step"]), float(extra["best_wer"])
         self.metrics = blob["meta"].get("metrics", {})
         log.info("resumed %s at step %d", path, self.step)
+        return extra
 
     def _init_from(self, path: Path, feature_cfg: FeatureConfig) -> None:
-        """Fine-tune: the checkpoint's weights, model config and feature normalisation, a new optimizer."""
+        """Fine-tune: the checkpoint's weights, model config and feature normalisation (a new optimizer follows)."""
         model, _, tokenizer, _ = load_checkpoint(path, expect_features=feature_cfg)
         if tokenizer.vocab != self.tokenizer.vocab:
             raise StreamAsrError(f"{path}: vocabulary {''.join(tokenizer.vocab)!r} differs from this trainer's "
                                  f"{''.join(self.tokenizer.vocab)!r}; expected a checkpoint of the same alphabet")
         self.model = model.train().to(self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         log.info("initialised from %s (%s)", path, model.cfg)
 
     def meta(self) -> dict[str, Any]:
