@@ -31,6 +31,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
+from streamasr.audio import SAMPLE_RATE
 from streamasr.data import read_manifest, read_pcm
 from streamasr.errors import StreamAsrError
 
@@ -38,10 +39,10 @@ OVERHEAD = 200  # bytes of zip headers and manifest line per file, reserved when
 
 
 def encode(job: tuple[str, float]) -> bytes:
-    """One file as 16 kHz mono Ogg/Opus; ``level`` is libsndfile's compression level (1: smallest)."""
+    """One file as mono Ogg/Opus at the engine's rate (16 kHz); ``level`` is libsndfile's compression level (1: smallest)."""
     path, level = job
     buf = io.BytesIO()
-    sf.write(buf, read_pcm(path), 16000, format="OGG", subtype="OPUS", compression_level=level)
+    sf.write(buf, read_pcm(path), SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=level)
     return buf.getvalue()
 
 
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(lines)
     random.Random(args.seed).shuffle(files)
     args.out.mkdir(parents=True, exist_ok=True)
-    zips = [zipfile.ZipFile(args.out / f"part{i + 1}.zip", "w", zipfile.ZIP_STORED) for i in range(len(args.max_mb))]
+    paths = [args.out / f"part{i + 1}.zip" for i in range(len(args.max_mb))]
+    zips = [zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) for path in paths]
     room = [mb * 1e6 - 64_000 for mb in args.max_mb]  # the manifest and the zip directory need some room
     manifests: list[list[str]] = [[] for _ in zips]
     left_out = 0
@@ -89,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, z in enumerate(zips):
         z.writestr(f"part{i + 1}/manifest.jsonl", "".join(manifests[i]), compress_type=zipfile.ZIP_DEFLATED)
         z.close()
-        size = (args.out / f"part{i + 1}.zip").stat().st_size
-        print(f"{args.out / f'part{i + 1}.zip'}: {len(manifests[i])} lines, {size / 1e6:.1f} MB")
+        print(f"{paths[i]}: {len(manifests[i])} lines, {paths[i].stat().st_size / 1e6:.1f} MB")
     if left_out:
         print(f"{left_out} of {len(files)} audio files did not fit and were left out", file=sys.stderr)
     return 0
