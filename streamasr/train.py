@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jiwer
 import numpy as np
@@ -53,6 +53,7 @@ class TrainConfig:
     augment: bool = True  # on-the-fly augmentation
     init_from: str = ""  # start from this checkpoint's weights (fresh optimizer, step 0; model options ignored)
     device: str = "cpu"  # where the model trains ("cuda" for a GPU; data loading stays in CPU workers)
+    precision: Literal["fp32", "bf16"] = "fp32"  # "bf16": forward/backward under bfloat16 autocast, fp32 weights (~2.6x faster on AVX512-BF16 CPUs)
 
     def __post_init__(self) -> None:
         for name in ("batch_seconds", "lr", "clip", "max_duration"):
@@ -68,6 +69,8 @@ class TrainConfig:
                              f"{self.max_minutes}], got {self.cooldown_minutes}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"TrainConfig.device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"TrainConfig.precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.cooldown_steps <= self.max_steps:
             raise ValueError(f"TrainConfig.cooldown_steps must be in [0, max_steps={self.max_steps}], "
                              f"got {self.cooldown_steps}")
@@ -214,7 +217,9 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, self.step) * scale
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        log_probs, _ = self.model(batch["feats"])
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            log_probs, _ = self.model(batch["feats"])
+        log_probs = log_probs.float()  # the CTC loss in fp32 whatever the forward ran in
         out_lens = batch["feat_lens"] // self.model.cfg.stack
         loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens,
                                             batch["target_lens"], blank=0, zero_infinity=True)

@@ -43,6 +43,16 @@ def test_a_few_steps_reduce_the_loss(manifest: Path, tmp_path: Path) -> None:
     assert after < before * 0.8
 
 
+def test_bf16_steps_reduce_the_loss_and_keep_fp32_weights(manifest: Path, tmp_path: Path) -> None:
+    trainer = Trainer(config(manifest, tmp_path / "run", 40, augment=False, precision="bf16"), SMALL, AugmentConfig())
+    batch = next(iter(trainer.loader()))
+    before = trainer.train_step(batch)
+    for _ in range(30):
+        after = trainer.train_step(batch)
+    assert after < before * 0.8
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(manifest: Path, tmp_path: Path) -> None:
     Trainer(config(manifest, tmp_path / "full", 6), SMALL, AugmentConfig()).run()
     Trainer(config(manifest, tmp_path / "split", 3), SMALL, AugmentConfig()).run()
@@ -136,6 +146,11 @@ def test_device_is_checked() -> None:
 def test_cuda_without_a_gpu_is_a_clear_error(manifest: Path, tmp_path: Path) -> None:
     with pytest.raises(StreamAsrError, match=r"--device cuda was asked for, but torch .* sees no CUDA GPU"):
         Trainer(config(manifest, tmp_path / "run", 1, device="cuda"), SMALL, AugmentConfig())
+
+
+def test_precision_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"precision must be 'fp32' or 'bf16', got 'fp16'"):
+        TrainConfig(precision="fp16")  # type: ignore[arg-type]
 
 
 def test_config_error_text() -> None:
