@@ -30,8 +30,8 @@ MAX_CANDIDATES = 16  # most characters tried per frame (the likeliest ones above
 @dataclass(frozen=True)
 class DecoderConfig:
     method: Literal["greedy", "beam"] = "beam"  # greedy: best path; beam: prefix beam search with the LM
-    beam_size: int = 32  # prefixes kept after each frame
-    lm_weight: float = 0.7  # weight of the LM's natural-log probability per character (0: no LM)
+    beam_size: int = 64  # prefixes kept after each frame
+    lm_weight: float = 1.0  # weight of the LM's natural-log probability per character (0: no LM)
     insertion_bonus: float = 1.5  # nats added to a prefix's score per character
     min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
     lm: str | None = None  # character LM file (.npz); None: the bundled one
