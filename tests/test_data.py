@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -11,6 +13,17 @@ from streamasr.data import (SpeechDataset, StepSampler, Utterance, bucket_batche
 from streamasr.errors import StreamAsrError
 from streamasr.features import FeatureConfig
 from streamasr.text import Tokenizer
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ as a module, so that its ``main`` can be called in-process."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 def test_manifest_round_trip_and_relative_paths(tmp_path: Path, speech_wav: Path) -> None:
@@ -75,12 +88,7 @@ def test_mix_weights_voices_evenly_and_drops_duplicate_files() -> None:
 
 
 def test_mix_manifest_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mix_manifest", Path(__file__).parents[1] / "scripts/mix_manifest.py")
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("mix_manifest")
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_manifest(a, [Utterance(str(tmp_path / f"{i}.wav"), "x", 1.0, "flite_rms") for i in range(2)])
     write_manifest(b, [Utterance(str(tmp_path / "k.wav"), "y", 2.0, "kokoro_af_sky")])
@@ -95,13 +103,9 @@ def test_mix_manifest_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_pack_corpus_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
     import zipfile
 
-    spec = importlib.util.spec_from_file_location("pack_corpus", Path(__file__).parents[1] / "scripts/pack_corpus.py")
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("pack_corpus")
     assets = Path(__file__).parents[1] / "assets"
     rms = Utterance(str(assets / "sample_flite_rms.wav"), "live captions", 3.77, "flite_rms")
     espeak = Utterance(str(assets / "sample_espeak_stereo_22k.flac"), "streaming speech", 3.66, "espeak")
