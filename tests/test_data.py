@@ -102,9 +102,7 @@ def test_mix_manifest_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "missing.jsonl does not exist" in capsys.readouterr().err
 
 
-def test_pack_corpus_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import zipfile
-
+def test_pack_and_unpack_corpus_scripts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = load_script("pack_corpus")
     assets = Path(__file__).parents[1] / "assets"
     rms = Utterance(str(assets / "sample_flite_rms.wav"), "live captions", 3.77, "flite_rms")
@@ -112,17 +110,21 @@ def test_pack_corpus_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     write_manifest(tmp_path / "m.jsonl", [rms, rms, espeak])  # rms weighted twice
     assert script.main([str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "packed"), "--max-mb", "2",
                         "--max-mb", "2", "--jobs", "1"]) == 0
-    for part in (1, 2):
-        path = tmp_path / "packed" / f"part{part}.zip"
+    zips = [tmp_path / "packed" / f"part{part}.zip" for part in (1, 2)]
+    for path in zips:
         assert path.stat().st_size < 2e6
-        zipfile.ZipFile(path).extractall(tmp_path / "data")
-    rows = "".join(p.read_text() for p in sorted((tmp_path / "data").glob("part*/manifest.jsonl")))
-    (tmp_path / "data" / "train.jsonl").write_text(rows)
+    assert "3 lines" in capsys.readouterr().out
+    unpack = load_script("unpack_corpus")
+    for path in zips:  # one run per zip, as when each arrives in its own upload
+        assert unpack.main([str(path), "--out", str(tmp_path / "data"), "--jobs", "1"]) == 0
+    assert "3 lines from 2 parts" in capsys.readouterr().out
     packed = read_manifest(tmp_path / "data" / "train.jsonl")
     assert sorted(u.text for u in packed) == ["live captions", "live captions", "streaming speech"]
-    for u in packed:  # decodable 16 kHz mono audio of the original length
-        assert abs(len(read_pcm(u.audio)) / 16000 - u.duration) < 0.1
-    assert "3 lines" in capsys.readouterr().out
+    for u in packed:  # decoded to WAV: 16 kHz mono audio of the original length
+        assert u.audio.endswith(".wav") and abs(len(read_pcm(u.audio)) / 16000 - u.duration) < 0.1
+    assert not list((tmp_path / "data").glob("part*/*.opus"))
+    assert unpack.main([str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "data")]) == 2
+    assert "m.jsonl is not a zip file" in capsys.readouterr().err
     assert script.main([str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "x"), "--max-mb", "2", "--level", "2"]) == 2
     assert "expected --level in [0, 1]" in capsys.readouterr().err
     assert script.main([str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x"), "--max-mb", "2"]) == 2
