@@ -83,10 +83,13 @@ def reverb(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
 
 def coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     """Noise with power spectrum ~ 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS."""
-    spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
-    f = np.arange(n // 2 + 1, dtype=np.float64)
+    # A power-of-two FFT cut to length: an inverse FFT of an arbitrary length (e.g. a prime factor
+    # near 10^4) took 11 ms instead of 0.7 ms for 5 s of audio, a tenth of a data worker's time.
+    size = 1 << max(0, n - 1).bit_length()
+    spectrum = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)
+    f = np.arange(size // 2 + 1, dtype=np.float64)
     f[0] = 1.0
-    noise = np.fft.irfft(spectrum / f ** (exponent / 2), n)
+    noise = np.fft.irfft(spectrum / f ** (exponent / 2), size)[:n]
     return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
 
 

@@ -35,6 +35,17 @@ def test_each_waveform_transform_keeps_shape(speech: np.ndarray) -> None:
     assert snr == pytest.approx(10.0, abs=0.1)
 
 
+@pytest.mark.parametrize("n", [1, 1000, 80123])  # 80123: a length with no small prime factors
+def test_coloured_noise_length_level_and_slope(n: int) -> None:
+    rng = np.random.default_rng(0)
+    white, brown = augment.coloured_noise(rng, n, 0.0), augment.coloured_noise(rng, n, 2.0)
+    assert len(white) == len(brown) == n and white.dtype == np.float32
+    if n > 1:
+        assert np.sqrt(np.mean(white**2)) == pytest.approx(1.0, rel=1e-3)
+        low = [np.sum(np.abs(np.fft.rfft(x))[: n // 32] ** 2) / np.sum(np.abs(np.fft.rfft(x)) ** 2) for x in (white, brown)]
+        assert low[0] < 0.1 < 0.5 < low[1]  # white: ~3 % of its power in the lowest 1/16 band; brown: most
+
+
 def test_speed_changes_duration(speech: np.ndarray) -> None:
     fast = augment.speed(speech, 1.14)
     assert len(fast) == pytest.approx(len(speech) / 1.14, rel=0.03)
