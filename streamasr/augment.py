@@ -1,6 +1,6 @@
 """Training-time augmentation that makes a few synthetic voices look like many real speakers.
 
-Waveform: speed perturbation, reverberation, band limiting, telephone codec, coloured noise,
+Waveform: leading-silence trimming, speed perturbation, reverberation, band limiting, telephone codec, coloured noise,
 gain. Log-mel: vocal-tract-length warping and SpecAugment. Every function takes an explicit
 ``numpy.random.Generator`` so that a (seed, step, utterance) triple always gives the same result,
 which is what makes resumed training identical to uninterrupted training.
@@ -19,6 +19,8 @@ from streamasr.audio import SAMPLE_RATE
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    # The corpus keeps 0.2 s of silence before every utterance; real streams often start with speech.
+    p_trim: float = 0.5  # probability of cutting the leading silence to a random part of itself
     p_speed: float = 0.7  # probability of speed perturbation
     speed_range: float = 0.15  # speed factor drawn from [1 - r, 1 + r]
     p_reverb: float = 0.25  # probability of convolving with a synthetic room response
@@ -39,7 +41,7 @@ class AugmentConfig:
     warmup_steps: int = 1500  # augmentation probabilities ramp from 30 % to 100 % over these steps
 
     def __post_init__(self) -> None:
-        for name in ("p_speed", "p_reverb", "p_band", "p_telephone", "p_noise", "p_vtlp", "p_eq"):
+        for name in ("p_trim", "p_speed", "p_reverb", "p_band", "p_telephone", "p_noise", "p_vtlp", "p_eq"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"AugmentConfig.{name} is a probability in [0, 1], got {value}")
@@ -52,6 +54,15 @@ class AugmentConfig:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def trim_leading(audio: np.ndarray, keep: float, floor_db: float = -50.0) -> np.ndarray:
+    """Keep only the fraction ``keep`` (0..1) of the silence before the first sample above ``floor_db`` of the peak."""
+    loud = np.flatnonzero(np.abs(audio) > np.abs(audio).max() * 10 ** (floor_db / 20))
+    if len(loud) == 0:
+        return audio
+    lead = int(loud[0])
+    return audio[lead - int(lead * keep):]
 
 
 def speed(audio: np.ndarray, factor: float) -> np.ndarray:
@@ -119,8 +130,10 @@ def augment_waveform(audio: np.ndarray, cfg: AugmentConfig, rng: np.random.Gener
         audio: float32 (samples,) at 16 kHz.
 
     Returns:
-        float32 (samples',) at 16 kHz; speed perturbation changes the length.
+        float32 (samples',) at 16 kHz; trimming and speed perturbation change the length.
     """
+    if rng.random() < cfg.p_trim * strength:
+        audio = trim_leading(audio, float(rng.uniform(0.0, 1.0)))
     if rng.random() < cfg.p_speed * strength:
         audio = speed(audio, float(rng.uniform(1 - cfg.speed_range, 1 + cfg.speed_range)))
     if rng.random() < cfg.p_reverb * strength:

@@ -35,13 +35,17 @@ class DecoderConfig:
     insertion_bonus: float = 1.5  # nats added to a prefix's score per character
     min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
     lm: str | None = None  # character LM file (.npz); None: the bundled one
+    # Seconds of silence run through the model before a stream's first audio: every training
+    # utterance starts with 0.2 s of silence, so streams start from the state silence leaves.
+    prime_seconds: float = 0.2
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "beam"):
             raise ValueError(f"DecoderConfig.method must be 'greedy' or 'beam', got {self.method!r}")
         if isinstance(self.beam_size, bool) or not isinstance(self.beam_size, int) or not 1 <= self.beam_size <= 256:
             raise ValueError(f"DecoderConfig.beam_size must be an integer in [1, 256], got {self.beam_size!r}")
-        checks = (("lm_weight", 0.0, 10.0), ("insertion_bonus", -20.0, 20.0), ("min_log_prob", -100.0, 0.0))
+        checks = (("lm_weight", 0.0, 10.0), ("insertion_bonus", -20.0, 20.0), ("min_log_prob", -100.0, 0.0),
+                  ("prime_seconds", 0.0, 5.0))
         for name, low, high in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:

@@ -45,6 +45,7 @@ class Recognizer:
         self.frame_seconds = feature_cfg.hop_length * model.cfg.stack / feature_cfg.sample_rate
         self._resamplers: dict[int, Resampler] = {}
         self.decoder = decoder or beam.DecoderConfig()
+        self.start_hidden = self._hidden_after_silence(self.decoder.prime_seconds)
         # The beam decoder (with its LM, loaded once here) exists only for method "beam".
         self.beam: beam.BeamDecoder | None = None
         if self.decoder.method == "beam":
@@ -67,6 +68,20 @@ class Recognizer:
             model, name, meta = quantize_model(model), f"{name}-int8", {**meta, "quantized": "int8-dynamic"}
         return cls(model, feature_cfg, tokenizer, meta, name, decoder)
 
+    def _hidden_after_silence(self, seconds: float) -> torch.Tensor:
+        """GRU state (layers, hidden) after ``seconds`` of digital silence from zeros: where streams start.
+
+        The model only ever saw utterances that begin with 0.2 s of silence; real streams often
+        begin mid-breath. Starting from the state silence leaves, not from zeros, cut the real-voice
+        dev set's greedy WER by ~3 points (README, "what we tried").
+        """
+        hidden = torch.zeros(self.model.cfg.layers, 1, self.model.cfg.hidden)
+        samples = int(round(seconds * self.feature_cfg.sample_rate))
+        if samples:
+            with torch.no_grad():
+                _, hidden = self.model(self.features(torch.zeros(samples))[None], hidden)
+        return hidden[:, 0].clone()
+
     def resampler(self, rate: int) -> Resampler:
         if rate not in self._resamplers:
             self._resamplers[rate] = Resampler(rate, self.feature_cfg.sample_rate)
@@ -81,7 +96,7 @@ class Recognizer:
             sample_rate=sample_rate,
             endpoint=endpoint_cfg or EndpointConfig(),
             resampler=resampler,
-            hidden=torch.zeros(self.model.cfg.layers, self.model.cfg.hidden),
+            hidden=self.start_hidden,
             beams=self.beam.initial() if self.beam is not None else (),
         )
 

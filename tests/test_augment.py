@@ -46,6 +46,19 @@ def test_coloured_noise_length_level_and_slope(n: int) -> None:
         assert low[0] < 0.1 < 0.5 < low[1]  # white: ~3 % of its power in the lowest 1/16 band; brown: most
 
 
+def test_trim_leading_cuts_only_silence(speech: np.ndarray) -> None:
+    padded = np.concatenate([np.zeros(3200, np.float32), speech])
+    onset = int(np.flatnonzero(np.abs(padded) > np.abs(padded).max() * 10 ** (-50 / 20))[0])
+    assert onset >= 3200
+    np.testing.assert_array_equal(augment.trim_leading(padded, 1.0), padded)
+    np.testing.assert_array_equal(augment.trim_leading(padded, 0.0), padded[onset:])
+    half = augment.trim_leading(padded, 0.5)
+    assert len(half) == len(padded) - (onset - onset // 2)
+    np.testing.assert_array_equal(half[-len(speech):], speech)  # the speech itself is untouched
+    silence = np.zeros(100, np.float32)
+    assert augment.trim_leading(silence, 0.0) is silence
+
+
 def test_speed_changes_duration(speech: np.ndarray) -> None:
     fast = augment.speed(speech, 1.14)
     assert len(fast) == pytest.approx(len(speech) / 1.14, rel=0.03)

@@ -131,6 +131,7 @@ def test_partials_and_flush(beam_recognizer: Recognizer, speech_wav: Path) -> No
     ("insertion_bonus", float("nan"), r"DecoderConfig.insertion_bonus must be a number in \[-20.0, 20.0\], got nan"),
     ("min_log_prob", 1.0, r"DecoderConfig.min_log_prob must be a number in \[-100.0, 0.0\], got 1.0"),
     ("lm", "", "DecoderConfig.lm must be a path to an LM file or None"),
+    ("prime_seconds", -0.2, r"DecoderConfig.prime_seconds must be a number in \[0.0, 5.0\], got -0.2"),
 ])
 def test_config_error_text(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -54,8 +54,9 @@ def run(rec: Recognizer, audio: np.ndarray, chunk: int, rate: int = 16000,
 
 
 def whole_log_probs(rec: Recognizer, audio16k: np.ndarray) -> np.ndarray:
+    """The model on the whole file at once, from the state a stream starts in."""
     with torch.no_grad():
-        return rec.model(rec.features(torch.from_numpy(audio16k))[None])[0][0].numpy()
+        return rec.model(rec.features(torch.from_numpy(audio16k))[None], rec.start_hidden[:, None])[0][0].numpy()
 
 
 def check_finals_equal(got: list[Result], expected: list[Result]) -> None:
@@ -93,6 +94,17 @@ def test_non_16k_stream(tiny_recognizer: Recognizer, recorded_log_probs: list[np
     np.testing.assert_allclose(np.concatenate(recorded_log_probs), reference, atol=1e-4, rtol=0)
     expected, _ = run(tiny_recognizer, load_audio(ASSETS / "sample_espeak_stereo_22k.flac"), 16000)
     check_finals_equal(finals, expected)
+
+
+def test_streams_start_from_the_state_silence_leaves(tiny_model_path: Path) -> None:
+    unprimed = Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy", prime_seconds=0.0))
+    primed = Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy", prime_seconds=0.2))
+    assert not unprimed.initial_state().hidden.any()
+    # A primed stream starts where an unprimed one is after 0.2 s of silence (whole 40 ms steps).
+    after_silence, _ = step(unprimed, unprimed.initial_state(), np.zeros(3200, np.float32))
+    assert after_silence.frame == 4
+    torch.testing.assert_close(primed.initial_state().hidden, after_silence.hidden, atol=1e-6, rtol=0)
+    assert primed.initial_state().hidden.abs().max() > 1e-3
 
 
 def test_int16_bytes_equal_float_input(tiny_recognizer: Recognizer, speech_wav: Path) -> None:
