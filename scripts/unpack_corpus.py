@@ -5,8 +5,8 @@
 Decoding Opus was a third of a data worker's time (profiled on this project's CPU), and a training
 run decodes every file again on every pass over the data. Decoding once up front takes seconds on 16
 cores; the lent GPU's run that did so trained at ~6,300 audio s/s, one that decoded in its data
-workers at ~3,900. Zips may be unpacked
-into the same folder in separate runs (one per upload); ``train.jsonl`` always lists every part there.
+workers at ~3,900. Zips may be unpacked into the same folder in separate runs (one per upload);
+``train.jsonl`` always lists every part there.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training-time augmentation that makes a few synthetic voices look like many real speakers.
 
-Waveform: leading-silence trimming, speed perturbation, reverberation, band limiting, telephone codec, coloured noise,
-gain. Log-mel: vocal-tract-length warping and SpecAugment. Every function takes an explicit
+Waveform: leading-silence trimming, speed perturbation, reverberation, band limiting, telephone
+codec, coloured noise, gain. Log-mel: vocal-tract-length warping and SpecAugment. Every function takes an explicit
 ``numpy.random.Generator`` so that a (seed, step, utterance) triple always gives the same result,
 which is what makes resumed training identical to uninterrupted training.
 """
@@ -58,7 +58,8 @@ class AugmentConfig:
 
 def trim_leading(audio: np.ndarray, keep: float, floor_db: float = -50.0) -> np.ndarray:
     """Keep only the fraction ``keep`` (0..1) of the silence before the first sample above ``floor_db`` of the peak."""
-    loud = np.flatnonzero(np.abs(audio) > np.abs(audio).max() * 10 ** (floor_db / 20))
+    level = np.abs(audio)
+    loud = np.flatnonzero(level > level.max() * 10 ** (floor_db / 20))
     if len(loud) == 0:
         return audio
     lead = int(loud[0])
