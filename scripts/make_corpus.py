@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="training utterances for every voice (default: per-voice defaults)")
     p.add_argument("--amount", action="append", default=[], metavar="VOICE=N",
                    help="training utterances for one voice (repeatable; 0 drops the voice)")
+    p.add_argument("--short-per-voice", type=int, default=300,
+                   help="extra training utterances of 1-3 words per classic voice (default: 300)")
     p.add_argument("--n-valid", type=int, default=300, help="validation sentences")
     p.add_argument("--n-test", type=int, default=300, help="test (and heldout) sentences")
     p.add_argument("--no-heldout", action="store_true", help="do not build heldout.jsonl")
@@ -39,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kokoro-voices", type=Path, default=None,
                    help="directory of Kokoro NAME.bin voices (default: OUT/kokoro-voices)")
     p.add_argument("--kokoro-utts", type=int, default=5000, help="Kokoro training utterances")
+    p.add_argument("--kokoro-short", type=int, default=3000,
+                   help="extra Kokoro training utterances of 1-3 words (default: 3000)")
     p.add_argument("--kokoro-mixes", type=int, default=36, help="Kokoro two-voice mixtures")
     p.add_argument("--kokoro-threads", type=int, default=1, help="onnxruntime threads per job")
     p.add_argument("--log", type=Path, default=None, help="also log to this file")
@@ -58,10 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = CorpusConfig(out=args.out, amounts=parse_amounts(args.amount, args.train_per_voice),
                            engines=engines, heldout_voice=None if args.no_heldout else "piper_joe",
-                           n_valid=args.n_valid, n_test=args.n_test, seed=args.seed,
+                           short_per_voice=args.short_per_voice, n_valid=args.n_valid, n_test=args.n_test, seed=args.seed,
                            jobs=args.jobs)
         kcfg = KokoroConfig(voices_dir=args.kokoro_voices or args.out / "kokoro-voices",
-                            utterances=args.kokoro_utts, mixes=args.kokoro_mixes,
+                            utterances=args.kokoro_utts, short=args.kokoro_short,
+                            mixes=args.kokoro_mixes,
                             threads=args.kokoro_threads)
     except ValueError as e:
         print(f"make_corpus: {e}", file=sys.stderr)

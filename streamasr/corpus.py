@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class CorpusConfig:
     seed: int = 1234  # sentence shuffle and per-utterance prosody
     jobs: int = 2  # worker processes
     trim_keep: float = 0.2  # seconds of silence kept at each end
+    short_per_voice: int = 0  # extra training utterances of 1-3 words per training voice
 
     def __post_init__(self) -> None:
         for name, count in self.amounts:
@@ -74,6 +76,8 @@ class CorpusConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.jobs <= 64:
             raise ValueError(f"jobs must be in [1, 64], got {self.jobs}")
+        if not 0 <= self.short_per_voice <= 10**6:
+            raise ValueError(f"short_per_voice must be in [0, 1e6], got {self.short_per_voice}")
         if not 0.0 <= self.trim_keep <= 2.0:
             raise ValueError(f"trim_keep must be in [0, 2] s, got {self.trim_keep}")
 
@@ -106,11 +110,32 @@ def map_jobs(fn: Callable[[_J], _R], jobs: Sequence[_J], processes: int) -> Iter
 # ---------------------------------------------------------------- planning and manifests
 
 
+def short_phrase(sentences: Sequence[str], index: int, seed: int) -> str:
+    """Phrase ``index`` of the short-utterance text: one to three consecutive words of a sentence.
+
+    The sentences have 4-20 words, but people also say single words and short commands; a model
+    that never heard an isolated word drops it or splits it into several. Each phrase depends
+    only on (sentences, index, seed), so a resumed build asks for the same text per file.
+    """
+    rng = random.Random(f"{seed}/short/{index}")
+    while True:
+        words = [w.strip(".,;:!?\"'()-") for w in rng.choice(sentences).split()]
+        words = [w.lower() if w.isupper() and len(w) > 1 else w for w in words
+                 if any(c.isalpha() for c in w)]  # "LORD" is a word, not an acronym to spell
+        size = rng.choice((1, 1, 2, 3))
+        if size == 1:  # alone, people say "cancelled" or "Friday" far more often than "of"
+            words = [w for w in words if len(w) >= 4]
+        if len(words) >= size:
+            start = rng.randrange(len(words) - size + 1)
+            return " ".join(words[start:start + size])
+
+
 def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     """Assign sentences to voices for each manifest.
 
     Training voices take consecutive, disjoint slices of the shuffled training sentences
-    (wrapping round when the amounts exceed the sentences); valid and test sentences go to
+    (wrapping round when the amounts exceed the sentences), then ``cfg.short_per_voice``
+    short phrases each (:func:`short_phrase`, ids ``short-N``); valid and test sentences go to
     the training voices round-robin; heldout is every test sentence in the held-out voice.
 
     Returns:
@@ -129,6 +154,11 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
         out["train"] += [utt(voice, "train", (start + k) % n_train) for k in range(count)]
         start += count
     voices = cfg.train_voices
+    for v, voice in enumerate(voices):
+        for k in range(v * cfg.short_per_voice, (v + 1) * cfg.short_per_voice):
+            uid = f"short-{k:06d}"
+            out["train"].append(Utt(voice, uid, short_phrase(text["train"], k, cfg.seed),
+                                    str(audio / voice / f"{uid}.wav"), f"{cfg.seed}/{voice}/{uid}"))
     for split in ("valid", "test"):
         if voices:
             out[split] = [utt(voices[i % len(voices)], split, i)

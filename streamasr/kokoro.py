@@ -24,6 +24,7 @@ from streamasr.corpus import (
     manifest_rows,
     map_jobs,
     plan,
+    short_phrase,
     write_jsonl_atomic,
     write_manifests,
 )
@@ -47,12 +48,15 @@ class KokoroConfig:
 
     voices_dir: Path  # holds NAME.bin style vectors from npm kokoro-js@1.2.1 voices/
     utterances: int = 5000  # training utterances in total
+    short: int = 0  # extra training utterances of 1-3 words (corpus.short_phrase)
     mixes: int = 36  # extra speakers, each the average of two same-accent voices
     threads: int = 1  # onnxruntime threads per worker
 
     def __post_init__(self) -> None:
         if not 0 <= self.utterances <= 10**6:
             raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
+        if not 0 <= self.short <= 10**6:
+            raise ValueError(f"short must be in [0, 1e6], got {self.short}")
         if not 0 <= self.mixes <= 1000:
             raise ValueError(f"mixes must be in [0, 1000], got {self.mixes}")
         if not 1 <= self.threads <= 64:
@@ -135,16 +139,23 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
 
 
 def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
-    """Kokoro training utterances: sentences after the other voices' slices, speakers in turn."""
+    """Kokoro training utterances, speakers in turn: sentences after the other voices' slices,
+    then short phrases after the other voices' short phrases."""
     start = sum(count for _, count in cfg.amounts)
     names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
     audio = cfg.out.resolve() / "audio"
     out = []
+
+    def utt(k: int, uid: str, text: str) -> Utt:
+        voice = names[k % len(names)]
+        return Utt(voice, uid, text, str(audio / voice / f"{uid}.wav"), f"{cfg.seed}/{voice}/{uid}")
+
     for k in range(kcfg.utterances):
-        index, voice = (start + k) % len(train), names[k % len(names)]
-        uid = f"train-{index:06d}"
-        out.append(Utt(voice, uid, train[index], str(audio / voice / f"{uid}.wav"),
-                       f"{cfg.seed}/{voice}/{uid}"))
+        index = (start + k) % len(train)
+        out.append(utt(k, f"train-{index:06d}", train[index]))
+    first_short = cfg.short_per_voice * len(cfg.train_voices)
+    for k in range(first_short, first_short + kcfg.short):
+        out.append(utt(k, f"short-{k:06d}", short_phrase(train, k, cfg.seed)))
     return out
 
 

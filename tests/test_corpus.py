@@ -17,6 +17,7 @@ from streamasr.corpus import (
     manifest_stats,
     parse_amounts,
     plan,
+    short_phrase,
     write_manifests,
 )
 from streamasr.kokoro import KOKORO_VOICES, KokoroConfig, build_kokoro, kokoro_speakers, plan_kokoro
@@ -53,6 +54,7 @@ def small_config(out: Path, **kw: object) -> CorpusConfig:
         ({"n_valid": 0}, "n_valid must be >= 1, got 0"),
         ({"jobs": 0}, "jobs must be in [1, 64], got 0"),
         ({"trim_keep": -1.0}, "trim_keep must be in [0, 2] s, got -1.0"),
+        ({"short_per_voice": -1}, "short_per_voice must be in [0, 1e6], got -1"),
     ],
 )
 def test_config_errors_name_field_and_value(kwargs: dict[str, object], message: str) -> None:
@@ -93,6 +95,24 @@ def test_plan_splits_and_rotation(tmp_path: Path) -> None:
     assert {u.text for u in planned["test"]} == set(SENTENCES["test"])
     assert [u.voice for u in planned["heldout"]] == ["piper_joe"] * 2
     assert all(Path(u.path).is_absolute() for us in planned.values() for u in us)
+
+
+def test_short_phrases_are_stable_spans_of_training_sentences(tmp_path: Path) -> None:
+    cfg = CorpusConfig(out=tmp_path, amounts=(("espeak", 1), ("flite_rms", 1)), short_per_voice=20)
+    shorts = [u for u in plan(cfg, SENTENCES)["train"] if u.uid.startswith("short-")]
+    assert [u.voice for u in shorts] == ["espeak"] * 20 + ["flite_rms"] * 20
+    assert [u.uid for u in shorts[:2]] == ["short-000000", "short-000001"]
+    words = {w.strip(".") for s in SENTENCES["train"] for w in s.split()}
+    for u in shorts:
+        n = len(u.text.split())
+        assert 1 <= n <= 3 and u.text in " ".join(w.strip(".") for w in " ".join(SENTENCES["train"]).split())
+        assert set(u.text.split()) <= words and (n > 1 or len(u.text) >= 4)
+    assert {len(u.text.split()) for u in shorts} == {1, 2, 3}
+    # A phrase depends on its index only: more short phrases per voice keep the first ones' text.
+    more = plan(CorpusConfig(out=tmp_path, amounts=(("espeak", 1),), short_per_voice=30), SENTENCES)
+    assert [u.text for u in more["train"][1:21]] == [u.text for u in shorts[:20]]
+    assert short_phrase(SENTENCES["train"], 5, 1) == short_phrase(SENTENCES["train"], 5, 1)
+    assert len({short_phrase(SENTENCES["train"], i, 1) for i in range(40)}) > 10
 
 
 def test_manifests_only_list_existing_wavs(tmp_path: Path) -> None:
@@ -155,6 +175,13 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
     assert utts[0].uid == "train-000006"  # after espeak's 3 and flite_kal16's 3
     assert [u.voice for u in utts[:2]] == ["kokoro_af_alloy", "kokoro_af_aoede"]
     assert len({u.voice for u in utts}) == len(speakers)
+    # Short phrases come after the sentences and after the other voices' short phrases.
+    with_short = plan_kokoro(small_config(tmp_path, short_per_voice=5),
+                             KokoroConfig(voices_dir=tmp_path, utterances=70, short=3, mixes=4),
+                             SENTENCES["train"] * 10)
+    assert with_short[:70] == utts
+    assert [u.uid for u in with_short[70:]] == ["short-000010", "short-000011", "short-000012"]
+    assert with_short[70].text == short_phrase(SENTENCES["train"] * 10, 10, cfg.seed)
     with pytest.raises(ValueError, match="lacks af_alloy.bin"):
         build_kokoro(cfg, kcfg)
 
