@@ -102,11 +102,10 @@ def test_short_phrases_are_stable_spans_of_training_sentences(tmp_path: Path) ->
     shorts = [u for u in plan(cfg, SENTENCES)["train"] if u.uid.startswith("short-")]
     assert [u.voice for u in shorts] == ["espeak"] * 20 + ["flite_rms"] * 20
     assert [u.uid for u in shorts[:2]] == ["short-000000", "short-000001"]
-    words = {w.strip(".") for s in SENTENCES["train"] for w in s.split()}
-    for u in shorts:
-        n = len(u.text.split())
-        assert 1 <= n <= 3 and u.text in " ".join(w.strip(".") for w in " ".join(SENTENCES["train"]).split())
-        assert set(u.text.split()) <= words and (n > 1 or len(u.text) >= 4)
+    sentences = [" " + s.rstrip(".") + " " for s in SENTENCES["train"]]
+    for u in shorts:  # consecutive words of one sentence; a word alone has 4+ letters
+        assert 1 <= len(u.text.split()) <= 3 and any(f" {u.text} " in s for s in sentences)
+        assert len(u.text.split()) > 1 or len(u.text) >= 4
     assert {len(u.text.split()) for u in shorts} == {1, 2, 3}
     # A phrase depends on its index only: more short phrases per voice keep the first ones' text.
     more = plan(CorpusConfig(out=tmp_path, amounts=(("espeak", 1),), short_per_voice=30), SENTENCES)
@@ -182,6 +181,8 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
     assert with_short[:70] == utts
     assert [u.uid for u in with_short[70:]] == ["short-000010", "short-000011", "short-000012"]
     assert with_short[70].text == short_phrase(SENTENCES["train"] * 10, 10, cfg.seed)
+    with pytest.raises(ValueError, match="short must be in \\[0, 1e6\\], got -1"):
+        KokoroConfig(voices_dir=tmp_path, short=-1)
     with pytest.raises(ValueError, match="lacks af_alloy.bin"):
         build_kokoro(cfg, kcfg)
 
