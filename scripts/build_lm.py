@@ -1,6 +1,11 @@
 """Build the character n-gram LM for beam search from the training-text split.
 
-    python scripts/build_lm.py --text /work/data/corpus/text/train.txt --out streamasr/models/lm.npz
+    python scripts/build_lm.py --text /work/data/corpus/text/train.txt --short 100000 \
+        --out streamasr/models/lm.npz
+
+``--short N`` adds N phrases of one to three words cut from the sentences (the corpus's short
+phrases): an LM that only saw 4-20-word sentences makes a lone word an unlikely whole utterance,
+so the decoder splits it into several words or drops it.
 
 Only ever train on the training split: the validation and test texts, and any evaluation set's
 transcripts, must stay unseen for their scores to mean anything.
@@ -14,6 +19,7 @@ import time
 from pathlib import Path
 
 from streamasr import lm
+from streamasr.corpus import short_phrase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--order", type=int, default=10, help="n-gram order (default: 10)")
     p.add_argument("--prune", type=float, default=3.0,
                    help="weighted-difference pruning threshold, 0 keeps all (default: 3)")
+    p.add_argument("--short", type=int, default=0,
+                   help="also train on this many 1-3-word phrases cut from the text (default: 0)")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the short phrases (default: 1234)")
     args = p.parse_args(argv)
     began = time.perf_counter()
-    lines = [line for path in args.text for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for path in args.text for line in path.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    if args.short < 0:
+        p.error(f"--short must be >= 0, got {args.short}")
+    try:
+        lines += [short_phrase(lines, i, args.seed) for i in range(args.short)]
+    except ValueError as e:
+        p.error(f"--short {args.short}: {e}")
     model = lm.build(lines, args.order, args.prune)
     model.save(args.out)
     contexts = sum(len(t["codes"]) for t in model.tables)

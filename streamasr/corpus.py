@@ -117,8 +117,10 @@ def short_phrase(sentences: Sequence[str], index: int, seed: int) -> str:
     that never heard an isolated word drops it or splits it into several. Each phrase depends
     only on (sentences, index, seed), so a resumed build asks for the same text per file.
     """
+    if not sentences:
+        raise ValueError("short phrases need sentences, got none")
     rng = random.Random(f"{seed}/short/{index}")
-    while True:
+    for _ in range(1000):
         words = [w.strip(".,;:!?\"'()-") for w in rng.choice(sentences).split()]
         words = [w.lower() if w.isupper() and len(w) > 1 else w for w in words
                  if any(c.isalpha() for c in w)]  # "LORD" is a word, not an acronym to spell
@@ -128,6 +130,8 @@ def short_phrase(sentences: Sequence[str], index: int, seed: int) -> str:
         if len(words) >= size:
             start = rng.randrange(len(words) - size + 1)
             return " ".join(words[start:start + size])
+    raise ValueError(f"no short phrase found in {len(sentences)} sentences after 1000 draws; "
+                     "expected sentences with words of letters")
 
 
 def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:

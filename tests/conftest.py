@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -20,6 +22,16 @@ from streamasr.text import Tokenizer
 torch.set_num_threads(1)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ as a module, so that its ``main`` can be called in-process."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 def make_tiny_model(seed: int = 0) -> AcousticModel:

@@ -1,30 +1,17 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from conftest import load_script
 
 from streamasr.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest, read_pcm,
                             write_manifest)
 from streamasr.errors import StreamAsrError
 from streamasr.features import FeatureConfig
 from streamasr.text import Tokenizer
-
-SCRIPTS = Path(__file__).parents[1] / "scripts"
-
-
-def load_script(name: str) -> ModuleType:
-    """A script of scripts/ as a module, so that its ``main`` can be called in-process."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec and spec.loader
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
 
 def test_manifest_round_trip_and_relative_paths(tmp_path: Path, speech_wav: Path) -> None:
     items = [Utterance(str(speech_wav), "hello world", 3.7, "rms")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_LM_TEXT
+from conftest import TINY_LM_TEXT, load_script
 
 from streamasr import lm
 from streamasr.errors import ModelError
@@ -116,3 +116,25 @@ def test_load_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"not a zip file")
     with pytest.raises(ModelError, match="bad.npz is not a readable streamasr language model"):
         lm.CharLM.load(bad)
+
+
+def test_build_script_short_phrases_make_a_lone_word_a_likely_utterance(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "train.txt"
+    text.write_text("".join(s + "\n" for s in TINY_LM_TEXT))
+    build = load_script("build_lm")
+    assert build.main(["--text", str(text), "--out", str(tmp_path / "plain.npz"), "--order", "5"]) == 0
+    assert build.main(["--text", str(text), "--out", str(tmp_path / "short.npz"), "--order", "5",
+                       "--short", "200"]) == 0
+    plain, short = lm.CharLM.load(tmp_path / "plain.npz"), lm.CharLM.load(tmp_path / "short.npz")
+    for phrase in ("number", "followed", "the river"):
+        assert short.score(phrase) > plain.score(phrase) + 1.0
+    # Whole sentences stay likely: the phrases are cut from them.
+    assert short.score(TINY_LM_TEXT[0]) > plain.score(TINY_LM_TEXT[0]) - 2.0
+    with pytest.raises(SystemExit):
+        build.main(["--text", str(text), "--out", str(tmp_path / "x.npz"), "--short", "-1"])
+    assert "--short must be >= 0, got -1" in capsys.readouterr().err
+    (tmp_path / "dots.txt").write_text("... !!\n")
+    with pytest.raises(SystemExit):
+        build.main(["--text", str(tmp_path / "dots.txt"), "--out", str(tmp_path / "x.npz"), "--short", "5"])
+    assert "no short phrase found in 1 sentences" in capsys.readouterr().err
