@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = CorpusConfig(out=args.out, amounts=parse_amounts(args.amount, args.train_per_voice),
                            engines=engines, heldout_voice=None if args.no_heldout else "piper_joe",
-                           short_per_voice=args.short_per_voice, n_valid=args.n_valid, n_test=args.n_test, seed=args.seed,
-                           jobs=args.jobs)
+                           short_per_voice=args.short_per_voice, n_valid=args.n_valid,
+                           n_test=args.n_test, seed=args.seed, jobs=args.jobs)
         kcfg = KokoroConfig(voices_dir=args.kokoro_voices or args.out / "kokoro-voices",
                             utterances=args.kokoro_utts, short=args.kokoro_short,
                             mixes=args.kokoro_mixes,
