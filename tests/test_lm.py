@@ -93,7 +93,7 @@ def test_save_load_round_trip(tiny: lm.CharLM, tmp_path: Path) -> None:
 
 def test_bundled_lm() -> None:
     path = lm.default_lm_path()
-    assert path.is_file() and path.stat().st_size <= 8_000_000
+    assert path.is_file() and path.stat().st_size <= 9_000_000  # stays a few MB in the repository
     model = lm.CharLM.load()
     assert model.vocab == DEFAULT_VOCAB and model.order >= 6
     assert model.score("please call the number again") > model.score("plaese clal teh nmuber agian") + 10
