@@ -110,6 +110,14 @@ def map_jobs(fn: Callable[[_J], _R], jobs: Sequence[_J], processes: int) -> Iter
 # ---------------------------------------------------------------- planning and manifests
 
 
+def planned_utt(audio: Path, seed: int, voice: str, uid: str, text: str) -> Utt:
+    """A planned utterance: its WAV at ``audio/voice/uid.wav``, its prosody seeded by (seed, voice, uid).
+
+    Every plan builds its utterances here, so a resumed build finds the same files and seeds.
+    """
+    return Utt(voice, uid, text, str(audio / voice / f"{uid}.wav"), f"{seed}/{voice}/{uid}")
+
+
 def short_phrase(sentences: Sequence[str], index: int, seed: int) -> str:
     """Phrase ``index`` of the short-utterance text: one to three consecutive words of a sentence.
 
@@ -148,9 +156,7 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     audio = cfg.out.resolve() / "audio"
 
     def utt(voice: str, split: str, index: int) -> Utt:
-        uid = f"{split}-{index:06d}"
-        return Utt(voice, uid, text[split][index], str(audio / voice / f"{uid}.wav"),
-                   f"{cfg.seed}/{voice}/{uid}")
+        return planned_utt(audio, cfg.seed, voice, f"{split}-{index:06d}", text[split][index])
 
     out: dict[str, list[Utt]] = {"train": [], "valid": [], "test": [], "heldout": []}
     start, n_train = 0, len(text["train"])
@@ -160,9 +166,8 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     voices = cfg.train_voices
     for v, voice in enumerate(voices):
         for k in range(v * cfg.short_per_voice, (v + 1) * cfg.short_per_voice):
-            uid = f"short-{k:06d}"
-            out["train"].append(Utt(voice, uid, short_phrase(text["train"], k, cfg.seed),
-                                    str(audio / voice / f"{uid}.wav"), f"{cfg.seed}/{voice}/{uid}"))
+            out["train"].append(planned_utt(audio, cfg.seed, voice, f"short-{k:06d}",
+                                            short_phrase(text["train"], k, cfg.seed)))
     for split in ("valid", "test"):
         if voices:
             out[split] = [utt(voices[i % len(voices)], split, i)

@@ -24,6 +24,7 @@ from streamasr.corpus import (
     manifest_rows,
     map_jobs,
     plan,
+    planned_utt,
     short_phrase,
     write_jsonl_atomic,
     write_manifests,
@@ -147,8 +148,7 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     out = []
 
     def utt(k: int, uid: str, text: str) -> Utt:
-        voice = names[k % len(names)]
-        return Utt(voice, uid, text, str(audio / voice / f"{uid}.wav"), f"{cfg.seed}/{voice}/{uid}")
+        return planned_utt(audio, cfg.seed, names[k % len(names)], uid, text)
 
     for k in range(kcfg.utterances):
         index = (start + k) % len(train)
