@@ -1,11 +1,12 @@
 """Build the character n-gram LM for beam search from the training-text split.
 
     python scripts/build_lm.py --text /work/data/corpus/text/train.txt --short 100000 \
-        --out streamasr/models/lm.npz
+        --codes 20000 --out streamasr/models/lm.npz
 
 ``--short N`` adds N phrases of one to three words cut from the sentences (the corpus's short
 phrases): an LM that only saw 4-20-word sentences makes a lone word an unlikely whole utterance,
-so the decoder splits it into several words or drops it.
+so the decoder splits it into several words or drops it. ``--codes N`` adds N spelled letters
+or digit strings (the corpus's codes, "k a y", "four one five"), which the sentences lack.
 
 Only ever train on the training split: the validation and test texts, and any evaluation set's
 transcripts, must stay unseen for their scores to mean anything.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from streamasr import lm
-from streamasr.corpus import short_phrase
+from streamasr.corpus import code_phrase, short_phrase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +33,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="weighted-difference pruning threshold, 0 keeps all (default: 3)")
     p.add_argument("--short", type=int, default=0,
                    help="also train on this many 1-3-word phrases cut from the text (default: 0)")
-    p.add_argument("--seed", type=int, default=1234, help="seed of the short phrases (default: 1234)")
+    p.add_argument("--codes", type=int, default=0,
+                   help="also train on this many spelled letters or digit strings (default: 0)")
+    p.add_argument("--seed", type=int, default=1234,
+                   help="seed of the short phrases and codes (default: 1234)")
     args = p.parse_args(argv)
     began = time.perf_counter()
     lines = [line for path in args.text for line in path.read_text(encoding="utf-8").splitlines()
              if line.strip()]
-    if args.short < 0:
-        p.error(f"--short must be >= 0, got {args.short}")
+    for name in ("short", "codes"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name} must be >= 0, got {getattr(args, name)}")
     try:
         lines += [short_phrase(lines, i, args.seed) for i in range(args.short)]
     except ValueError as e:
         p.error(f"--short {args.short}: {e}")
+    lines += [code_phrase(i, args.seed) for i in range(args.codes)]
     model = lm.build(lines, args.order, args.prune)
     model.save(args.out)
     contexts = sum(len(t["codes"]) for t in model.tables)

@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="training utterances for one voice (repeatable; 0 drops the voice)")
     p.add_argument("--short-per-voice", type=int, default=300,
                    help="extra training utterances of 1-3 words per classic voice (default: 300)")
+    p.add_argument("--codes-per-voice", type=int, default=300,
+                   help="extra training utterances of spelled letters or digit strings per classic "
+                        "voice (default: 300)")
     p.add_argument("--n-valid", type=int, default=300, help="validation sentences")
     p.add_argument("--n-test", type=int, default=300, help="test (and heldout) sentences")
     p.add_argument("--no-heldout", action="store_true", help="do not build heldout.jsonl")
@@ -43,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kokoro-utts", type=int, default=5000, help="Kokoro training utterances")
     p.add_argument("--kokoro-short", type=int, default=3000,
                    help="extra Kokoro training utterances of 1-3 words (default: 3000)")
+    p.add_argument("--kokoro-codes", type=int, default=1500,
+                   help="extra Kokoro training utterances of spelled letters or digits (default: 1500)")
     p.add_argument("--kokoro-mixes", type=int, default=36, help="Kokoro two-voice mixtures")
     p.add_argument("--kokoro-threads", type=int, default=1, help="onnxruntime threads per job")
     p.add_argument("--log", type=Path, default=None, help="also log to this file")
@@ -62,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = CorpusConfig(out=args.out, amounts=parse_amounts(args.amount, args.train_per_voice),
                            engines=engines, heldout_voice=None if args.no_heldout else "piper_joe",
-                           short_per_voice=args.short_per_voice, n_valid=args.n_valid,
+                           short_per_voice=args.short_per_voice,
+                           codes_per_voice=args.codes_per_voice, n_valid=args.n_valid,
                            n_test=args.n_test, seed=args.seed, jobs=args.jobs)
         kcfg = KokoroConfig(voices_dir=args.kokoro_voices or args.out / "kokoro-voices",
                             utterances=args.kokoro_utts, short=args.kokoro_short,
+                            codes=args.kokoro_codes,
                             mixes=args.kokoro_mixes,
                             threads=args.kokoro_threads)
     except ValueError as e:

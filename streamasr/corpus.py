@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import random
 import re
+import string
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class CorpusConfig:
     jobs: int = 2  # worker processes
     trim_keep: float = 0.2  # seconds of silence kept at each end
     short_per_voice: int = 0  # extra training utterances of 1-3 words per training voice
+    codes_per_voice: int = 0  # extra training utterances of spelled letters or digit strings
 
     def __post_init__(self) -> None:
         for name, count in self.amounts:
@@ -76,8 +78,9 @@ class CorpusConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.jobs <= 64:
             raise ValueError(f"jobs must be in [1, 64], got {self.jobs}")
-        if not 0 <= self.short_per_voice <= 10**6:
-            raise ValueError(f"short_per_voice must be in [0, 1e6], got {self.short_per_voice}")
+        for name in ("short_per_voice", "codes_per_voice"):
+            if not 0 <= getattr(self, name) <= 10**6:
+                raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0.0 <= self.trim_keep <= 2.0:
             raise ValueError(f"trim_keep must be in [0, 2] s, got {self.trim_keep}")
 
@@ -142,12 +145,32 @@ def short_phrase(sentences: Sequence[str], index: int, seed: int) -> str:
                      "expected sentences with words of letters")
 
 
+_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def code_phrase(index: int, seed: int) -> str:
+    """Code ``index`` of the code utterances: spelled letters ("K, A, Y.") or digits ("four one five").
+
+    People spell names and read out phone numbers and codes digit by digit; the sentences hold
+    neither. Even indices spell one to four letters, odd ones read one to ten digits. Letters
+    are written as capitals between commas, the one form every engine here reads as letter
+    names (a lone lower-case "a" is read as the article); :func:`normalize` turns the text into
+    the transcript ("k a y"). Each code depends only on (index, seed), like short phrases.
+    """
+    rng = random.Random(f"{seed}/code/{index}")
+    if index % 2 == 0:
+        letters = rng.choices(string.ascii_uppercase, k=rng.choice((1, 1, 1, 2, 3, 4)))
+        return ", ".join(letters) + "."
+    return " ".join(rng.choices(_DIGITS, k=rng.choice((1, 1, 2, 3, 4, 5, 7, 10))))
+
+
 def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     """Assign sentences to voices for each manifest.
 
     Training voices take consecutive, disjoint slices of the shuffled training sentences
     (wrapping round when the amounts exceed the sentences), then ``cfg.short_per_voice``
-    short phrases each (:func:`short_phrase`, ids ``short-N``); valid and test sentences go to
+    short phrases each (:func:`short_phrase`, ids ``short-N``) and ``cfg.codes_per_voice``
+    spelled letters or digit strings each (:func:`code_phrase`, ids ``code-N``); valid and test sentences go to
     the training voices round-robin; heldout is every test sentence in the held-out voice.
 
     Returns:
@@ -168,6 +191,10 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
         for k in range(v * cfg.short_per_voice, (v + 1) * cfg.short_per_voice):
             out["train"].append(planned_utt(audio, cfg.seed, voice, f"short-{k:06d}",
                                             short_phrase(text["train"], k, cfg.seed)))
+    for v, voice in enumerate(voices):
+        for k in range(v * cfg.codes_per_voice, (v + 1) * cfg.codes_per_voice):
+            out["train"].append(planned_utt(audio, cfg.seed, voice, f"code-{k:06d}",
+                                            code_phrase(k, cfg.seed)))
     for split in ("valid", "test"):
         if voices:
             out[split] = [utt(voices[i % len(voices)], split, i)

@@ -24,6 +24,7 @@ from streamasr.corpus import (
     manifest_rows,
     map_jobs,
     plan,
+    code_phrase,
     planned_utt,
     short_phrase,
     write_jsonl_atomic,
@@ -50,14 +51,16 @@ class KokoroConfig:
     voices_dir: Path  # holds NAME.bin style vectors from npm kokoro-js@1.2.1 voices/
     utterances: int = 5000  # training utterances in total
     short: int = 0  # extra training utterances of 1-3 words (corpus.short_phrase)
+    codes: int = 0  # extra training utterances of spelled letters or digits (corpus.code_phrase)
     mixes: int = 36  # extra speakers, each the average of two same-accent voices
     threads: int = 1  # onnxruntime threads per worker
 
     def __post_init__(self) -> None:
         if not 0 <= self.utterances <= 10**6:
             raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
-        if not 0 <= self.short <= 10**6:
-            raise ValueError(f"short must be in [0, 1e6], got {self.short}")
+        for name in ("short", "codes"):
+            if not 0 <= getattr(self, name) <= 10**6:
+                raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0 <= self.mixes <= 1000:
             raise ValueError(f"mixes must be in [0, 1000], got {self.mixes}")
         if not 1 <= self.threads <= 64:
@@ -141,7 +144,7 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
 
 def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
     """Kokoro training utterances, speakers in turn: sentences after the other voices' slices,
-    then short phrases after the other voices' short phrases."""
+    then short phrases after the other voices' short phrases, then codes after theirs."""
     start = sum(count for _, count in cfg.amounts)
     names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
     audio = cfg.out.resolve() / "audio"
@@ -156,6 +159,9 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     first_short = cfg.short_per_voice * len(cfg.train_voices)
     for k in range(first_short, first_short + kcfg.short):
         out.append(utt(k, f"short-{k:06d}", short_phrase(train, k, cfg.seed)))
+    first_code = cfg.codes_per_voice * len(cfg.train_voices)
+    for k in range(first_code, first_code + kcfg.codes):
+        out.append(utt(k, f"code-{k:06d}", code_phrase(k, cfg.seed)))
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import soundfile as sf
 from streamasr.corpus import (
     CorpusConfig,
     build_corpus,
+    code_phrase,
     manifest_stats,
     parse_amounts,
     plan,
@@ -55,6 +57,7 @@ def small_config(out: Path, **kw: object) -> CorpusConfig:
         ({"jobs": 0}, "jobs must be in [1, 64], got 0"),
         ({"trim_keep": -1.0}, "trim_keep must be in [0, 2] s, got -1.0"),
         ({"short_per_voice": -1}, "short_per_voice must be in [0, 1e6], got -1"),
+        ({"codes_per_voice": -1}, "codes_per_voice must be in [0, 1e6], got -1"),
     ],
 )
 def test_config_errors_name_field_and_value(kwargs: dict[str, object], message: str) -> None:
@@ -114,6 +117,38 @@ def test_short_phrases_are_stable_spans_of_training_sentences(tmp_path: Path) ->
     assert len({short_phrase(SENTENCES["train"], i, 1) for i in range(40)}) > 10
 
 
+def test_codes_spell_letters_and_read_digits(tmp_path: Path) -> None:
+    cfg = CorpusConfig(out=tmp_path, amounts=(("espeak", 1), ("flite_rms", 1)),
+                       short_per_voice=2, codes_per_voice=40)
+    train = plan(cfg, SENTENCES)["train"]
+    codes = [u for u in train if u.uid.startswith("code-")]
+    assert train[-80:] == codes  # after the sentences and the short phrases
+    assert [u.voice for u in codes] == ["espeak"] * 40 + ["flite_rms"] * 40
+    assert [u.uid for u in codes[:2]] == ["code-000000", "code-000001"]
+    digits = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    letters = [normalize(u.text).split() for u in codes[0::2]]
+    numbers = [normalize(u.text).split() for u in codes[1::2]]
+    for text, words in zip((u.text for u in codes[0::2]), letters):
+        assert text.endswith(".") and 1 <= len(words) <= 4  # "K, A, Y." reads "k a y"
+        assert all(len(w) == 1 and w.isalpha() for w in words)
+    assert all(1 <= len(words) <= 10 and set(words) <= digits for words in numbers)
+    assert {len(w) for w in letters} == {1, 2, 3, 4} and len({len(w) for w in numbers}) > 4
+    assert len({" ".join(w) for w in letters}) > 30  # not the same few letters again and again
+    # A code depends on its index only, so a resumed build asks for the same text per file.
+    assert code_phrase(7, 1) == code_phrase(7, 1) != code_phrase(7, 2)
+
+
+@pytest.mark.skipif(not HAVE_ENGINES, reason="espeak-ng and flite are not installed")
+def test_engines_read_spelled_codes_as_letter_names() -> None:
+    # "A" alone or in "a b c" is the article; the capitals-between-commas form is the name.
+    espeak = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us", "A, B, C."],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert espeak == ["'eI", "b'i:", "s'i:"]
+    flite = subprocess.run(["flite", "-ps", "-t", "A, B, C.", "-o", "/dev/null"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert flite == ["pau", "ey", "pau", "b", "iy", "s", "iy", "pau"]
+
+
 def test_manifests_only_list_existing_wavs(tmp_path: Path) -> None:
     cfg = small_config(tmp_path)
     planned = plan(cfg, SENTENCES)
@@ -131,11 +166,11 @@ def test_manifests_only_list_existing_wavs(tmp_path: Path) -> None:
 @pytest.mark.skipif(not HAVE_ENGINES, reason="espeak-ng and flite are not installed")
 def test_build_small_corpus_and_resume(tmp_path: Path) -> None:
     write_text(tmp_path)
-    cfg = small_config(tmp_path)
+    cfg = small_config(tmp_path, codes_per_voice=1)  # espeak spells letters, flite reads digits
     calls: list[tuple[str, int, int]] = []
     counts = build_corpus(cfg, lambda *a: calls.append(a))
-    assert counts == {"train": 6, "valid": 2, "test": 2, "heldout": 0}
-    assert calls[-1] == ("flite", 5, 5) and calls[0][0] == "espeak"
+    assert counts == {"train": 8, "valid": 2, "test": 2, "heldout": 0}
+    assert calls[-1] == ("flite", 6, 6) and calls[0][0] == "espeak"
     manifests = {n: [json.loads(x) for x in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
                  for n in ("train", "valid", "test")}
     for rows in manifests.values():
@@ -144,6 +179,8 @@ def test_build_small_corpus_and_resume(tmp_path: Path) -> None:
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
             assert row["duration"] == pytest.approx(info.frames / 16000, abs=1e-3)
             assert 0.5 < row["duration"] < 10 and row["text"] == normalize(row["text"])
+    assert [r["text"] for r in manifests["train"][-2:]] == [
+        normalize(code_phrase(0, cfg.seed)), normalize(code_phrase(1, cfg.seed))]
     train_text = {r["text"] for r in manifests["train"]}
     assert not train_text & {r["text"] for r in manifests["test"] + manifests["valid"]}
     assert manifest_stats(tmp_path / "train.jsonl").keys() == {"espeak", "flite_kal16"}
@@ -183,6 +220,15 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
     assert with_short[70].text == short_phrase(SENTENCES["train"] * 10, 10, cfg.seed)
     with pytest.raises(ValueError, match="short must be in \\[0, 1e6\\], got -1"):
         KokoroConfig(voices_dir=tmp_path, short=-1)
+    # Codes come last, after the other voices' codes.
+    with_codes = plan_kokoro(small_config(tmp_path, short_per_voice=5, codes_per_voice=2),
+                             KokoroConfig(voices_dir=tmp_path, utterances=70, short=3, codes=2,
+                                          mixes=4), SENTENCES["train"] * 10)
+    assert with_codes[:73] == with_short
+    assert [u.uid for u in with_codes[73:]] == ["code-000004", "code-000005"]
+    assert [u.text for u in with_codes[73:]] == [code_phrase(4, cfg.seed), code_phrase(5, cfg.seed)]
+    with pytest.raises(ValueError, match="codes must be in \\[0, 1e6\\], got -1"):
+        KokoroConfig(voices_dir=tmp_path, codes=-1)
     with pytest.raises(ValueError, match="lacks af_alloy.bin"):
         build_kokoro(cfg, kcfg)
 

@@ -138,3 +138,19 @@ def test_build_script_short_phrases_make_a_lone_word_a_likely_utterance(tmp_path
     with pytest.raises(SystemExit):
         build.main(["--text", str(tmp_path / "dots.txt"), "--out", str(tmp_path / "x.npz"), "--short", "5"])
     assert "no short phrase found in 1 sentences" in capsys.readouterr().err
+
+
+def test_build_script_codes_make_spelled_letters_and_digit_strings_likely(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "train.txt"
+    text.write_text("".join(s + "\n" for s in TINY_LM_TEXT))
+    build = load_script("build_lm")
+    assert build.main(["--text", str(text), "--out", str(tmp_path / "plain.npz"), "--order", "5"]) == 0
+    assert build.main(["--text", str(text), "--out", str(tmp_path / "codes.npz"), "--order", "5",
+                       "--codes", "400"]) == 0
+    plain, codes = lm.CharLM.load(tmp_path / "plain.npz"), lm.CharLM.load(tmp_path / "codes.npz")
+    for phrase in ("k", "j o h n", "four one five two", "nine"):
+        assert codes.score(phrase) > plain.score(phrase) + 1.0
+    with pytest.raises(SystemExit):
+        build.main(["--text", str(text), "--out", str(tmp_path / "x.npz"), "--codes", "-2"])
+    assert "--codes must be >= 0, got -2" in capsys.readouterr().err
