@@ -260,7 +260,11 @@ ASTERISK_TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.
 
 
 def asterisk_transcripts(path: Path = ASTERISK_TEXT) -> dict[str, str]:
-    """Prompt name (``digits/1``) -> normalised transcript; non-speech ``[beep]`` is skipped."""
+    """Prompt name (``digits/1``) -> normalised transcript of what is spoken.
+
+    Annotations are not speech and are dropped: ``[beep]``, ``<beep ascending>``,
+    ``(10 seconds of silence)``, ``(note: does not say "2")``; a prompt with nothing else is skipped.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     out = {}
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
@@ -268,7 +272,7 @@ def asterisk_transcripts(path: Path = ASTERISK_TEXT) -> dict[str, str]:
             name, sep, text = line.partition(":")
             if not sep or line.startswith(";") or not name.strip() or " " in name.strip():
                 continue
-            text = re.sub(r"\[[^\]]*\]", " ", text)  # bracketed non-speech
+            text = re.sub(r"\[[^\]]*\]|<[^>]*>|\([^)]*\)", " ", text)  # annotations
             text = re.sub(r"(\d)\.(\d)", r"\1 point \2", text)
             norm = normalize(text)
             if norm:

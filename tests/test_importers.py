@@ -136,10 +136,15 @@ def test_asterisk_transcripts(tmp_path: Path) -> None:
     path = tmp_path / "sounds.txt.gz"
     with gzip.open(path, "wt") as f:
         f.write("; Core sounds\n\nbeep: [this is a simple beep tone]\ndigits/1: one\n"
-                "demo: Dial 500, press * or # [pause] for a 28.8 modem.\n")
+                "demo: Dial 500, press * or # [pause] for a 28.8 modem.\n"
+                "silence/2: (2 seconds of silence)\nconfbridge-join: <beep ascending>\n"
+                "spy-iax2: IAX (note: does not say \"2\")\n"
+                "vm-intro: Please leave your message. (simple tone sound plays)\n")
     assert asterisk_transcripts(path) == {
         "digits/1": "one",
         "demo": "dial five hundred press star or pound for a twenty eight point eight modem",
+        "spy-iax2": "iax",
+        "vm-intro": "please leave your message",
     }
 
 
