@@ -207,10 +207,12 @@ class BeamDecoder:
 
     def _end_score(self, b: Beam) -> float:
         words = " ".join(b.text.split())  # as the LM saw it: no leading or repeated spaces
-        if not words:
-            return 0.0
         lm, state = self.lm, self._start
         assert lm is not None
+        if not words:
+            # An empty result is a sentence too, and an unlikely one: without this cost, a lone
+            # uncertain word lost to nothing (37 of 551 real prompts came back empty).
+            return self.cfg.lm_weight * lm.log_probs(state)[BOUNDARY]
         for ch in words[-(lm.order - 1):]:
             state = lm.advance(state, self.chars.index(ch))
         lps = lm.log_probs(state)

@@ -86,6 +86,16 @@ def test_repeat_collapses_across_a_segment_restart(tiny_lm_path: Path) -> None:
     assert beams[0].text == "a"
 
 
+def test_an_empty_result_pays_the_lm_cost_of_an_empty_sentence(tiny_lm_path: Path) -> None:
+    dec = BeamDecoder(DecoderConfig(method="beam", beam_size=8), TOK, lm.CharLM.load(tiny_lm_path))
+    # A faint word: each character at 0.5 against blank. Before the sentence end, nothing leads.
+    beams = decode(dec, frames(["_"] + [f for c in "number" for f in ({c: 0.5, "_": 0.5}, "_")] + ["_"]))
+    assert [b.text for b in beams[:2]] == ["", "number"]
+    # At the end, the empty prefix pays for ending a sentence that never started: the word wins.
+    assert dec.end(beams).text == "number"
+    assert dec.end(decode(dec, frames(["_"] * 10))).text == ""  # silence stays empty
+
+
 def run(rec: Recognizer, audio: np.ndarray, chunk: int) -> list[Result]:
     state, results = rec.initial_state(16000, SHORT), []
     for start in range(0, len(audio), chunk):
