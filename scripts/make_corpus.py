@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra Kokoro training utterances of 1-3 words (default: 3000)")
     p.add_argument("--kokoro-codes", type=int, default=1500,
                    help="extra Kokoro training utterances of spelled letters or digits (default: 1500)")
+    p.add_argument("--kokoro-blends", type=int, default=0,
+                   help="extra Kokoro training sentences, each by its own random three-voice blend "
+                        "(default: 0)")
     p.add_argument("--kokoro-mixes", type=int, default=36, help="Kokoro two-voice mixtures")
     p.add_argument("--kokoro-threads", type=int, default=1, help="onnxruntime threads per job")
     p.add_argument("--log", type=Path, default=None, help="also log to this file")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                            n_test=args.n_test, seed=args.seed, jobs=args.jobs)
         kcfg = KokoroConfig(voices_dir=args.kokoro_voices or args.out / "kokoro-voices",
                             utterances=args.kokoro_utts, short=args.kokoro_short,
-                            codes=args.kokoro_codes,
+                            codes=args.kokoro_codes, blends=args.kokoro_blends,
                             mixes=args.kokoro_mixes,
                             threads=args.kokoro_threads)
     except ValueError as e:

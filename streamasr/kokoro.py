@@ -43,6 +43,8 @@ KOKORO_VOICES: tuple[str, ...] = tuple(
     + [f"bm_{v}" for v in "daniel fable george lewis".split()]
 )
 
+BLEND_VOICE = "kokoro_blend"  # the manifest voice of every blend utterance (each its own speaker)
+
 
 @dataclass(frozen=True)
 class KokoroConfig:
@@ -53,12 +55,13 @@ class KokoroConfig:
     short: int = 0  # extra training utterances of 1-3 words (corpus.short_phrase)
     codes: int = 0  # extra training utterances of spelled letters or digits (corpus.code_phrase)
     mixes: int = 36  # extra speakers, each the average of two same-accent voices
+    blends: int = 0  # extra utterances, each by its own speaker (kokoro_blend)
     threads: int = 1  # onnxruntime threads per worker
 
     def __post_init__(self) -> None:
         if not 0 <= self.utterances <= 10**6:
             raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
-        for name in ("short", "codes"):
+        for name in ("short", "codes", "blends"):
             if not 0 <= getattr(self, name) <= 10**6:
                 raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0 <= self.mixes <= 1000:
@@ -81,6 +84,19 @@ def kokoro_speakers(mixes: int, seed: int) -> dict[str, tuple[str, str, float]]:
         weight = round(rng.uniform(0.3, 0.7), 2)
         out[f"kokoro_{a}_{b}_{int(weight * 100)}"] = (a, b, weight)
     return out
+
+
+def blend_of(seed: str) -> tuple[tuple[str, float], ...]:
+    """The speaker of one blend utterance: three voices of one accent, random weights summing to 1.
+
+    A model that must understand a person it never heard learns more from many speakers than
+    from many sentences of a few; a fresh blend per utterance is the cheapest supply of them.
+    """
+    rng = random.Random(f"{seed}/blend")
+    accent = rng.choice("ab")  # a: US, b: UK voices, so one G2P accent fits the blend
+    voices = rng.sample([v for v in KOKORO_VOICES if v[0] == accent], 3)
+    weights = [rng.expovariate(1.0) for _ in voices]  # uniform over the simplex
+    return tuple((v, w / sum(weights)) for v, w in zip(voices, weights))
 
 
 def _kokoro_model(voices_dir: Path, threads: int) -> dict[str, Any]:
@@ -125,9 +141,13 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
     done = []
     for utt in utts:
         try:
-            a, b, weight = speakers[utt.voice]
-            style = weight * model["styles"][a] + (1.0 - weight) * model["styles"][b]
-            phonemes = _kokoro_g2p(model, a.startswith("b"))(utt.text)
+            if utt.voice == BLEND_VOICE:
+                parts = blend_of(utt.seed)
+            else:
+                a, b, weight = speakers[utt.voice]
+                parts = ((a, weight), (b, 1.0 - weight))
+            style = sum(w * model["styles"][v] for v, w in parts)
+            phonemes = _kokoro_g2p(model, parts[0][0].startswith("b"))(utt.text)
             ids = [model["vocab"][c] for c in phonemes if c in model["vocab"]][:510]
             rng = random.Random(utt.seed)
             audio = model["sess"].run(None, {
@@ -144,7 +164,8 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
 
 def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
     """Kokoro training utterances, speakers in turn: sentences after the other voices' slices,
-    then short phrases after the other voices' short phrases, then codes after theirs."""
+    then short phrases after the other voices' short phrases, then codes after theirs, then
+    blends: sentences from the end of the list backwards, clear of every slice above."""
     start = sum(count for _, count in cfg.amounts)
     names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
     audio = cfg.out.resolve() / "audio"
@@ -162,6 +183,9 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     first_code = cfg.codes_per_voice * len(cfg.train_voices)
     for k in range(first_code, first_code + kcfg.codes):
         out.append(utt(k, f"code-{k:06d}", code_phrase(k, cfg.seed)))
+    for k in range(min(kcfg.blends, len(train))):
+        index = len(train) - 1 - k
+        out.append(planned_utt(audio, cfg.seed, BLEND_VOICE, f"train-{index:06d}", train[index]))
     return out
 
 

@@ -22,7 +22,15 @@ from streamasr.corpus import (
     short_phrase,
     write_manifests,
 )
-from streamasr.kokoro import KOKORO_VOICES, KokoroConfig, build_kokoro, kokoro_speakers, plan_kokoro
+from streamasr.kokoro import (
+    BLEND_VOICE,
+    KOKORO_VOICES,
+    KokoroConfig,
+    blend_of,
+    build_kokoro,
+    kokoro_speakers,
+    plan_kokoro,
+)
 from streamasr.text import normalize
 from streamasr.tts import SAMPLE_RATE, to_pcm16k, trim_silence
 
@@ -229,8 +237,27 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
     assert [u.text for u in with_codes[73:]] == [code_phrase(4, cfg.seed), code_phrase(5, cfg.seed)]
     with pytest.raises(ValueError, match="codes must be in \\[0, 1e6\\], got -1"):
         KokoroConfig(voices_dir=tmp_path, codes=-1)
+    # Blends read sentences from the end of the list, each by its own speaker.
+    with_blends = plan_kokoro(cfg, KokoroConfig(voices_dir=tmp_path, utterances=70, mixes=4, blends=3),
+                              SENTENCES["train"] * 10)
+    assert with_blends[:70] == utts
+    assert [u.uid for u in with_blends[70:]] == ["train-000029", "train-000028", "train-000027"]
+    assert {u.voice for u in with_blends[70:]} == {BLEND_VOICE}
+    with pytest.raises(ValueError, match="blends must be in \\[0, 1e6\\], got -1"):
+        KokoroConfig(voices_dir=tmp_path, blends=-1)
     with pytest.raises(ValueError, match="lacks af_alloy.bin"):
         build_kokoro(cfg, kcfg)
+
+
+def test_blends_are_three_voices_of_one_accent_fixed_by_the_seed() -> None:
+    blends = [blend_of(f"1234/{BLEND_VOICE}/train-{i:06d}") for i in range(200)]
+    for parts in blends:
+        voices = [v for v, _ in parts]
+        assert len(set(voices)) == 3 and len({v[0] for v in voices}) == 1 and set(voices) <= set(KOKORO_VOICES)
+        assert sum(w for _, w in parts) == pytest.approx(1.0) and min(w for _, w in parts) > 0
+    assert blend_of("1234/x") == blend_of("1234/x")
+    assert len({tuple(v for v, _ in parts) for parts in blends}) > 100  # a new speaker almost every time
+    assert {parts[0][0][0] for parts in blends} == {"a", "b"}  # US and UK
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hibari") is None
