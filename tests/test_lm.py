@@ -118,39 +118,37 @@ def test_load_errors(tmp_path: Path) -> None:
         lm.CharLM.load(bad)
 
 
-def test_build_script_short_phrases_make_a_lone_word_a_likely_utterance(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def build_with_script(tmp_path: Path, name: str, *options: str) -> lm.CharLM:
+    """An order-5 LM of the tiny text built by scripts/build_lm.py with ``options``."""
     text = tmp_path / "train.txt"
     text.write_text("".join(s + "\n" for s in TINY_LM_TEXT))
-    build = load_script("build_lm")
-    assert build.main(["--text", str(text), "--out", str(tmp_path / "plain.npz"), "--order", "5"]) == 0
-    assert build.main(["--text", str(text), "--out", str(tmp_path / "short.npz"), "--order", "5",
-                       "--short", "200"]) == 0
-    plain, short = lm.CharLM.load(tmp_path / "plain.npz"), lm.CharLM.load(tmp_path / "short.npz")
-    for phrase in ("number", "followed", "the river"):
-        assert short.score(phrase) > plain.score(phrase) + 1.0
-    # Whole sentences stay likely: the phrases are cut from them.
-    assert short.score(TINY_LM_TEXT[0]) > plain.score(TINY_LM_TEXT[0]) - 2.0
-    with pytest.raises(SystemExit):
-        build.main(["--text", str(text), "--out", str(tmp_path / "x.npz"), "--short", "-1"])
-    assert "--short must be >= 0, got -1" in capsys.readouterr().err
+    out = tmp_path / f"{name}.npz"
+    assert load_script("build_lm").main(["--text", str(text), "--out", str(out), "--order", "5", *options]) == 0
+    return lm.CharLM.load(out)
+
+
+@pytest.mark.parametrize(("option", "likelier"), [
+    (("--short", "200"), ("number", "followed", "the river")),  # a lone word is a likely utterance
+    (("--codes", "60"), ("k", "j o h n", "four one five two", "nine")),  # spelled letters, digits
+])
+def test_build_script_extra_phrases(tmp_path: Path, option: tuple[str, str], likelier: tuple[str, ...]) -> None:
+    plain, extra = build_with_script(tmp_path, "plain"), build_with_script(tmp_path, "extra", *option)
+    for phrase in likelier:
+        assert extra.score(phrase) > plain.score(phrase) + 1.0
+    # Whole sentences stay likely.
+    assert extra.score(TINY_LM_TEXT[0]) > plain.score(TINY_LM_TEXT[0]) - 2.0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--short", "-1"], "--short must be >= 0, got -1"),
+    (["--codes", "-2"], "--codes must be >= 0, got -2"),
+    (["--short", "5", "--text", "DOTS"], "no short phrase found in 2 sentences"),
+])
+def test_build_script_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                             message: str) -> None:
     (tmp_path / "dots.txt").write_text("... !!\n")
+    (tmp_path / "train.txt").write_text("?? !!\n")
+    args = [str(tmp_path / "dots.txt") if a == "DOTS" else a for a in args]
     with pytest.raises(SystemExit):
-        build.main(["--text", str(tmp_path / "dots.txt"), "--out", str(tmp_path / "x.npz"), "--short", "5"])
-    assert "no short phrase found in 1 sentences" in capsys.readouterr().err
-
-
-def test_build_script_codes_make_spelled_letters_and_digit_strings_likely(tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    text = tmp_path / "train.txt"
-    text.write_text("".join(s + "\n" for s in TINY_LM_TEXT))
-    build = load_script("build_lm")
-    assert build.main(["--text", str(text), "--out", str(tmp_path / "plain.npz"), "--order", "5"]) == 0
-    assert build.main(["--text", str(text), "--out", str(tmp_path / "codes.npz"), "--order", "5",
-                       "--codes", "400"]) == 0
-    plain, codes = lm.CharLM.load(tmp_path / "plain.npz"), lm.CharLM.load(tmp_path / "codes.npz")
-    for phrase in ("k", "j o h n", "four one five two", "nine"):
-        assert codes.score(phrase) > plain.score(phrase) + 1.0
-    with pytest.raises(SystemExit):
-        build.main(["--text", str(text), "--out", str(tmp_path / "x.npz"), "--codes", "-2"])
-    assert "--codes must be >= 0, got -2" in capsys.readouterr().err
+        load_script("build_lm").main(["--text", str(tmp_path / "train.txt"), "--out", str(tmp_path / "x.npz"), *args])
+    assert message in capsys.readouterr().err
