@@ -170,8 +170,9 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     Training voices take consecutive, disjoint slices of the shuffled training sentences
     (wrapping round when the amounts exceed the sentences), then ``cfg.short_per_voice``
     short phrases each (:func:`short_phrase`, ids ``short-N``) and ``cfg.codes_per_voice``
-    spelled letters or digit strings each (:func:`code_phrase`, ids ``code-N``); valid and test sentences go to
-    the training voices round-robin; heldout is every test sentence in the held-out voice.
+    spelled letters or digit strings each (:func:`code_phrase`, ids ``code-N``); valid and test
+    sentences go to the training voices round-robin; heldout is every test sentence in the
+    held-out voice.
 
     Returns:
         Manifest name ("train", "valid", "test", "heldout") -> planned utterances.

@@ -21,10 +21,10 @@ import numpy as np
 from streamasr.corpus import (
     KOKORO_MANIFEST,
     CorpusConfig,
+    code_phrase,
     manifest_rows,
     map_jobs,
     plan,
-    code_phrase,
     planned_utt,
     short_phrase,
     write_jsonl_atomic,
@@ -165,7 +165,8 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
 def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
     """Kokoro training utterances, speakers in turn: sentences after the other voices' slices,
     then short phrases after the other voices' short phrases, then codes after theirs, then
-    blends: sentences from the end of the list backwards, clear of every slice above."""
+    blends: sentences from the end of the list backwards (clear of the slices above unless all
+    of them together exceed the training text)."""
     start = sum(count for _, count in cfg.amounts)
     names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
     audio = cfg.out.resolve() / "audio"
