@@ -85,6 +85,11 @@ class CorpusConfig:
             raise ValueError(f"trim_keep must be in [0, 2] s, got {self.trim_keep}")
 
     @property
+    def extras_per_voice(self) -> tuple[tuple[str, int], ...]:
+        """(kind, utterances per training voice) of the extra utterances (:func:`extra_phrase`)."""
+        return (("short", self.short_per_voice), ("code", self.codes_per_voice))
+
+    @property
     def train_voices(self) -> list[str]:
         """Training voices with a non-zero amount, in a fixed order."""
         return [name for name, count in self.amounts if count > 0]
@@ -164,6 +169,15 @@ def code_phrase(index: int, seed: int) -> str:
     return " ".join(rng.choices(_DIGITS, k=rng.choice((1, 1, 2, 3, 4, 5, 7, 10))))
 
 
+def extra_phrase(kind: str, sentences: Sequence[str], index: int, seed: int) -> str:
+    """Text of the extra utterance ``<kind>-<index>``: a short phrase or a code."""
+    if kind == "short":
+        return short_phrase(sentences, index, seed)
+    if kind == "code":
+        return code_phrase(index, seed)
+    raise ValueError(f"extra utterance kind must be 'short' or 'code', got {kind!r}")
+
+
 def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     """Assign sentences to voices for each manifest.
 
@@ -188,14 +202,11 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
         out["train"] += [utt(voice, "train", (start + k) % n_train) for k in range(count)]
         start += count
     voices = cfg.train_voices
-    for v, voice in enumerate(voices):
-        for k in range(v * cfg.short_per_voice, (v + 1) * cfg.short_per_voice):
-            out["train"].append(planned_utt(audio, cfg.seed, voice, f"short-{k:06d}",
-                                            short_phrase(text["train"], k, cfg.seed)))
-    for v, voice in enumerate(voices):
-        for k in range(v * cfg.codes_per_voice, (v + 1) * cfg.codes_per_voice):
-            out["train"].append(planned_utt(audio, cfg.seed, voice, f"code-{k:06d}",
-                                            code_phrase(k, cfg.seed)))
+    for kind, count in cfg.extras_per_voice:
+        for v, voice in enumerate(voices):
+            for k in range(v * count, (v + 1) * count):
+                out["train"].append(planned_utt(audio, cfg.seed, voice, f"{kind}-{k:06d}",
+                                                extra_phrase(kind, text["train"], k, cfg.seed)))
     for split in ("valid", "test"):
         if voices:
             out[split] = [utt(voices[i % len(voices)], split, i)

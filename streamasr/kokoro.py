@@ -21,12 +21,11 @@ import numpy as np
 from streamasr.corpus import (
     KOKORO_MANIFEST,
     CorpusConfig,
-    code_phrase,
+    extra_phrase,
     manifest_rows,
     map_jobs,
     plan,
     planned_utt,
-    short_phrase,
     write_jsonl_atomic,
     write_manifests,
 )
@@ -178,12 +177,11 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     for k in range(kcfg.utterances):
         index = (start + k) % len(train)
         out.append(utt(k, f"train-{index:06d}", train[index]))
-    first_short = cfg.short_per_voice * len(cfg.train_voices)
-    for k in range(first_short, first_short + kcfg.short):
-        out.append(utt(k, f"short-{k:06d}", short_phrase(train, k, cfg.seed)))
-    first_code = cfg.codes_per_voice * len(cfg.train_voices)
-    for k in range(first_code, first_code + kcfg.codes):
-        out.append(utt(k, f"code-{k:06d}", code_phrase(k, cfg.seed)))
+    counts = {"short": kcfg.short, "code": kcfg.codes}
+    for kind, per_voice in cfg.extras_per_voice:
+        first = per_voice * len(cfg.train_voices)  # after the other voices' utterances of this kind
+        for k in range(first, first + counts[kind]):
+            out.append(utt(k, f"{kind}-{k:06d}", extra_phrase(kind, train, k, cfg.seed)))
     for k in range(min(kcfg.blends, len(train))):
         index = len(train) - 1 - k
         out.append(planned_utt(audio, cfg.seed, BLEND_VOICE, f"train-{index:06d}", train[index]))

@@ -16,6 +16,7 @@ from streamasr.corpus import (
     CorpusConfig,
     build_corpus,
     code_phrase,
+    extra_phrase,
     manifest_stats,
     parse_amounts,
     plan,
@@ -144,6 +145,10 @@ def test_codes_spell_letters_and_read_digits(tmp_path: Path) -> None:
     assert len({" ".join(w) for w in letters}) > 30  # not the same few letters again and again
     # A code depends on its index only, so a resumed build asks for the same text per file.
     assert code_phrase(7, 1) == code_phrase(7, 1) != code_phrase(7, 2)
+    assert extra_phrase("code", SENTENCES["train"], 7, 1) == code_phrase(7, 1)
+    assert extra_phrase("short", SENTENCES["train"], 7, 1) == short_phrase(SENTENCES["train"], 7, 1)
+    with pytest.raises(ValueError, match="kind must be 'short' or 'code', got 'long'"):
+        extra_phrase("long", SENTENCES["train"], 7, 1)
 
 
 @pytest.mark.skipif(not HAVE_ENGINES, reason="espeak-ng and flite are not installed")
