@@ -95,7 +95,8 @@ def time_scale(cfg: TrainConfig, minutes: float) -> float:
 
     With ``cooldown_minutes`` the rate falls linearly to 0 as ``max_minutes`` runs out: on a
     machine whose speed is not known in advance a step-based cool-down would be cut off or end
-    early. Wall time is not reproducible, so such a run does not resume to the same result.
+    early. A resumed run continues from the minutes stored in its checkpoint, but wall time is
+    not reproducible, so it does not reach the same weights as an uninterrupted run.
     """
     if not cfg.cooldown_minutes:
         return 1.0
@@ -159,6 +160,7 @@ class Trainer:
         self.items = read_manifest(cfg.train_manifest, cfg.max_duration)
         self.valid = read_manifest(cfg.valid_manifest)[: cfg.valid_max] if cfg.valid_manifest else []
         self.step, self.best_wer = 0, float("inf")
+        self.minutes = 0.0  # wall minutes trained so far, over all resumptions: the --max-minutes budget
         self.metrics: dict[str, Any] = {}
         torch.manual_seed(cfg.seed)
         resumed = self.out / "last.pt"
@@ -184,6 +186,7 @@ class Trainer:
         self.model.to(self.device)
         extra: dict[str, Any] = blob["extra"]
         self.step, self.best_wer = int(extra["step"]), float(extra["best_wer"])
+        self.minutes = float(extra.get("minutes", 0.0))  # absent from checkpoints of before session 9
         self.metrics = blob["meta"].get("metrics", {})
         log.info("resumed %s at step %d", path, self.step)
         return extra
@@ -210,7 +213,7 @@ class Trainer:
 
     def save(self, name: str) -> None:
         extra = {"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "step": self.step, "best_wer": self.best_wer}
+                 "step": self.step, "best_wer": self.best_wer, "minutes": self.minutes}
         save_checkpoint(self.out / name, self.model, self.feature_cfg, self.tokenizer, self.meta(), extra=extra)
 
     def train_step(self, batch: dict[str, torch.Tensor], scale: float = 1.0) -> float:
@@ -254,19 +257,24 @@ class Trainer:
         )
 
     def run(self) -> dict[str, Any]:
-        """Train until ``max_steps`` or ``max_minutes``; returns the last metrics."""
+        """Train until ``max_steps`` or ``max_minutes``; returns the last metrics.
+
+        A resumed run spends what is left of ``max_minutes`` (and continues its cool-down), not a
+        new budget: the minutes trained so far are stored in every checkpoint.
+        """
         self.model.train()
-        began, audio_seconds = time.time(), 0.0
+        began, audio_seconds, minutes_before = time.time(), 0.0, self.minutes
         bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc="train", file=sys.stderr,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
         for batch in self.loader():
-            scale = time_scale(self.cfg, (time.time() - began) / 60)
+            scale = time_scale(self.cfg, self.minutes)
             loss = self.train_step(batch, scale)
             audio_seconds += float(batch["feat_lens"].sum()) * self.feature_cfg.hop_length / self.feature_cfg.sample_rate
             rate = audio_seconds / max(1e-6, time.time() - began)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(self.cfg, self.step) * scale:.2e}", audio_s_per_s=f"{rate:.0f}")
             bar.update(1)
-            timed_out = self.cfg.max_minutes > 0 and time.time() - began > self.cfg.max_minutes * 60
+            self.minutes = minutes_before + (time.time() - began) / 60
+            timed_out = self.cfg.max_minutes > 0 and self.minutes > self.cfg.max_minutes
             done = self.step >= self.cfg.max_steps or timed_out
             if self.step % self.cfg.eval_every == 0 or done:
                 self.evaluate_now()

@@ -122,6 +122,21 @@ def test_time_cooldown_falls_linearly_to_zero_as_the_minutes_run_out() -> None:
         TrainConfig(max_minutes=3, cooldown_minutes=4)
 
 
+def test_a_resumed_run_spends_what_is_left_of_its_minutes(manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    Trainer(config(manifest, out, 2), SMALL, AugmentConfig()).run()
+    blob = read_checkpoint(out / "last.pt")
+    assert 0 < blob["extra"]["minutes"] < 5
+    blob["extra"]["minutes"] = 9.999  # as if interrupted 0.06 s before the end of a 10-minute budget
+    torch.save(blob, out / "last.pt")
+    resumed = Trainer(config(manifest, out, 100, max_minutes=10, cooldown_minutes=4), SMALL, AugmentConfig())
+    assert resumed.minutes == 9.999
+    resumed.run()
+    assert 3 <= resumed.step < 100  # stopped by the budget left, not by max_steps
+    assert resumed.opt.param_groups[0]["lr"] < lr_at(resumed.cfg, 2) * 0.01  # deep in the cool-down
+    assert read_checkpoint(out / "last.pt")["extra"]["minutes"] > 10
+
+
 def test_time_cooldown_scales_the_learning_rate_of_a_step(manifest: Path, tmp_path: Path) -> None:
     trainer = Trainer(config(manifest, tmp_path / "run", 3), SMALL, AugmentConfig())
     batch = next(iter(trainer.loader()))
