@@ -1,12 +1,15 @@
 """Build the character n-gram LM for beam search from the training-text split.
 
     python scripts/build_lm.py --text /work/data/corpus/text/train.txt --short 100000 \
-        --codes 20000 --out streamasr/models/lm.npz
+        --codes 20000 --words /usr/share/dict/words --out streamasr/models/lm.npz
 
 ``--short N`` adds N phrases of one to three words cut from the sentences (the corpus's short
 phrases): an LM that only saw 4-20-word sentences makes a lone word an unlikely whole utterance,
 so the decoder splits it into several words or drops it. ``--codes N`` adds N spelled letters
 or digit strings (the corpus's codes, "k a y", "four one five"), which the sentences lack.
+The file also stores the words of that text, and ``--words FILE`` adds a word list (one word per
+line, e.g. Debian's wamerican) to them without adding it to the n-gram text: the beam search's
+``--oov-penalty`` holds hypotheses to these words.
 
 Only ever train on the training split: the validation and test texts, and any evaluation set's
 transcripts, must stay unseen for their scores to mean anything.
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from streamasr import lm
 from streamasr.corpus import code_phrase, short_phrase
+from streamasr.text import normalize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +39,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train on this many 1-3-word phrases cut from the text (default: 0)")
     p.add_argument("--codes", type=int, default=0,
                    help="also train on this many spelled letters or digit strings (default: 0)")
+    p.add_argument("--words", type=Path, action="append", default=[],
+                   help="a word list (one per line) for the stored words, not for the n-grams (repeatable)")
     p.add_argument("--seed", type=int, default=1234,
                    help="seed of the short phrases and codes (default: 1234)")
     args = p.parse_args(argv)
     began = time.perf_counter()
-    lines = [line for path in args.text for line in path.read_text(encoding="utf-8").splitlines()
-             if line.strip()]
+    try:
+        lines = [line for path in args.text for line in path.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        p.error(f"--text: {e}; expected a UTF-8 text file of sentences, one per line")
     for name in ("short", "codes"):
         if getattr(args, name) < 0:
             p.error(f"--{name} must be >= 0, got {getattr(args, name)}")
@@ -49,11 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(f"--short {args.short}: {e}")
     lines += [code_phrase(i, args.seed) for i in range(args.codes)]
+    try:
+        listed = [w for path in args.words for w in normalize(path.read_text(encoding="utf-8")).split()]
+    except (OSError, UnicodeDecodeError) as e:
+        p.error(f"--words: {e}; expected a UTF-8 text file of words, one per line")
     model = lm.build(lines, args.order, args.prune)
+    model.words = (model.words or frozenset()) | frozenset(listed)
     model.save(args.out)
     contexts = sum(len(t["codes"]) for t in model.tables)
     entries = sum(len(t["symbols"]) for t in model.tables)
-    print(f"{args.out}: order {args.order}, {contexts} contexts, {entries} entries, "
+    print(f"{args.out}: order {args.order}, {contexts} contexts, {entries} entries, {len(model.words)} words, "
           f"{args.out.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - began:.1f} s", file=sys.stderr)
     return 0
 

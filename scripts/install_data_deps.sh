@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 $sudo apt-get install -y --no-install-recommends \
     espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-    sox ffmpeg wordnet-base fortunes fortunes-min \
+    sox ffmpeg wordnet-base fortunes fortunes-min wamerican \
     asterisk-core-sounds-en asterisk-core-sounds-en-g722
 # Optional, archaic text (more sentences): GCIDE quotations and the King James bible.
 $sudo apt-get install -y --no-install-recommends dict-gcide bible-kjv || true

@@ -7,7 +7,9 @@ confidences come out as with greedy decoding.
 
 Scores are natural logs: a prefix's score is its CTC probability (summed over the alignments
 that end in blank and in a character) plus ``lm_weight`` x its LM log-probability plus
-``insertion_bonus`` per character.
+``insertion_bonus`` per character, minus ``oov_penalty`` for each word that is not in the LM's
+word list (paid on the character that leaves the list's word starts, or on the space or end that
+closes a word start that is not itself a word, so the beam drops such a prefix early).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class DecoderConfig:
     insertion_bonus: float = 1.5  # nats added to a prefix's score per character
     min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
     lm: str | None = None  # character LM file (.npz); None: the bundled one
+    # Nats a prefix pays for each word outside the LM's word list (the words of its training text).
+    oov_penalty: float = 0.0
     # Seconds of silence run through the model before a stream's first audio: every training
     # utterance starts with 0.2 s of silence, so streams start from the state silence leaves.
     prime_seconds: float = 0.2
@@ -45,7 +49,7 @@ class DecoderConfig:
         if isinstance(self.beam_size, bool) or not isinstance(self.beam_size, int) or not 1 <= self.beam_size <= 256:
             raise ValueError(f"DecoderConfig.beam_size must be an integer in [1, 256], got {self.beam_size!r}")
         checks = (("lm_weight", 0.0, 10.0), ("insertion_bonus", -20.0, 20.0), ("min_log_prob", -100.0, 0.0),
-                  ("prime_seconds", 0.0, 5.0))
+                  ("prime_seconds", 0.0, 5.0), ("oov_penalty", 0.0, 100.0))
         for name, low, high in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -106,6 +110,13 @@ class BeamDecoder:
         self.chars = ("",) + tokenizer.vocab[1:]  # id -> text appended to a prefix
         self.space = tokenizer.space
         self._start = self.lm.start if self.lm is not None else 0
+        self._words: frozenset[str] = frozenset()
+        self._prefixes: frozenset[str] | None = None  # None: no word list in use
+        if cfg.oov_penalty > 0:
+            if lm is None or lm.words is None:
+                raise ModelError(f"oov_penalty {cfg.oov_penalty} needs an LM file with a word list "
+                                 f"(scripts/build_lm.py writes one); got {'no LM' if lm is None else 'an LM without one'}")
+            self._words, self._prefixes = lm.words, lm.prefixes
 
     def initial(self, last: int = 0, blank: float = 0.0, nonblank: float = NEG_INF) -> tuple[Beam, ...]:
         """The beam set at a segment start: the empty prefix, with the LM at sentence start.
@@ -172,12 +183,24 @@ class BeamDecoder:
                     if row is None:
                         row = self.lm.log_probs(b.lm_state)
                     fused = b.lm + bonus + alpha * row[c]
+                if self._prefixes is not None:
+                    fused -= self._oov_cost(b.text, c)
                 if p + fused >= floor:
                     nxt[text] = [NEG_INF, p, fused, c, p, b, c]
             else:
                 e[1] = _logaddexp(e[1], p)
                 if p > e[4]:
                     e[4], e[5], e[6] = p, b, c
+
+    def _oov_cost(self, text: str, c: int) -> float:
+        """The penalty for appending character ``c`` to ``text``: paid once per word outside the list."""
+        assert self._prefixes is not None
+        word = text[text.rfind(" ") + 1:]
+        if c == self.space:  # the word ends: a word start that is not a word pays here
+            return self.cfg.oov_penalty if word in self._prefixes and word not in self._words else 0.0
+        if (not word or word in self._prefixes) and word + self.chars[c] not in self._prefixes:
+            return self.cfg.oov_penalty  # the word just left the list (a word outside it paid already)
+        return 0.0
 
     def _best(self, nxt: dict[str, list[Any]], log_probs: list[float], frame: int) -> tuple[Beam, ...]:
         """The ``beam_size`` best candidates of ``advance`` as beams, with their tokens and LM states."""
@@ -201,14 +224,17 @@ class BeamDecoder:
 
     def end(self, beams: tuple[Beam, ...]) -> Beam:
         """The best prefix at a segment end, counting the LM's end-of-sentence probability."""
-        if self.lm is None:
+        if self.lm is None and self._prefixes is None:
             return beams[0]
         return max(beams, key=lambda b: b.score + self._end_score(b))
 
     def _end_score(self, b: Beam) -> float:
+        # The sentence end closes the last word (a trailing space closed it already).
+        end = -self._oov_cost(b.text, self.space) if self._prefixes is not None and not b.text.endswith(" ") else 0.0
+        if self.lm is None:
+            return end
         words = " ".join(b.text.split())  # as the LM saw it: no leading or repeated spaces
         lm, state = self.lm, self._start
-        assert lm is not None
         if not words:
             # An empty result is a sentence too, and an unlikely one: without this cost, a lone
             # uncertain word lost to nothing (37 of 551 real prompts came back empty).
@@ -216,7 +242,7 @@ class BeamDecoder:
         for ch in words[-(lm.order - 1):]:
             state = lm.advance(state, self.chars.index(ch))
         lps = lm.log_probs(state)
-        end = self.cfg.lm_weight * lps[BOUNDARY]
+        end += self.cfg.lm_weight * lps[BOUNDARY]
         if b.text.endswith(" "):
             # The trailing space already scored the end of the last word; the sentence end replaces it.
             end -= self.cfg.lm_weight * lps[self.space] + self.cfg.insertion_bonus

@@ -10,7 +10,9 @@ predicted. A context of up to ``order - 1`` symbols is one Python int: a sentine
 5 bits per symbol, oldest first, so that ``code >> 5`` drops the newest symbol.
 
 The file (``.npz``) holds, per context length m = 0 .. order-1, the sorted context codes, their
-log backoff weights and entry counts, and the entries' symbols and log-probabilities (float16).
+log backoff weights and entry counts, and the entries' symbols and log-probabilities (float16);
+and the words of the training text (newline-separated bytes), which the beam search may hold its
+hypotheses to (``DecoderConfig.oov_penalty``).
 """
 
 from __future__ import annotations
@@ -43,13 +45,16 @@ class CharLM:
     distributions, a pure function of the (immutable) tables, so it never changes a result.
     """
 
-    def __init__(self, order: int, vocab: tuple[str, ...], tables: list[dict[str, np.ndarray]]) -> None:
+    def __init__(self, order: int, vocab: tuple[str, ...], tables: list[dict[str, np.ndarray]],
+                 words: frozenset[str] | None = None) -> None:
         if len(tables) != order or len(vocab) > 1 << BITS:
             raise ModelError(f"LM with order {order} has {len(tables)} tables and {len(vocab)} symbols; "
                              f"expected {order} tables and at most {1 << BITS} symbols")
         self.order = order
         self.vocab = vocab
         self.tables = tables
+        self.words = words  # the training text's words; None in files built before they were stored
+        self._prefixes: frozenset[str] | None = None
         for t in tables:
             t["offsets"] = np.concatenate([[0], np.cumsum(t["counts"], dtype=np.int64)])
             t["logp"] = t["logp"].astype(np.float32)
@@ -65,6 +70,15 @@ class CharLM:
         self._unigram = array("f", unigram.tobytes())
         self._dists: dict[int, array[float]] = {1: self._unigram}  # state -> log-probs (symbols,)
         self._next: dict[int, int] = {}  # (state << BITS | symbol) -> next state
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        """Every non-empty start of a word in ``words`` (the words included), built on first use."""
+        if self.words is None:
+            raise ModelError("this LM file holds no word list; rebuild it with scripts/build_lm.py to use one")
+        if self._prefixes is None:
+            self._prefixes = frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
+        return self._prefixes
 
     @property
     def start(self) -> int:
@@ -136,6 +150,8 @@ class CharLM:
             arrays[f"counts{m}"] = t["counts"]
             arrays[f"symbols{m}"] = t["symbols"]
             arrays[f"logp{m}"] = t["logp"].astype(np.float16)
+        if self.words is not None:
+            arrays["words"] = np.frombuffer("\n".join(sorted(self.words)).encode("ascii"), np.uint8)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
@@ -154,9 +170,10 @@ class CharLM:
                 vocab = (DEFAULT_VOCAB[0],) + tuple(str(c) for c in z["vocab"])
                 tables = [{k: z[f"{k}{m}"] for k in ("codes", "logbow", "counts", "symbols", "logp")}
                           for m in range(order)]
+                words = frozenset(z["words"].tobytes().decode("ascii").split("\n")) if "words" in z.files else None
         except (OSError, KeyError, ValueError) as e:
             raise ModelError(f"{path} is not a readable streamasr language model: {e}") from e
-        return cls(order, vocab, tables)
+        return cls(order, vocab, tables, words)
 
 
 def _suffix(code: int) -> int:
@@ -325,6 +342,7 @@ def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tupl
     """
     if not 2 <= order <= 12:  # k-gram codes of 5k+1 bits must fit uint64
         raise ValueError(f"LM order must be in [2, 12], got {order}")
+    lines = list(lines)
     stream = encode_corpus(lines, vocab)
     if len(stream) < 3:
         raise ValueError("LM training text is empty after normalisation; expected sentences of English text")
@@ -342,4 +360,5 @@ def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tupl
             "symbols": (t.codes[t.keep] & np.uint64(31)).astype(np.uint8),
             "logp": np.log(t.prob[t.keep]).astype(np.float32),
         })
-    return CharLM(order, vocab, stored)
+    words = frozenset(w for line in lines for w in normalize(line).split())
+    return CharLM(order, vocab, stored, words)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,33 @@ def test_an_empty_result_pays_the_lm_cost_of_an_empty_sentence(tiny_lm_path: Pat
     assert dec.end(decode(dec, frames(["_"] * 10))).text == ""  # silence stays empty
 
 
+def test_oov_penalty_keeps_words_of_the_lm_text(tiny_lm_path: Path) -> None:
+    # "the numbor" where the acoustics prefer "o" to "e", and a little LM weight does not flip it.
+    log_probs = frames([*"t_h_e_ _n_u_m_b_", {"o": 0.6, "e": 0.3, "_": 0.1}, "_", "r", "_", "_"])
+    model = lm.CharLM.load(tiny_lm_path)
+    cfg = DecoderConfig(method="beam", lm_weight=0.1, insertion_bonus=0.0)
+    plain = BeamDecoder(cfg, TOK, model)
+    assert plain.end(decode(plain, log_probs)).text == "the numbor"
+    strict = BeamDecoder(replace(cfg, oov_penalty=3.0), TOK, model)
+    assert strict.end(decode(strict, log_probs)).text == "the number"
+    words_only = BeamDecoder(replace(cfg, lm_weight=0.0, oov_penalty=3.0), TOK, model)  # the word list alone
+    assert words_only.lm is None and words_only.end(decode(words_only, log_probs)).text == "the number"
+    # A word start that is not a word ("numb") pays when the sentence ends it, like any other word.
+    short = frames([*"t_h_e_ _n_u_m_b_", "_"])
+    assert plain.end(decode(plain, short)).text == "the numb"
+    numb = [next(b for b in decode(dec, short) if b.text == "the numb") for dec in (plain, strict)]
+    assert numb[1].score == pytest.approx(numb[0].score)  # "numb" starts words of the list: nothing paid yet
+    assert strict._end_score(numb[1]) == pytest.approx(plain._end_score(numb[0]) - 3.0)
+
+
+def test_oov_penalty_needs_a_word_list(tiny_lm_path: Path) -> None:
+    model = lm.CharLM.load(tiny_lm_path)
+    with pytest.raises(ModelError, match="oov_penalty 2.0 needs an LM file with a word list .*got no LM"):
+        BeamDecoder(DecoderConfig(oov_penalty=2.0), TOK, None)
+    with pytest.raises(ModelError, match="got an LM without one"):
+        BeamDecoder(DecoderConfig(oov_penalty=2.0), TOK, lm.CharLM(model.order, model.vocab, model.tables))
+
+
 def run(rec: Recognizer, audio: np.ndarray, chunk: int) -> list[Result]:
     state, results = rec.initial_state(16000, SHORT), []
     for start in range(0, len(audio), chunk):
@@ -142,6 +170,7 @@ def test_partials_and_flush(beam_recognizer: Recognizer, speech_wav: Path) -> No
     ("min_log_prob", 1.0, r"DecoderConfig.min_log_prob must be a number in \[-100.0, 0.0\], got 1.0"),
     ("lm", "", "DecoderConfig.lm must be a path to an LM file or None"),
     ("prime_seconds", -0.2, r"DecoderConfig.prime_seconds must be a number in \[0.0, 5.0\], got -0.2"),
+    ("oov_penalty", -1, r"DecoderConfig.oov_penalty must be a number in \[0.0, 100.0\], got -1"),
 ])
 def test_config_error_text(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -89,6 +89,16 @@ def test_save_load_round_trip(tiny: lm.CharLM, tmp_path: Path) -> None:
         a, b = tiny.log_probs(state_after(tiny, history)), loaded.log_probs(state_after(loaded, history))
         np.testing.assert_allclose(a, b, atol=0.02)  # log-probs are stored as float16
         assert np.exp(np.array(b, np.float64)).sum() == pytest.approx(1.0, abs=5e-3)
+    assert loaded.words == tiny.words
+
+
+def test_word_list_holds_the_normalised_training_words(tiny: lm.CharLM, tmp_path: Path) -> None:
+    assert tiny.words is not None and {"number", "don't", "conference"} <= tiny.words
+    assert not {"the number", "Don't", ""} & tiny.words
+    assert {"n", "nu", "numbe", "number", "don'"} <= tiny.prefixes and "umber" not in tiny.prefixes
+    model = lm.CharLM(tiny.order, tiny.vocab, tiny.tables)  # as loaded from a file without words
+    with pytest.raises(ModelError, match="holds no word list; rebuild it with scripts/build_lm.py"):
+        model.prefixes
 
 
 def test_bundled_lm() -> None:
@@ -96,6 +106,7 @@ def test_bundled_lm() -> None:
     assert path.is_file() and path.stat().st_size <= 9_000_000  # stays a few MB in the repository
     model = lm.CharLM.load()
     assert model.vocab == DEFAULT_VOCAB and model.order >= 6
+    assert model.words is not None and {"please", "number", "k", "nineteen"} <= model.words
     assert model.score("please call the number again") > model.score("plaese clal teh nmuber agian") + 10
     assert normalize("It's 5 o'clock") == "it's five o'clock"
     assert np.exp(np.array(model.log_probs(state_after(model, "it's five")), np.float64)).sum() == pytest.approx(
@@ -139,7 +150,17 @@ def test_build_script_extra_phrases(tmp_path: Path, option: tuple[str, str], lik
     assert extra.score(TINY_LM_TEXT[0]) > plain.score(TINY_LM_TEXT[0]) - 2.0
 
 
+def test_build_script_word_list(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("zebra\nQuokka's\nwell-known\n")
+    plain, listed = build_with_script(tmp_path, "plain"), build_with_script(tmp_path, "listed", "--words",
+                                                                           str(tmp_path / "words.txt"))
+    assert plain.words is not None and listed.words == plain.words | {"zebra", "quokka's", "well", "known"}
+    assert listed.score("zebra") == plain.score("zebra")  # listed words are not n-gram text
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    (["--words", "MISSING"], "--words: [Errno 2] No such file or directory"),
+    (["--text", "MISSING"], "--text: [Errno 2] No such file or directory"),
     (["--short", "-1"], "--short must be >= 0, got -1"),
     (["--codes", "-2"], "--codes must be >= 0, got -2"),
     (["--short", "5", "--text", "DOTS"], "no short phrase found in 2 sentences"),
@@ -148,7 +169,8 @@ def test_build_script_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                              message: str) -> None:
     (tmp_path / "dots.txt").write_text("... !!\n")
     (tmp_path / "train.txt").write_text("?? !!\n")
-    args = [str(tmp_path / "dots.txt") if a == "DOTS" else a for a in args]
+    args = [str(tmp_path / "dots.txt") if a == "DOTS" else str(tmp_path / "missing.txt") if a == "MISSING" else a
+            for a in args]
     with pytest.raises(SystemExit):
         load_script("build_lm").main(["--text", str(tmp_path / "train.txt"), "--out", str(tmp_path / "x.npz"), *args])
     assert message in capsys.readouterr().err
