@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from streamasr import ctc
 from streamasr.augment import AugmentConfig
 from streamasr.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from streamasr.data import SpeechDataset, StepSampler, Utterance, collate, manifest_stats, read_manifest
-from streamasr.errors import StreamAsrError
+from streamasr.errors import ModelError, StreamAsrError
 from streamasr.features import FeatureConfig, FeatureExtractor
 from streamasr.model import AcousticModel, ModelConfig
 from streamasr.text import Tokenizer
@@ -291,9 +292,27 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def export_model(src: str | Path, dst: str | Path, half: bool = True) -> None:
-    """Copy a training checkpoint without optimizer state, as float16 (a few MB)."""
-    model, feature_cfg, tokenizer, meta = load_checkpoint(src)
+def export_model(src: str | Path | Sequence[str | Path], dst: str | Path, half: bool = True) -> None:
+    """Write a training checkpoint without optimizer state, as float16 (a few MB).
+
+    Several checkpoints of one architecture (say the best of successive fine-tunes) are averaged
+    weight by weight: their mean often reads better than any one of them.
+    """
+    srcs = [src] if isinstance(src, (str, Path)) else list(src)
+    if not srcs:
+        raise ValueError("export needs at least one checkpoint")
+    loaded = [load_checkpoint(path) for path in srcs]
+    model, feature_cfg, tokenizer, meta = loaded[0]
+    for path, (other, other_features, other_tokenizer, _) in zip(srcs[1:], loaded[1:]):
+        if (other.cfg, other_features, other_tokenizer) != (model.cfg, feature_cfg, tokenizer):
+            raise ModelError(f"cannot average {path} with {srcs[0]}: model {other.cfg}, features {other_features}, "
+                             f"vocabulary {len(other_tokenizer.vocab)}; expected those of {srcs[0]}: {model.cfg}, "
+                             f"{feature_cfg}, {len(tokenizer.vocab)}")
+    if len(loaded) > 1:
+        states = [m.state_dict() for m, _, _, _ in loaded]
+        model.load_state_dict({k: sum(s[k] for s in states) / len(states) if v.is_floating_point() else v
+                               for k, v in states[0].items()})
+        meta = {**meta, "averaged_from": [str(path) for path in srcs]}
     save_checkpoint(dst, model, feature_cfg, tokenizer, meta, half=half)
 
 
@@ -304,8 +323,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_dataclass_options(p, TrainConfig)
     add_dataclass_options(p, ModelConfig, prefix="model_")
     add_dataclass_options(p, AugmentConfig, prefix="aug_")
-    p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
-                   help="instead of training, write CHECKPOINT as a float16 inference model to DEST")
+    p.add_argument("--export", nargs="+", metavar="CHECKPOINT",
+                   help="instead of training, write CHECKPOINT (or the weight average of several) as a float16 "
+                        "inference model to DEST, the last path given")
     p.set_defaults(func=_main)
 
 
@@ -313,7 +333,10 @@ def _main(args: argparse.Namespace) -> int:
     from streamasr.cli import dataclass_from_args
 
     if args.export:
-        export_model(*args.export)
+        if len(args.export) < 2:
+            raise ValueError(f"--export takes CHECKPOINT [CHECKPOINT ...] DEST, got {len(args.export)} path: "
+                             f"{args.export[0]!r}")
+        export_model(args.export[:-1], args.export[-1])
         return 0
     cfg = dataclass_from_args(TrainConfig, args)
     if not cfg.train_manifest:

@@ -77,6 +77,24 @@ def test_cli_train_and_export(manifest: Path, tmp_path: Path) -> None:
     assert blob["state_dict"]["out.weight"].dtype == torch.float16
 
 
+def test_export_averages_several_checkpoints(manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, steps in (("a", 1), ("b", 3)):
+        Trainer(config(manifest, tmp_path / name, steps), SMALL, AugmentConfig()).run()
+    paths = [str(tmp_path / name / "last.pt") for name in ("a", "b")]
+    assert main(["train", "--export", *paths, str(tmp_path / "mean.pt")]) == 0
+    mean, _, _, meta = load_checkpoint(tmp_path / "mean.pt")
+    assert meta["averaged_from"] == paths
+    a, b = (load_checkpoint(path)[0].state_dict() for path in paths)
+    assert not torch.equal(a["out.weight"], b["out.weight"])
+    for name, value in mean.state_dict().items():  # stored as float16
+        torch.testing.assert_close(value, ((a[name] + b[name]) / 2).half().float(), msg=name)
+    Trainer(config(manifest, tmp_path / "wide", 1), ModelConfig(hidden=32, layers=1, dropout=0.0), AugmentConfig()).run()
+    with pytest.raises(ModelError, match=r"cannot average .*wide/last.pt with .*a/last.pt: model ModelConfig\(.*hidden=32"):
+        export_model([paths[0], str(tmp_path / "wide" / "last.pt")], tmp_path / "bad.pt")
+    assert main(["train", "--export", paths[0]]) == 2
+    assert "--export takes CHECKPOINT [CHECKPOINT ...] DEST, got 1 path" in capsys.readouterr().err
+
+
 def test_init_from_fine_tunes_a_checkpoint(manifest: Path, tmp_path: Path) -> None:
     Trainer(config(manifest, tmp_path / "base", 2), SMALL, AugmentConfig()).run()
     export_model(tmp_path / "base" / "last.pt", tmp_path / "base.pt")
