@@ -37,7 +37,8 @@ class DecoderConfig:
     insertion_bonus: float = 1.5  # nats added to a prefix's score per character
     min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
     lm: str | None = None  # character LM file (.npz); None: the bundled one
-    # Nats a prefix pays for each word outside the LM's word list (the words of its training text).
+    # Nats a prefix pays for each word outside the LM file's word list (its training text's words and
+    # any list given to build_lm.py --words); 0: no word list.
     oov_penalty: float = 0.0
     # Seconds of silence run through the model before a stream's first audio: every training
     # utterance starts with 0.2 s of silence, so streams start from the state silence leaves.

@@ -11,8 +11,9 @@ predicted. A context of up to ``order - 1`` symbols is one Python int: a sentine
 
 The file (``.npz``) holds, per context length m = 0 .. order-1, the sorted context codes, their
 log backoff weights and entry counts, and the entries' symbols and log-probabilities (float16);
-and the words of the training text (newline-separated bytes), which the beam search may hold its
-hypotheses to (``DecoderConfig.oov_penalty``).
+and the words of the training text plus any word list given to ``build_lm.py --words``
+(newline-separated bytes), which the beam search may hold its hypotheses to
+(``DecoderConfig.oov_penalty``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class CharLM:
         self.order = order
         self.vocab = vocab
         self.tables = tables
-        self.words = words  # the training text's words; None in files built before they were stored
+        self.words = words  # training-text words (+ build_lm.py --words); None in files built before they were stored
         self._prefixes: frozenset[str] | None = None
         for t in tables:
             t["offsets"] = np.concatenate([[0], np.cumsum(t["counts"], dtype=np.int64)])
