@@ -296,7 +296,7 @@ def export_model(src: str | Path | Sequence[str | Path], dst: str | Path, half: 
     """Write a training checkpoint without optimizer state, as float16 (a few MB).
 
     Several checkpoints of one architecture (say the best of successive fine-tunes) are averaged
-    weight by weight: their mean often reads better than any one of them.
+    weight by weight: their mean can read better than each of them (the model card measures some).
     """
     srcs = [src] if isinstance(src, (str, Path)) else list(src)
     if not srcs:
