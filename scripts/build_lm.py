@@ -62,12 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         listed = [w for path in args.words for w in normalize(path.read_text(encoding="utf-8")).split()]
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"--words: {e}; expected a UTF-8 text file of words, one per line")
-    model = lm.build(lines, args.order, args.prune)
-    model.words = (model.words or frozenset()) | frozenset(listed)
+    model = lm.build(lines, args.order, args.prune, words=listed)
     model.save(args.out)
     contexts = sum(len(t["codes"]) for t in model.tables)
     entries = sum(len(t["symbols"]) for t in model.tables)
-    print(f"{args.out}: order {args.order}, {contexts} contexts, {entries} entries, {len(model.words)} words, "
+    print(f"{args.out}: order {args.order}, {contexts} contexts, {entries} entries, {len(model.words or ())} words, "
           f"{args.out.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - began:.1f} s", file=sys.stderr)
     return 0
 

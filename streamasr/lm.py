@@ -54,7 +54,7 @@ class CharLM:
         self.order = order
         self.vocab = vocab
         self.tables = tables
-        self.words = words  # training-text words (+ build_lm.py --words); None in files built before they were stored
+        self.words = words  # training-text words (+ build(words=...)); None in files built before they were stored
         self._prefixes: frozenset[str] | None = None
         for t in tables:
             t["offsets"] = np.concatenate([[0], np.cumsum(t["counts"], dtype=np.int64)])
@@ -189,12 +189,12 @@ def _suffix(code: int) -> int:
 # Building
 
 
-def encode_corpus(lines: Iterable[str], vocab: tuple[str, ...] = DEFAULT_VOCAB) -> np.ndarray:
-    """uint8 (symbols,) stream ``0 s1 0 s2 0 ...`` of normalised sentences (empty ones dropped)."""
+def encode_corpus(texts: Iterable[str], vocab: tuple[str, ...] = DEFAULT_VOCAB) -> np.ndarray:
+    """uint8 (symbols,) stream ``0 s1 0 s2 0 ...`` of sentences already normalised (empty ones dropped)."""
     table = np.zeros(256, np.uint8)
     for i, c in enumerate(vocab[1:], start=1):
         table[ord(c)] = i
-    text = "\0".join(t for t in (normalize(line) for line in lines) if t)
+    text = "\0".join(t for t in texts if t)
     body = table[np.frombuffer(text.encode("ascii"), np.uint8)]
     return np.concatenate([[BOUNDARY], body, [BOUNDARY]]).astype(np.uint8)
 
@@ -330,21 +330,23 @@ def _closed_contexts(tables: list[_Order]) -> list[np.ndarray]:
     return useful
 
 
-def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tuple[str, ...] = DEFAULT_VOCAB) -> CharLM:
+def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tuple[str, ...] = DEFAULT_VOCAB,
+          words: Iterable[str] = ()) -> CharLM:
     """Train a pruned interpolated Kneser-Ney character model on sentences.
 
     Args:
         lines: training sentences (raw text; normalised here with ``text.normalize``).
         order: n-gram order (context of ``order - 1`` symbols), 2 .. 12.
         prune: weighted-difference threshold (count x nats) for entries of order >= 3; 0 keeps all.
+        words: normalised words for the stored word list beside those of ``lines`` (not n-gram text).
 
     Returns:
         The model, ready to query or ``save``.
     """
     if not 2 <= order <= 12:  # k-gram codes of 5k+1 bits must fit uint64
         raise ValueError(f"LM order must be in [2, 12], got {order}")
-    lines = list(lines)
-    stream = encode_corpus(lines, vocab)
+    texts = [normalize(line) for line in lines]
+    stream = encode_corpus(texts, vocab)
     if len(stream) < 3:
         raise ValueError("LM training text is empty after normalisation; expected sentences of English text")
     tables = _kneser_ney(stream, order, len(vocab))
@@ -361,5 +363,4 @@ def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tupl
             "symbols": (t.codes[t.keep] & np.uint64(31)).astype(np.uint8),
             "logp": np.log(t.prob[t.keep]).astype(np.float32),
         })
-    words = frozenset(w for line in lines for w in normalize(line).split())
-    return CharLM(order, vocab, stored, words)
+    return CharLM(order, vocab, stored, frozenset(w for t in texts for w in t.split()) | frozenset(words))

@@ -92,7 +92,7 @@ def test_save_load_round_trip(tiny: lm.CharLM, tmp_path: Path) -> None:
     assert loaded.words == tiny.words
 
 
-def test_word_list_holds_the_normalised_training_words(tiny: lm.CharLM, tmp_path: Path) -> None:
+def test_word_list_holds_the_normalised_training_words(tiny: lm.CharLM) -> None:
     assert tiny.words is not None and {"number", "don't", "conference"} <= tiny.words
     assert not {"the number", "Don't", ""} & tiny.words
     assert {"n", "nu", "numbe", "number", "don'"} <= tiny.prefixes and "umber" not in tiny.prefixes
