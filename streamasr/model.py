@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -17,10 +17,13 @@ class ModelConfig:
     layers: int = 3  # GRU layers
     vocab_size: int = 29  # CTC outputs including the blank
     dropout: float = 0.1  # dropout between layers while training (probability)
+    # Future model steps each output also sees (stack x hop each: 40 ms by default). Every output
+    # then waits for them, so results come that much later; 0 keeps the model strictly causal.
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         for name, low, high in (("n_mels", 1, 256), ("stack", 1, 16), ("hidden", 8, 4096),
-                                ("layers", 1, 12), ("vocab_size", 2, 100000)):
+                                ("layers", 1, 12), ("vocab_size", 2, 100000), ("lookahead", 0, 16)):
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"ModelConfig.{name} must be in [{low}, {high}], got {value}")
@@ -44,7 +47,8 @@ class AcousticModel(nn.Module):
         # Global feature normalisation, measured on the training data and stored in the checkpoint.
         self.register_buffer("feat_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("feat_std", torch.ones(cfg.n_mels))
-        self.proj = nn.Linear(cfg.n_mels * cfg.stack, cfg.hidden)
+        # Input of one step: its own stack of frames, then the stacks of the lookahead steps.
+        self.proj = nn.Linear(cfg.n_mels * cfg.stack * (1 + cfg.lookahead), cfg.hidden)
         # LayerNorm before the GRU shortens the plateau at the start of CTC training.
         self.norm = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
@@ -56,28 +60,38 @@ class AcousticModel(nn.Module):
         """Zero GRU state, float32 (layers, batch, hidden)."""
         return torch.zeros(self.cfg.layers, batch, self.cfg.hidden)
 
+    def output_steps(self, frames: int) -> int:
+        """Outputs that ``frames`` input frames give: whole stacks, less those only seen as lookahead."""
+        return max(0, frames // self.cfg.stack - self.cfg.lookahead)
+
     def forward(
         self, frames: torch.Tensor, hidden: torch.Tensor | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run whole stacks of frames through the model.
 
         Args:
-            frames: float32 (batch, frames, n_mels) raw log-mel; trailing frames that do not fill
-                a stack are ignored (the streaming caller keeps them for the next call).
+            frames: float32 (batch, frames, n_mels) raw log-mel. Output ``t`` reads stacks ``t`` to
+                ``t + lookahead``, so the last ``lookahead`` stacks and trailing frames that do not
+                fill a stack give no output (the streaming caller keeps them for the next call).
             hidden: float32 (layers, batch, hidden) GRU state, zeros when None.
             lengths: int64 (batch,) valid output steps per row, when rows differ in length; the
                 returned hidden state is then each row's state after its own last step.
 
         Returns:
-            log-probs float32 (batch, frames // stack, vocab) and the new hidden state.
+            log-probs float32 (batch, ``output_steps(frames)``, vocab) and the new hidden state.
         """
         batch, time, _ = frames.shape
-        steps = time // self.cfg.stack
-        x = (frames[:, : steps * self.cfg.stack] - self.feat_mean) / self.feat_std
-        x = x.reshape(batch, steps, self.cfg.stack * self.cfg.n_mels)
-        x = self.drop(self.norm(self.proj(x)))
+        stack, look = self.cfg.stack, self.cfg.lookahead
+        steps = self.output_steps(time)
         if hidden is None:
-            hidden = self.initial_hidden(batch).to(x)
+            hidden = self.initial_hidden(batch).to(frames)
+        if steps == 0:
+            return frames.new_zeros(batch, 0, self.cfg.vocab_size), hidden
+        x = (frames[:, : (steps + look) * stack] - self.feat_mean) / self.feat_std
+        x = x.reshape(batch, steps + look, stack * self.cfg.n_mels)
+        if look:
+            x = torch.cat([x[:, j:j + steps] for j in range(look + 1)], dim=-1)
+        x = self.drop(self.norm(self.proj(x)))
         if lengths is None:
             y, hidden = self.gru(x, hidden)
         else:
@@ -85,6 +99,23 @@ class AcousticModel(nn.Module):
             y_packed, hidden = self.gru(packed, hidden)
             y, _ = pad_packed_sequence(y_packed, batch_first=True, total_length=steps)
         return torch.log_softmax(self.out(self.drop(y)), dim=-1), hidden
+
+
+def with_lookahead(model: AcousticModel, lookahead: int) -> AcousticModel:
+    """A copy of ``model`` that reads ``lookahead`` future steps, computing exactly what ``model`` does.
+
+    The input layer gains zero weights for the extra future stacks, so a fine-tune starts from the
+    causal model's accuracy and learns how much the future is worth.
+    """
+    if lookahead < model.cfg.lookahead:
+        raise ValueError(f"cannot shorten the lookahead of a trained model from {model.cfg.lookahead} to {lookahead}")
+    wider = AcousticModel(replace(model.cfg, lookahead=lookahead))
+    state = model.state_dict()
+    weight = state["proj.weight"]
+    state["proj.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], wider.proj.in_features
+                                                                - weight.shape[1])], dim=1)
+    wider.load_state_dict(state)
+    return wider.train(model.training)
 
 
 def quantize(model: AcousticModel) -> AcousticModel:

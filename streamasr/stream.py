@@ -43,6 +43,8 @@ class Recognizer:
         self.name = name
         # Seconds per model output frame (hop x stack: 40 ms by default).
         self.frame_seconds = feature_cfg.hop_length * model.cfg.stack / feature_cfg.sample_rate
+        # Digital silence appended at the end of a stream, so its last frames get their lookahead.
+        self.lookahead_samples = feature_cfg.hop_length * model.cfg.stack * model.cfg.lookahead
         self._resamplers: dict[int, Resampler] = {}
         self.decoder = decoder or beam.DecoderConfig()
         self.start_hidden = self._hidden_after_silence(self.decoder.prime_seconds)
@@ -79,7 +81,8 @@ class Recognizer:
         """
         hidden = self.model.initial_hidden(1)
         samples = int(round(seconds * self.feature_cfg.sample_rate))
-        if samples:
+        if samples:  # plus the silence the last of those steps looks ahead into
+            samples += self.lookahead_samples
             with torch.no_grad():
                 _, hidden = self.model(self.features(torch.zeros(samples))[None], hidden)
         return hidden[:, 0].clone()
@@ -154,7 +157,8 @@ def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray
 
     Returns:
         Per stream, the updated front-end buffers and the float32 (frames, n_mels) frames ready
-        for the model (a whole number of stacks, possibly none).
+        for the model (a whole number of stacks, possibly none). With a lookahead, the frames of
+        the last ``lookahead`` stacks are also kept as pending: they are the next output's input.
     """
     audios: list[np.ndarray] = []
     resamplers: list[ResamplerState | None] = []
@@ -166,10 +170,13 @@ def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray
             if flush:
                 resampler, rest = r.flush(resampler)
                 audio = np.concatenate([audio, rest])
+        if flush and rec.lookahead_samples:
+            audio = np.concatenate([audio, np.zeros(rec.lookahead_samples, np.float32)])
         audios.append(audio)
         resamplers.append(resampler)
     tails, frames, counts = rec.features.stream_many([s.feature_tail for s in states], audios)
     stack, offset = rec.model.cfg.stack, 0
+    look = stack * rec.model.cfg.lookahead
     staged: list[_Staged] = []
     ready: list[np.ndarray] = []
     for state, pcm, resampler, tail, count in zip(states, pcms, resamplers, tails, counts.tolist()):
@@ -178,8 +185,10 @@ def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray
         if len(state.pending):
             new = np.concatenate([state.pending, new])
         usable = len(new) // stack * stack
+        if usable <= look:  # no output's lookahead complete yet
+            usable = 0
         # A copy, so that a state never holds a view of the whole batch's frames.
-        staged.append(_Staged(resampler, tail, new[usable:].copy(), state.samples + len(pcm)))
+        staged.append(_Staged(resampler, tail, new[max(0, usable - look):].copy(), state.samples + len(pcm)))
         ready.append(new[:usable])
     return staged, ready
 
@@ -195,13 +204,13 @@ def _run_model(rec: Recognizer, states: list[StreamState],
     active = [i for i, f in enumerate(frames) if len(f)]
     if not active:
         return out
-    stack = rec.model.cfg.stack
-    steps = [len(frames[i]) // stack for i in active]
+    steps = [rec.model.output_steps(len(frames[i])) for i in active]
     if min(steps) == max(steps):  # equal rows take the plain path; packing is only for ragged ones
         batch = np.stack([frames[i] for i in active])
         lengths = None
     else:
-        batch = np.zeros((len(active), max(steps) * stack, frames[active[0]].shape[1]), np.float32)
+        width = max(len(frames[i]) for i in active)
+        batch = np.zeros((len(active), width, frames[active[0]].shape[1]), np.float32)
         for row, i in enumerate(active):
             batch[row, : len(frames[i])] = frames[i]
         lengths = torch.tensor(steps)
@@ -341,7 +350,10 @@ def step(rec: Recognizer, state: StreamState, pcm: np.ndarray | bytes,
 
 
 def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:
-    """End the current segment now (client ``flush``): a final with whatever it holds."""
+    """End the current segment now (client ``flush``): a final with whatever it holds.
+
+    With a lookahead, the last ``lookahead`` steps of audio have no output yet; they go to the next segment.
+    """
     if rec.beam is not None:
         chosen = rec.beam.end(state.beams or rec.beam.initial())
         state = replace(state, tokens=chosen.tokens, beams=rec.beam.restart(chosen))

@@ -24,7 +24,7 @@ from streamasr.checkpoint import load_checkpoint, read_checkpoint, save_checkpoi
 from streamasr.data import SpeechDataset, StepSampler, Utterance, collate, manifest_stats, read_manifest
 from streamasr.errors import ModelError, StreamAsrError
 from streamasr.features import FeatureConfig, FeatureExtractor
-from streamasr.model import AcousticModel, ModelConfig
+from streamasr.model import AcousticModel, ModelConfig, with_lookahead
 from streamasr.text import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ class TrainConfig:
     eval_every: int = 500  # steps between validation runs
     valid_max: int = 300  # utterances of the validation manifest used
     augment: bool = True  # on-the-fly augmentation
-    init_from: str = ""  # start from this checkpoint's weights (fresh optimizer, step 0; model options ignored)
+    # Start from this checkpoint's weights (fresh optimizer, step 0). Model options are ignored,
+    # except a --model-lookahead above the checkpoint's (its input layer is widened, see with_lookahead).
+    init_from: str = ""
     device: str = "cpu"  # where the model trains ("cuda" for a GPU; data loading stays in CPU workers)
     # "bf16": forward and backward under bfloat16 autocast, fp32 weights (2.6x faster steps on AVX512-BF16 CPUs)
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -120,7 +122,7 @@ def greedy_texts(model: AcousticModel, feats: torch.Tensor, lens: torch.Tensor, 
     """Best-path transcripts of a padded batch (the same decode the streaming engine runs)."""
     log_probs, _ = model(feats.to(model.feat_mean.device))
     texts = []
-    for row, n in zip(log_probs.cpu().numpy(), (lens // model.cfg.stack).tolist()):
+    for row, n in zip(log_probs.cpu().numpy(), [model.output_steps(n) for n in lens.tolist()]):
         tokens, _ = ctc.greedy(row[:n], tokenizer.blank, 0)
         texts.append(" ".join(tokenizer.decode([t.id for t in tokens]).split()))
     return texts
@@ -167,7 +169,7 @@ class Trainer:
         resumed = self.out / "last.pt"
         extra = self._resume(resumed) if resumed.is_file() else None
         if extra is None and cfg.init_from:
-            self._init_from(Path(cfg.init_from), feature_cfg)
+            self._init_from(Path(cfg.init_from), feature_cfg, model_cfg.lookahead)
         elif extra is None:
             self.model = AcousticModel(replace(model_cfg, vocab_size=len(self.tokenizer.vocab))).to(self.device)
             mean, std = feature_stats(self.items, feature_cfg)
@@ -192,12 +194,17 @@ class Trainer:
         log.info("resumed %s at step %d", path, self.step)
         return extra
 
-    def _init_from(self, path: Path, feature_cfg: FeatureConfig) -> None:
-        """Fine-tune: the checkpoint's weights, model config and feature normalisation (a new optimizer follows)."""
+    def _init_from(self, path: Path, feature_cfg: FeatureConfig, lookahead: int) -> None:
+        """Fine-tune: the checkpoint's weights, model config and feature normalisation (a new optimizer follows).
+
+        A ``lookahead`` above the checkpoint's gives it that lookahead, starting out as the checkpoint.
+        """
         model, _, tokenizer, _ = load_checkpoint(path, expect_features=feature_cfg)
         if tokenizer.vocab != self.tokenizer.vocab:
             raise StreamAsrError(f"{path}: vocabulary {''.join(tokenizer.vocab)!r} differs from this trainer's "
                                  f"{''.join(self.tokenizer.vocab)!r}; expected a checkpoint of the same alphabet")
+        if lookahead > model.cfg.lookahead:
+            model = with_lookahead(model, lookahead)
         self.model = model.train().to(self.device)
         log.info("initialised from %s (%s)", path, model.cfg)
 
@@ -225,7 +232,8 @@ class Trainer:
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             log_probs, _ = self.model(batch["feats"])
         log_probs = log_probs.float()  # the CTC loss in fp32 whatever the forward ran in
-        out_lens = batch["feat_lens"] // self.model.cfg.stack
+        out_lens = torch.tensor([self.model.output_steps(n) for n in batch["feat_lens"].tolist()],
+                                device=log_probs.device)
         loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens,
                                             batch["target_lens"], blank=0, zero_infinity=True)
         self.opt.zero_grad(set_to_none=True)

@@ -34,10 +34,10 @@ def load_script(name: str) -> ModuleType:
     return script
 
 
-def make_tiny_model(seed: int = 0) -> AcousticModel:
+def make_tiny_model(seed: int = 0, lookahead: int = 0) -> AcousticModel:
     """A small random GRU whose sharpened output layer emits plenty of characters."""
     torch.manual_seed(seed)
-    model = AcousticModel(ModelConfig(hidden=32, layers=2, dropout=0.0))
+    model = AcousticModel(ModelConfig(hidden=32, layers=2, dropout=0.0, lookahead=lookahead))
     with torch.no_grad():
         model.out.weight.mul_(20.0)
     return model.eval()
@@ -47,6 +47,14 @@ def make_tiny_model(seed: int = 0) -> AcousticModel:
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_checkpoint(path, make_tiny_model(), FeatureConfig(), Tokenizer(), {"name": "tiny"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def lookahead_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a lookahead of two steps (80 ms), random weights on the future too."""
+    path = tmp_path_factory.mktemp("model") / "lookahead.pt"
+    save_checkpoint(path, make_tiny_model(lookahead=2), FeatureConfig(), Tokenizer(), {"name": "lookahead"})
     return path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamasr.model import AcousticModel, ModelConfig, quantize
+from streamasr.model import AcousticModel, ModelConfig, quantize, with_lookahead
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,35 @@ def test_packed_equals_unpacked(model: AcousticModel) -> None:
             torch.testing.assert_close(h_packed[:, i], h_alone[:, 0], atol=1e-5, rtol=0)
 
 
+def test_lookahead_outputs_read_exactly_their_future_steps() -> None:
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(hidden=32, layers=2, dropout=0.0, lookahead=2)).eval()
+    frames = torch.randn(1, 42, 80)  # 10 stacks: 8 outputs, each reading its own stack and the next two
+    with torch.no_grad():
+        base, _ = model(frames)
+        assert base.shape == (1, 8, 29) and model.output_steps(42) == 8 and model.output_steps(11) == 0
+        changed = frames.clone()
+        changed[:, 20:24] += 5.0  # stack 5: the input of outputs 3, 4 and 5 only
+        moved, _ = model(changed)
+    torch.testing.assert_close(moved[:, :3], base[:, :3], atol=0, rtol=0)
+    assert (moved[:, 3] - base[:, 3]).abs().max() > 1e-3
+    empty, hidden = model(frames[:, :11])  # two stacks: both only lookahead for now
+    assert empty.shape == (1, 0, 29) and not hidden.any()
+
+
+def test_with_lookahead_starts_as_the_causal_model(model: AcousticModel) -> None:
+    wider = with_lookahead(model, 3)
+    assert wider.cfg.lookahead == 3 and wider.proj.in_features == 4 * model.proj.in_features
+    frames = torch.randn(2, 48, 80)
+    with torch.no_grad():
+        want, _ = model(frames)
+        got, _ = wider(frames)
+    assert got.shape == (2, 9, 29) and want.shape == (2, 12, 29)
+    torch.testing.assert_close(got, want[:, :9], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="cannot shorten the lookahead of a trained model from 3 to 1"):
+        with_lookahead(wider, 1)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"n_mels": 0}, r"ModelConfig.n_mels must be in \[1, 256\], got 0"),
     ({"stack": 17}, r"ModelConfig.stack must be in \[1, 16\], got 17"),
@@ -55,6 +84,7 @@ def test_packed_equals_unpacked(model: AcousticModel) -> None:
     ({"layers": 0}, r"ModelConfig.layers must be in \[1, 12\], got 0"),
     ({"vocab_size": 1}, r"ModelConfig.vocab_size must be in \[2, 100000\], got 1"),
     ({"dropout": 1.0}, r"ModelConfig.dropout must be in \[0, 1\), got 1.0"),
+    ({"lookahead": 17}, r"ModelConfig.lookahead must be in \[0, 16\], got 17"),
 ])
 def test_config_error_text(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):

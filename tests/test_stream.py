@@ -86,6 +86,47 @@ def test_streaming_equals_whole_signal(tiny_recognizer: Recognizer, speech_wav: 
         tiny_recognizer.tokenizer.vocab[t.id] for t in tokens).replace(" ", "")
 
 
+@pytest.mark.parametrize("chunk_ms", [10, 37, 100, 1000, None])
+def test_lookahead_streaming_equals_whole_signal(lookahead_model_path: Path, speech_wav: Path,
+                                                 recorded_log_probs: list[np.ndarray], chunk_ms: int | None) -> None:
+    rec = Recognizer.load(lookahead_model_path, decoder=DecoderConfig(method="greedy"))
+    assert rec.lookahead_samples == 1280  # two 40 ms steps of digital silence close every stream
+    audio = load_audio(speech_wav)
+    reference = whole_log_probs(rec, np.concatenate([audio, np.zeros(rec.lookahead_samples, np.float32)]))
+    ref_finals, _ = run(rec, audio, len(audio))
+    recorded_log_probs.clear()
+    finals, _ = run(rec, audio, len(audio) if chunk_ms is None else 16 * chunk_ms)
+    streamed = np.concatenate(recorded_log_probs)
+    # Every 40 ms of audio still gets its output: the lookahead only delays them.
+    assert streamed.shape == reference.shape == (rec.feature_cfg.num_frames(len(audio)) // 4, 29)
+    np.testing.assert_allclose(streamed, reference, atol=1e-4, rtol=0)
+    assert len(ref_finals) >= 2, "the test needs several segments to be meaningful"
+    check_finals_equal(finals, ref_finals)
+
+
+def test_lookahead_delays_each_output_by_its_steps(lookahead_model_path: Path, speech_wav: Path) -> None:
+    rec = Recognizer.load(lookahead_model_path, decoder=DecoderConfig(method="greedy"))
+    state, _ = step(rec, rec.initial_state(), load_audio(speech_wav)[:16000])
+    # One second gives 98 frames, 24 whole stacks; the last two wait for their lookahead.
+    assert state.frame == 22 and state.pending.shape == (10, 80)
+
+
+def test_lookahead_streams_batch_like_single_ones(lookahead_model_path: Path) -> None:
+    rec = Recognizer.load(lookahead_model_path, decoder=DecoderConfig(method="greedy"))
+    inputs = [(load_audio(ASSETS / "sample_flite_rms.wav"), 1600), (load_audio(ASSETS / "sample_allison_real.flac"), 592)]
+    alone = [run(rec, audio, chunk)[0] for audio, chunk in inputs]
+    states = [rec.initial_state(16000, SHORT) for _ in inputs]
+    together: list[list[Result]] = [[] for _ in inputs]
+    for i in range(max(len(a) // k + 1 for a, k in inputs)):
+        for n, (state, out) in enumerate(step_many(rec, states, [a[i * k:(i + 1) * k] for a, k in inputs])):
+            states[n] = state
+            together[n] += out
+    for n, state in enumerate(states):
+        states[n], out = finish(rec, state)
+        together[n] += out
+        check_finals_equal([r for r in together[n] if r.is_final], alone[n])
+
+
 def test_non_16k_stream(tiny_recognizer: Recognizer, recorded_log_probs: list[np.ndarray]) -> None:
     data, rate = sf.read(ASSETS / "sample_espeak_stereo_22k.flac", dtype="float32")
     mono = data.mean(axis=1)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,22 @@ def test_init_from_fine_tunes_a_checkpoint(manifest: Path, tmp_path: Path) -> No
     assert read_checkpoint(tmp_path / "tuned" / "last.pt")["meta"]["train_config"]["init_from"] == str(tmp_path / "base.pt")
     with pytest.raises(ModelError, match=r"model file .*nope.pt does not exist"):
         Trainer(config(manifest, tmp_path / "bad", 1, init_from=str(tmp_path / "nope.pt")), SMALL, AugmentConfig())
+
+
+def test_init_from_with_a_lookahead_starts_as_the_causal_checkpoint(manifest: Path, tmp_path: Path) -> None:
+    Trainer(config(manifest, tmp_path / "base", 2), SMALL, AugmentConfig()).run()
+    export_model(tmp_path / "base" / "last.pt", tmp_path / "base.pt")
+    base, _, _, _ = load_checkpoint(tmp_path / "base.pt")
+    tuned = Trainer(config(manifest, tmp_path / "tuned", 3, init_from=str(tmp_path / "base.pt")),
+                    ModelConfig(lookahead=2), AugmentConfig())
+    assert tuned.model.cfg == replace(base.cfg, lookahead=2)
+    frames = torch.randn(1, 40, 80)
+    with torch.no_grad():
+        want, _ = base.float().eval()(frames)
+        got, _ = tuned.model.eval()(frames)
+    torch.testing.assert_close(got, want[:, :8], atol=1e-5, rtol=0)
+    tuned.run()
+    assert read_checkpoint(tmp_path / "tuned" / "last.pt")["model_config"]["lookahead"] == 2
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:
