@@ -67,41 +67,30 @@ def check_finals_equal(got: list[Result], expected: list[Result]) -> None:
         assert [w.conf for w in a.words] == pytest.approx([w.conf for w in b.words], abs=2e-3)
 
 
+@pytest.mark.parametrize("lookahead", [0, 2])
 @pytest.mark.parametrize("chunk_ms", [10, 37, 100, 1000, None])  # None: the whole file in one step
-def test_streaming_equals_whole_signal(tiny_recognizer: Recognizer, speech_wav: Path,
-                                       recorded_log_probs: list[np.ndarray], chunk_ms: int | None) -> None:
-    audio = load_audio(speech_wav)
-    reference = whole_log_probs(tiny_recognizer, audio)
-    ref_finals, _ = run(tiny_recognizer, audio, len(audio))
-    recorded_log_probs.clear()
-    finals, _ = run(tiny_recognizer, audio, len(audio) if chunk_ms is None else 16 * chunk_ms)
-    streamed = np.concatenate(recorded_log_probs)
-    assert streamed.shape == reference.shape == (tiny_recognizer.feature_cfg.num_frames(len(audio)) // 4, 29)
-    np.testing.assert_allclose(streamed, reference, atol=1e-4, rtol=0)
-    assert len(ref_finals) >= 2, "the test needs several segments to be meaningful"
-    check_finals_equal(finals, ref_finals)
-    # The offline decode of the whole-signal log-probs gives the same text.
-    tokens, _ = stream.ctc.greedy(reference, 0, 0)
-    assert " ".join(r.text for r in finals).replace(" ", "") == "".join(
-        tiny_recognizer.tokenizer.vocab[t.id] for t in tokens).replace(" ", "")
-
-
-@pytest.mark.parametrize("chunk_ms", [10, 37, 100, 1000, None])
-def test_lookahead_streaming_equals_whole_signal(lookahead_model_path: Path, speech_wav: Path,
-                                                 recorded_log_probs: list[np.ndarray], chunk_ms: int | None) -> None:
-    rec = Recognizer.load(lookahead_model_path, decoder=DecoderConfig(method="greedy"))
-    assert rec.lookahead_samples == 1280  # two 40 ms steps of digital silence close every stream
+def test_streaming_equals_whole_signal(tiny_model_path: Path, lookahead_model_path: Path, speech_wav: Path,
+                                       recorded_log_probs: list[np.ndarray], chunk_ms: int | None,
+                                       lookahead: int) -> None:
+    rec = Recognizer.load(lookahead_model_path if lookahead else tiny_model_path,
+                          decoder=DecoderConfig(method="greedy"))
+    # A lookahead of two 40 ms steps: two steps of digital silence close every stream.
+    assert rec.lookahead_samples == 640 * lookahead
     audio = load_audio(speech_wav)
     reference = whole_log_probs(rec, np.concatenate([audio, np.zeros(rec.lookahead_samples, np.float32)]))
     ref_finals, _ = run(rec, audio, len(audio))
     recorded_log_probs.clear()
     finals, _ = run(rec, audio, len(audio) if chunk_ms is None else 16 * chunk_ms)
     streamed = np.concatenate(recorded_log_probs)
-    # Every 40 ms of audio still gets its output: the lookahead only delays them.
+    # Every 40 ms of audio gets its output; a lookahead only delays them.
     assert streamed.shape == reference.shape == (rec.feature_cfg.num_frames(len(audio)) // 4, 29)
     np.testing.assert_allclose(streamed, reference, atol=1e-4, rtol=0)
     assert len(ref_finals) >= 2, "the test needs several segments to be meaningful"
     check_finals_equal(finals, ref_finals)
+    # The offline decode of the whole-signal log-probs gives the same text.
+    tokens, _ = stream.ctc.greedy(reference, 0, 0)
+    assert " ".join(r.text for r in finals).replace(" ", "") == "".join(
+        rec.tokenizer.vocab[t.id] for t in tokens).replace(" ", "")
 
 
 def test_lookahead_delays_each_output_by_its_steps(lookahead_model_path: Path, speech_wav: Path) -> None:
