@@ -184,12 +184,10 @@ def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray
         offset += count
         if len(state.pending):
             new = np.concatenate([state.pending, new])
-        usable = len(new) // stack * stack
-        if usable <= look:  # no output's lookahead complete yet
-            usable = 0
+        used = rec.model.output_steps(len(new)) * stack  # frames whose outputs come now
         # A copy, so that a state never holds a view of the whole batch's frames.
-        staged.append(_Staged(resampler, tail, new[max(0, usable - look):].copy(), state.samples + len(pcm)))
-        ready.append(new[:usable])
+        staged.append(_Staged(resampler, tail, new[used:].copy(), state.samples + len(pcm)))
+        ready.append(new[:used + look] if used else new[:0])
     return staged, ready
 
 
