@@ -305,11 +305,17 @@ def export_model(src: str | Path | Sequence[str | Path], dst: str | Path, half: 
 
     Several checkpoints of one architecture (say the best of successive fine-tunes) are averaged
     weight by weight: their mean can read better than each of them (the model card measures some).
+    Checkpoints of a shorter lookahead are first widened to the longest (:func:`with_lookahead`:
+    zero weights on the future they never read), so a lookahead fine-tune averages with its
+    causal starting point.
     """
     srcs = [src] if isinstance(src, (str, Path)) else list(src)
     if not srcs:
         raise ValueError("export needs at least one checkpoint")
     loaded = [load_checkpoint(path) for path in srcs]
+    lookahead = max(m.cfg.lookahead for m, _, _, _ in loaded)
+    loaded = [(with_lookahead(m, lookahead) if m.cfg.lookahead < lookahead else m, f, t, meta)
+              for m, f, t, meta in loaded]
     model, feature_cfg, tokenizer, meta = loaded[0]
     for path, (other, other_features, other_tokenizer, _) in zip(srcs[1:], loaded[1:]):
         if (other.cfg, other_features, other_tokenizer) != (model.cfg, feature_cfg, tokenizer):

@@ -96,6 +96,23 @@ def test_export_averages_several_checkpoints(manifest: Path, tmp_path: Path, cap
     assert "--export takes CHECKPOINT [CHECKPOINT ...] DEST, got 1 path" in capsys.readouterr().err
 
 
+def test_export_averages_a_causal_with_a_lookahead_checkpoint(manifest: Path, tmp_path: Path) -> None:
+    Trainer(config(manifest, tmp_path / "causal", 1), SMALL, AugmentConfig()).run()
+    Trainer(config(manifest, tmp_path / "ahead", 2), replace(SMALL, lookahead=2), AugmentConfig()).run()
+    paths = [str(tmp_path / "causal" / "last.pt"), str(tmp_path / "ahead" / "last.pt")]
+    export_model(paths, tmp_path / "mean.pt")
+    mean, _, _, _ = load_checkpoint(tmp_path / "mean.pt")
+    causal, ahead = (load_checkpoint(path)[0] for path in paths)
+    assert mean.cfg == ahead.cfg
+    wide = causal.proj.weight.shape[1]
+    assert ahead.proj.weight.shape[1] == 3 * wide  # the present stack and two future ones
+    got = mean.proj.weight.detach()
+    # The causal model reads no future: its half of the future weights is zero.
+    torch.testing.assert_close(got[:, wide:], (ahead.proj.weight[:, wide:] / 2).detach().half().float())
+    torch.testing.assert_close(got[:, :wide], ((causal.proj.weight + ahead.proj.weight[:, :wide]) / 2).detach()
+                               .half().float())
+
+
 def test_init_from_fine_tunes_a_checkpoint(manifest: Path, tmp_path: Path) -> None:
     Trainer(config(manifest, tmp_path / "base", 2), SMALL, AugmentConfig()).run()
     export_model(tmp_path / "base" / "last.pt", tmp_path / "base.pt")
