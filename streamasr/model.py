@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import overload
 
 import torch
 from torch import nn
@@ -60,9 +61,19 @@ class AcousticModel(nn.Module):
         """Zero GRU state, float32 (layers, batch, hidden)."""
         return torch.zeros(self.cfg.layers, batch, self.cfg.hidden)
 
-    def output_steps(self, frames: int) -> int:
-        """Outputs that ``frames`` input frames give: whole stacks, less those only seen as lookahead."""
-        return max(0, frames // self.cfg.stack - self.cfg.lookahead)
+    @overload
+    def output_steps(self, frames: int) -> int: ...
+
+    @overload
+    def output_steps(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+    def output_steps(self, frames: int | torch.Tensor) -> int | torch.Tensor:
+        """Outputs that ``frames`` input frames give: whole stacks, less those only seen as lookahead.
+
+        ``frames`` may be a tensor of lengths (a batch's), computed where it lies, with no host copy.
+        """
+        steps = frames // self.cfg.stack - self.cfg.lookahead
+        return steps.clamp(min=0) if isinstance(steps, torch.Tensor) else max(0, steps)
 
     def forward(
         self, frames: torch.Tensor, hidden: torch.Tensor | None = None, lengths: torch.Tensor | None = None

@@ -122,7 +122,7 @@ def greedy_texts(model: AcousticModel, feats: torch.Tensor, lens: torch.Tensor, 
     """Best-path transcripts of a padded batch (the same decode the streaming engine runs)."""
     log_probs, _ = model(feats.to(model.feat_mean.device))
     texts = []
-    for row, n in zip(log_probs.cpu().numpy(), [model.output_steps(n) for n in lens.tolist()]):
+    for row, n in zip(log_probs.cpu().numpy(), model.output_steps(lens).tolist()):
         tokens, _ = ctc.greedy(row[:n], tokenizer.blank, 0)
         texts.append(" ".join(tokenizer.decode([t.id for t in tokens]).split()))
     return texts
@@ -232,8 +232,7 @@ class Trainer:
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             log_probs, _ = self.model(batch["feats"])
         log_probs = log_probs.float()  # the CTC loss in fp32 whatever the forward ran in
-        out_lens = torch.tensor([self.model.output_steps(n) for n in batch["feat_lens"].tolist()],
-                                device=log_probs.device)
+        out_lens = self.model.output_steps(batch["feat_lens"])
         loss = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch["targets"], out_lens,
                                             batch["target_lens"], blank=0, zero_infinity=True)
         self.opt.zero_grad(set_to_none=True)

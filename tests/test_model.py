@@ -55,6 +55,7 @@ def test_lookahead_outputs_read_exactly_their_future_steps() -> None:
     with torch.no_grad():
         base, _ = model(frames)
         assert base.shape == (1, 8, 29) and model.output_steps(42) == 8 and model.output_steps(11) == 0
+        assert model.output_steps(torch.tensor([42, 11])).tolist() == [8, 0]
         changed = frames.clone()
         changed[:, 20:24] += 5.0  # stack 5: the input of outputs 3, 4 and 5 only
         moved, _ = model(changed)
