@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kokoro-blends", type=int, default=0,
                    help="extra Kokoro training sentences, each by its own random three-voice blend "
                         "(default: 0)")
+    p.add_argument("--kokoro-casual", type=int, default=0,
+                   help="the first N blend sentences again, each by another blend, with words run "
+                        "together as people say them (flapped t, reduced function words; default: 0)")
     p.add_argument("--kokoro-mixes", type=int, default=36, help="Kokoro two-voice mixtures")
     p.add_argument("--kokoro-threads", type=int, default=1, help="onnxruntime threads per job")
     p.add_argument("--log", type=Path, default=None, help="also log to this file")
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         kcfg = KokoroConfig(voices_dir=args.kokoro_voices or args.out / "kokoro-voices",
                             utterances=args.kokoro_utts, short=args.kokoro_short,
                             codes=args.kokoro_codes, blends=args.kokoro_blends,
+                            casual=args.kokoro_casual,
                             mixes=args.kokoro_mixes,
                             threads=args.kokoro_threads)
     except ValueError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,53 @@ KOKORO_VOICES: tuple[str, ...] = tuple(
 )
 
 BLEND_VOICE = "kokoro_blend"  # the manifest voice of every blend utterance (each its own speaker)
+CASUAL_VOICE = "kokoro_casual"  # blends whose phonemes are rewritten as people say them (casual_speech)
+CASUAL_P = 0.5  # chance that each place where a casual_speech rule applies is rewritten
+
+# misaki phonemes (Kokoro's alphabet, from hibari's G2P): vowels including the diphthongs
+# A I O W Y, and the flap "T" that the G2P writes only inside words ("water" wˈɔTəɹ).
+_VOWELS = frozenset("aeiouæɑɒɔəɚɛɜɪʊʌᵻᵊɐAIOWY")
+_REDUCED = {"ju": "jə", "fɔɹ": "fəɹ", "ænd": "ən", "ənd": "ən", "hæv": "həv", "kæn": "kən",
+            "ɔɹ": "əɹ", "æz": "əz", "æt": "ət", "ðɛm": "ðəm", "jʊɹ": "jəɹ", "fɹʌm": "fɹəm",
+            "wɑz": "wəz", "ʌv": "əv", "tu": "tə", "ðæt": "ðət"}  # unstressed function words
+_NT = re.compile(r"(?<=n)t(?=[əɚᵻᵊi])")  # "enter" ˈɛntəɹ -> ˈɛnəɹ, "twenty" -> twˈɛni
+
+
+def _first_sound(word: str) -> str:
+    return word.lstrip("ˈˌ")[:1]
+
+
+def casual_speech(phonemes: str, rng: random.Random, p: float = CASUAL_P) -> str:
+    """Rewrite a G2P phoneme string the way people run words together, each place with chance ``p``.
+
+    A TTS voice reads every word as if alone ("press one to" with a clear t), while a person
+    flaps it ("one to" as "wʌn ɾə", heard as "do" by a model that never met it), reduces
+    function words, drops the t of "nt" and the last t/d of a cluster, and joins "t y" into
+    "ch". The transcript stays as written, so the model learns that both sounds mean the word.
+    """
+    words = phonemes.split(" ")
+    for i, word in enumerate(words):
+        if word in _REDUCED and rng.random() < p:
+            word = _REDUCED[word]
+        if "ˈ" in word and rng.random() < p:
+            word = _NT.sub("", word)
+        prev = words[i - 1] if i else ""
+        if prev and word in ("tə", "tu", "tʊ") and prev[-1] in _VOWELS | {"ɹ", "n", "l"} \
+                and rng.random() < p:
+            word = "T" + word[1:]  # "one to", "go to": the t becomes a flap
+        words[i] = word
+        if not prev or not word:
+            continue
+        first = _first_sound(word)
+        if prev.endswith("t") and len(prev) > 1 and prev[-2] in _VOWELS | {"ɹ"} \
+                and first in _VOWELS and rng.random() < p:
+            words[i - 1] = prev[:-1] + "T"  # "what is", "get it": flapped across the words
+        elif prev.endswith("t") and first == "j" and rng.random() < p:
+            words[i - 1], words[i] = prev[:-1] + "ʧ", word.replace("j", "", 1)  # "want you"
+        elif prev[-1:] in ("t", "d") and len(prev) > 2 and prev[-2] not in _VOWELS | {"ˈ", "ˌ"} \
+                and first not in _VOWELS and first.isalpha() and rng.random() < p:
+            words[i - 1] = prev[:-1]  # "just can", "want to": the cluster loses its last stop
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -55,12 +103,13 @@ class KokoroConfig:
     codes: int = 0  # extra training utterances of spelled letters or digits (corpus.code_phrase)
     mixes: int = 36  # extra speakers, each the average of two same-accent voices
     blends: int = 0  # extra utterances, each by its own speaker (kokoro_blend)
+    casual: int = 0  # the blends' sentences again, by other blends, words run together (kokoro_casual)
     threads: int = 1  # onnxruntime threads per worker
 
     def __post_init__(self) -> None:
         if not 0 <= self.utterances <= 10**6:
             raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
-        for name in ("short", "codes", "blends"):
+        for name in ("short", "codes", "blends", "casual"):
             if not 0 <= getattr(self, name) <= 10**6:
                 raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0 <= self.mixes <= 1000:
@@ -140,13 +189,15 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
     done = []
     for utt in utts:
         try:
-            if utt.voice == BLEND_VOICE:
+            if utt.voice in (BLEND_VOICE, CASUAL_VOICE):
                 parts = blend_of(utt.seed)
             else:
                 a, b, weight = speakers[utt.voice]
                 parts = ((a, weight), (b, 1.0 - weight))
             style = sum(w * model["styles"][v] for v, w in parts)
             phonemes = _kokoro_g2p(model, parts[0][0].startswith("b"))(utt.text)
+            if utt.voice == CASUAL_VOICE:
+                phonemes = casual_speech(phonemes, random.Random(f"{utt.seed}/casual"))
             ids = [model["vocab"][c] for c in phonemes if c in model["vocab"]][:510]
             rng = random.Random(utt.seed)
             audio = model["sess"].run(None, {
@@ -165,7 +216,8 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     """Kokoro training utterances, speakers in turn: sentences after the other voices' slices,
     then short phrases after the other voices' short phrases, then codes after theirs, then
     blends: sentences from the end of the list backwards (clear of the slices above unless all
-    of them together exceed the training text)."""
+    of them together exceed the training text), then casual speech: the blends' sentences again
+    (each by another blend), so that a sentence is heard both as read and as said."""
     start = sum(count for _, count in cfg.amounts)
     names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
     audio = cfg.out.resolve() / "audio"
@@ -185,6 +237,9 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     for k in range(min(kcfg.blends, len(train))):
         index = len(train) - 1 - k
         out.append(planned_utt(audio, cfg.seed, BLEND_VOICE, f"train-{index:06d}", train[index]))
+    for k in range(min(kcfg.casual, len(train))):
+        index = len(train) - 1 - k
+        out.append(planned_utt(audio, cfg.seed, CASUAL_VOICE, f"train-{index:06d}", train[index]))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,10 +26,12 @@ from streamasr.corpus import (
 )
 from streamasr.kokoro import (
     BLEND_VOICE,
+    CASUAL_VOICE,
     KOKORO_VOICES,
     KokoroConfig,
     blend_of,
     build_kokoro,
+    casual_speech,
     kokoro_speakers,
     plan_kokoro,
 )
@@ -250,6 +253,14 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
     assert {u.voice for u in with_blends[70:]} == {BLEND_VOICE}
     with pytest.raises(ValueError, match="blends must be in \\[0, 1e6\\], got -1"):
         KokoroConfig(voices_dir=tmp_path, blends=-1)
+    # Casual speech reads the blends' sentences again, whatever the number of blends.
+    casual = plan_kokoro(cfg, KokoroConfig(voices_dir=tmp_path, utterances=70, mixes=4, blends=1, casual=2),
+                         SENTENCES["train"] * 10)
+    assert casual[:71] == with_blends[:71]
+    assert [(u.voice, u.uid) for u in casual[71:]] == [(CASUAL_VOICE, "train-000029"), (CASUAL_VOICE, "train-000028")]
+    assert casual[71].text == with_blends[70].text and casual[71].seed != with_blends[70].seed
+    with pytest.raises(ValueError, match="casual must be in \\[0, 1e6\\], got -1"):
+        KokoroConfig(voices_dir=tmp_path, casual=-1)
     with pytest.raises(ValueError, match="lacks af_alloy.bin"):
         build_kokoro(cfg, kcfg)
 
@@ -263,6 +274,24 @@ def test_blends_are_three_voices_of_one_accent_fixed_by_the_seed() -> None:
     assert blend_of("1234/x") == blend_of("1234/x")
     assert len({tuple(v for v, _ in parts) for parts in blends}) > 100  # a new speaker almost every time
     assert {parts[0][0][0] for parts in blends} == {"a", "b"}  # US and UK
+
+
+def test_casual_speech_runs_words_together_as_people_do() -> None:
+    # "press one to record your message", "please enter the number you want to call" (hibari's G2P)
+    press = "pɹˈɛs wˈʌn tə ɹəkˈɔɹd jʊɹ mˈɛsɪʤ"
+    enter = "plˈiz ˈɛntəɹ ðə nˈʌmbəɹ ju wˈɑnt tə kˈɔl"
+    rng = random.Random(0)
+    assert casual_speech(press, rng, 0.0) == press and casual_speech(enter, rng, 0.0) == enter
+    assert casual_speech(press, rng, 1.0) == "pɹˈɛs wˈʌn Tə ɹəkˈɔɹ jəɹ mˈɛsɪʤ"  # flapped "to", "your" reduced
+    assert casual_speech(enter, rng, 1.0) == "plˈiz ˈɛnəɹ ðə nˈʌmbəɹ jə wˈɑn tə kˈɔl"  # "enner", "wan to"
+    assert casual_speech("wˌʌt ɪz ɪt", rng, 1.0) == "wˌʌT ɪz ɪt"  # "what is": flapped across the words
+    assert casual_speech("dɪd ju", rng, 1.0) == "dɪd jə"  # only t joins a y ("want you" -> "wan-chu")
+    assert casual_speech("wˈɑnt ju", rng, 1.0) == "wˈɑnʧ ə"
+    assert casual_speech("θˈɜɹTi, ʤˈʌst", rng, 1.0) == "θˈɜɹTi, ʤˈʌst"  # no joining across a pause
+    # Half the places by default, the same ones for the same seed.
+    rewritten = [casual_speech(enter, random.Random(i)) for i in range(200)]
+    assert rewritten == [casual_speech(enter, random.Random(i)) for i in range(200)]
+    assert len(set(rewritten)) == 8  # three places ("enter", "you", "want"), each kept or rewritten
 
 
 @pytest.mark.skipif(importlib.util.find_spec("hibari") is None
