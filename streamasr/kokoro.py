@@ -50,6 +50,9 @@ CASUAL_P = 0.5  # chance that each place where a casual_speech rule applies is r
 # misaki phonemes (Kokoro's alphabet, from hibari's G2P): vowels including the diphthongs
 # A I O W Y, and the flap "T" that the G2P writes only inside words ("water" wˈɔTəɹ).
 _VOWELS = frozenset("aeiouæɑɒɔəɚɛɜɪʊʌᵻᵊɐAIOWY")
+_BEFORE_FLAPPED_TO = _VOWELS | {"ɹ", "n", "l"}  # sounds after which "to" loses its clear t
+_BEFORE_FLAPPED_T = _VOWELS | {"ɹ"}  # sounds after which a word-final t flaps before a vowel
+_NOT_A_CLUSTER = _VOWELS | {"ˈ", "ˌ"}  # a final t/d after these is no cluster's last stop
 _REDUCED = {"ju": "jə", "fɔɹ": "fəɹ", "ænd": "ən", "ənd": "ən", "hæv": "həv", "kæn": "kən",
             "ɔɹ": "əɹ", "æz": "əz", "æt": "ət", "ðɛm": "ðəm", "jʊɹ": "jəɹ", "fɹʌm": "fɹəm",
             "wɑz": "wəz", "ʌv": "əv", "tu": "tə", "ðæt": "ðət"}  # unstressed function words
@@ -75,19 +78,19 @@ def casual_speech(phonemes: str, rng: random.Random, p: float = CASUAL_P) -> str
         if "ˈ" in word and rng.random() < p:
             word = _NT.sub("", word)
         prev = words[i - 1] if i else ""
-        if prev and word in ("tə", "tu", "tʊ") and prev[-1] in _VOWELS | {"ɹ", "n", "l"} \
+        if prev and word in ("tə", "tu", "tʊ") and prev[-1] in _BEFORE_FLAPPED_TO \
                 and rng.random() < p:
             word = "T" + word[1:]  # "one to", "go to": the t becomes a flap
         words[i] = word
         if not prev or not word:
             continue
         first = _first_sound(word)
-        if prev.endswith("t") and len(prev) > 1 and prev[-2] in _VOWELS | {"ɹ"} \
+        if prev.endswith("t") and len(prev) > 1 and prev[-2] in _BEFORE_FLAPPED_T \
                 and first in _VOWELS and rng.random() < p:
             words[i - 1] = prev[:-1] + "T"  # "what is", "get it": flapped across the words
         elif prev.endswith("t") and first == "j" and rng.random() < p:
             words[i - 1], words[i] = prev[:-1] + "ʧ", word.replace("j", "", 1)  # "want you"
-        elif prev[-1:] in ("t", "d") and len(prev) > 2 and prev[-2] not in _VOWELS | {"ˈ", "ˌ"} \
+        elif prev[-1:] in ("t", "d") and len(prev) > 2 and prev[-2] not in _NOT_A_CLUSTER \
                 and first not in _VOWELS and first.isalpha() and rng.random() < p:
             words[i - 1] = prev[:-1]  # "just can", "want to": the cluster loses its last stop
     return " ".join(words)
@@ -234,12 +237,10 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
         first = per_voice * len(cfg.train_voices)  # after the other voices' utterances of this kind
         for k in range(first, first + counts[kind]):
             out.append(utt(k, f"{kind}-{k:06d}", extra_phrase(kind, train, k, cfg.seed)))
-    for k in range(min(kcfg.blends, len(train))):
-        index = len(train) - 1 - k
-        out.append(planned_utt(audio, cfg.seed, BLEND_VOICE, f"train-{index:06d}", train[index]))
-    for k in range(min(kcfg.casual, len(train))):
-        index = len(train) - 1 - k
-        out.append(planned_utt(audio, cfg.seed, CASUAL_VOICE, f"train-{index:06d}", train[index]))
+    for voice, count in ((BLEND_VOICE, kcfg.blends), (CASUAL_VOICE, kcfg.casual)):
+        for k in range(min(count, len(train))):
+            index = len(train) - 1 - k
+            out.append(planned_utt(audio, cfg.seed, voice, f"train-{index:06d}", train[index]))
     return out
 
 
