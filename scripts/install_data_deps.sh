@@ -15,6 +15,11 @@ $sudo apt-get install -y --no-install-recommends \
     espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
     sox ffmpeg wordnet-base fortunes fortunes-min wamerican \
     asterisk-core-sounds-en asterisk-core-sounds-en-g722
+# Modern text for the language model only (scripts/make_lm_text.py): user help.
+$sudo apt-get install -y --no-install-recommends gnome-user-docs libreoffice-help-en-us debian-handbook \
+    gnumeric-doc gnucash-docs mate-user-guide evolution-common evince-common gedit-common \
+    gnome-terminal-data totem-common cheese-common balsa-data shotwell-common gthumb-data \
+    epiphany-browser-data zenity-common
 # Optional, archaic text (more sentences): GCIDE quotations and the King James bible.
 $sudo apt-get install -y --no-install-recommends dict-gcide bible-kjv || true
 

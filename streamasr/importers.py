@@ -1,6 +1,9 @@
 """Turn data found on the machine into streamasr's formats.
 
 - Sentences for synthesis from Debian packages (WordNet, fortunes, GCIDE, KJV bible).
+- Extra language-model text: WordNet's definitions and installed user help (GNOME and its
+  applications, LibreOffice, the Debian handbook): modern, instructional English that the
+  synthesis sentences lack.
 - Real speech into manifests: LibriSpeech layout, Common Voice TSV, and the Asterisk prompts
   (a real-speech development set).
 
@@ -19,6 +22,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,9 @@ logger = logging.getLogger(__name__)
 WORDNET_DIRS = (Path("/usr/share/wordnet"), Path("/usr/share/wordnet/dict"))
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
+HELP_DIRS = (Path("/usr/share/help/C"),  # gnome-user-docs (Mallard pages)
+             Path("/usr/share/libreoffice/help/en-US"),  # libreoffice-help-en-us (HTML)
+             Path("/usr/share/doc/debian-handbook/html/en-US"))  # debian-handbook (HTML)
 MIN_WORDS, MAX_WORDS = 4, 20
 SPLITS = ("train", "valid", "test")
 
@@ -123,6 +130,117 @@ def bible_sentences() -> Iterator[str]:
         match = re.match(r"^\s*\d+\s+(.*)$", line)
         if match:
             yield from split_sentences(match.group(1))
+
+
+def wordnet_glosses(dirs: Iterable[Path] = WORDNET_DIRS) -> Iterator[str]:
+    """The definitions of WordNet glosses, normalised, one per ``;``-separated part.
+
+    The quoted examples are removed: they are :func:`wordnet_sentences`, which the corpus
+    splits into train, valid and test, while the definitions are never read aloud.
+    """
+    for root in dirs:
+        for path in sorted(root.glob("data.*")):
+            with open(path, encoding="latin-1") as f:
+                for line in f:
+                    if line.startswith(" ") or "|" not in line:
+                        continue
+                    gloss = re.sub(r'"[^"]*"', " ", line.split("|", 1)[1])
+                    for part in gloss.split(";"):
+                        phrase = normalize(part)
+                        if len(phrase.split()) >= 2:
+                            yield phrase
+
+
+class _HelpText(HTMLParser):
+    """The text of each block element of a help page: HTML, Mallard (GNOME) or DocBook XML.
+
+    Code, commands, file names and page furniture are skipped; inline markup (``<gui>``,
+    ``<key>``, links) stays part of its sentence.
+    """
+
+    BLOCKS = frozenset("p li dd td th h1 h2 h3 h4 title desc div para simpara entry term listitem".split())
+    SKIPPED = frozenset("pre code cmd screen script style tt header nav footer programlisting literal "
+                        "command filename userinput computeroutput".split())
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paragraphs: list[str] = []
+        self._parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._skipping += tag in self.SKIPPED
+        if tag in self.BLOCKS:
+            self.flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIPPED:
+            self._skipping = max(0, self._skipping - 1)
+        if tag in self.BLOCKS:
+            self.flush()
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self._parts.append(data)
+
+    def flush(self) -> None:
+        text = " ".join("".join(self._parts).split())
+        self._parts = []
+        if text:
+            self.paragraphs.append(text)
+
+
+def help_sentences(dirs: Iterable[Path] = HELP_DIRS) -> Iterator[str]:
+    """Clean sentences of installed user help: ``*.html``, Mallard ``*.page`` and DocBook ``*.xml``."""
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.suffix not in (".html", ".page", ".xml") or not path.is_file():
+                continue
+            parser = _HelpText()
+            parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+            parser.flush()
+            for paragraph in parser.paragraphs:
+                yield from split_sentences(paragraph)
+
+
+def lm_extra_text(held_out: Iterable[str], wordnet_dirs: Iterable[Path] = WORDNET_DIRS,
+                  help_dirs: Iterable[Path] = HELP_DIRS) -> list[str]:
+    """Normalised, deduplicated lines of WordNet definitions and user help for the LM.
+
+    A line that equals a ``held_out`` sentence (validation, test, evaluation transcripts) or
+    contains one of four or more words is dropped, so that no scored sentence is in the LM.
+    """
+    exact: set[str] = set()
+    by_start: dict[tuple[str, ...], list[list[str]]] = {}  # first four words -> sentences
+    for sentence in held_out:
+        words = normalize(sentence).split()
+        if len(words) >= MIN_WORDS:
+            by_start.setdefault(tuple(words[:MIN_WORDS]), []).append(words)
+        elif words:
+            exact.add(" ".join(words))
+
+    def held(line: str) -> bool:
+        words = line.split()
+        return line in exact or any(
+            words[i:i + len(held)] == held
+            for i in range(len(words) - MIN_WORDS + 1)
+            for held in by_start.get(tuple(words[i:i + MIN_WORDS]), ()))
+
+    seen: dict[str, None] = {}
+    for name, source in (("wordnet glosses", wordnet_glosses(wordnet_dirs)),
+                         ("help", (normalize(s) for s in help_sentences(help_dirs)))):
+        before, dropped = len(seen), 0
+        for line in source:
+            if line in seen:
+                continue
+            if held(line):
+                dropped += 1
+                continue
+            seen[line] = None
+        logger.info("%s: %d new lines, %d dropped as held out", name, len(seen) - before, dropped)
+    return list(seen)
 
 
 def debian_sentences() -> list[str]:

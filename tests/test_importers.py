@@ -18,14 +18,18 @@ from streamasr.importers import (
     clean_sentence,
     common_voice_rows,
     fortune_sentences,
+    help_sentences,
     librispeech_rows,
+    lm_extra_text,
     load_or_make_text,
     split_sentences,
     split_text,
+    wordnet_glosses,
     wordnet_sentences,
     write_manifest,
 )
 from streamasr.text import normalize
+from conftest import load_script
 
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 
@@ -161,3 +165,92 @@ def test_asterisk_devset(tmp_path: Path) -> None:
     assert row["text"] == "one" and row["voice"] == "allison"
     assert sf.info(row["audio"]).samplerate == 16000
     assert row["duration"] == pytest.approx(0.5, abs=0.05)
+
+
+WORDNET_LINES = (
+    "  1 This software is provided \"as is\" and without warranty of any kind\n"
+    '00002724 29 v 01 choke 0 002 | breathe with difficulty; "She choked with emotion '
+    'when she spoke"; (of an engine) fail to start\n'
+    "00002725 29 v 01 open 0 002 | cause to open or to become open; make available\n")
+HELP_HTML = ("<html><head><title>Help</title></head><body><header><p>Site menu goes here</p></header>"
+             "<p>Press the <b>Enter</b> key to continue. Then wait.</p>"
+             "<pre>rm -rf all of these files</pre><ul><li>Select a mailbox from the list.</li></ul>"
+             "<p>Call 555 0199 for more help today.</p></body></html>")
+HELP_PAGE = ('<page xmlns="http://projectmallard.org/1.0/"><title>Sound</title>'
+             "<p>Open the <gui>Sound</gui> panel to change the volume.</p>"
+             "<screen>pactl set sink volume now</screen><p>Mute the microphone if you need to.</p></page>")
+HELP_DOCBOOK = ("<chapter><title>Accounts</title><para>Choose <guimenu>File</guimenu> to open a new book."
+                "</para><programlisting>gnucash --help me right now</programlisting></chapter>")
+
+
+def help_fixture(root: Path) -> Path:
+    (root / "help" / "gnome").mkdir(parents=True)
+    (root / "help" / "index.html").write_text(HELP_HTML)
+    (root / "help" / "gnome" / "sound.page").write_text(HELP_PAGE)
+    (root / "help" / "guide.xml").write_text(HELP_DOCBOOK)
+    (root / "help" / "notes.txt").write_text("Plain text files are not help pages at all.\n")
+    (root / "wordnet").mkdir()
+    (root / "wordnet" / "data.verb").write_text(WORDNET_LINES)
+    return root
+
+
+def test_wordnet_glosses_are_the_definitions_without_examples(tmp_path: Path) -> None:
+    (tmp_path / "data.verb").write_text(WORDNET_LINES)
+    assert list(wordnet_glosses([tmp_path])) == ["breathe with difficulty", "of an engine fail to start",
+                                                 "cause to open or to become open", "make available"]
+
+
+def test_help_sentences_from_html_mallard_and_docbook(tmp_path: Path) -> None:
+    help_fixture(tmp_path)
+    # Page furniture (<header>), code (<pre>, <screen>, <programlisting>) and sentences with
+    # digits are left out; inline markup stays part of its sentence.
+    assert sorted(help_sentences([tmp_path / "help", tmp_path / "missing"])) == [
+        "Choose File to open a new book.", "Mute the microphone if you need to.", "Open the Sound panel to change the volume.",
+        "Press the Enter key to continue.", "Select a mailbox from the list."]
+
+
+def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
+    help_fixture(tmp_path)
+    (tmp_path / "help" / "copy.html").write_text("<p>Press the Enter key to continue.</p>")  # a duplicate
+    held_out = ["Select a mailbox from the list", "the Sound panel to change", "make available"]
+    lines = lm_extra_text(held_out, [tmp_path / "wordnet"], [tmp_path / "help"])
+    assert lines == ["breathe with difficulty", "of an engine fail to start", "cause to open or to become open",
+                     "press the enter key to continue", "mute the microphone if you need to",
+                     "choose file to open a new book"]
+
+
+def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    help_fixture(tmp_path)
+    (tmp_path / "valid.txt").write_text("Breathe with difficulty.\n")
+    (tmp_path / "dev.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "make available", "duration": 1.0}) + "\n")
+    out = tmp_path / "text" / "lm_extra.txt"
+    script = load_script("make_lm_text")
+    dirs = ["--wordnet-dir", str(tmp_path / "wordnet"), "--help-dir", str(tmp_path / "help")]
+    assert script.main(["--out", str(out), "--exclude", str(tmp_path / "valid.txt"),
+                        "--exclude", str(tmp_path / "dev.jsonl"), *dirs]) == 0
+    assert out.read_text().splitlines() == [
+        "of an engine fail to start", "cause to open or to become open",
+        "open the sound panel to change the volume", "mute the microphone if you need to",
+        "choose file to open a new book", "press the enter key to continue", "select a mailbox from the list"]
+    assert "7 lines, 47 words, 2 held-out sentences kept out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("exclude", "content", "message"), [
+    ("bad.jsonl", '{"audio": "a.wav"}\n', "bad.jsonl:1: bad manifest line ('text'); expected JSON with audio"),
+    ("bad.jsonl", "not json\n", "bad.jsonl:1: bad manifest line (Expecting value"),
+    ("missing.txt", None, "missing.txt: [Errno 2] No such file or directory"),
+])
+def test_make_lm_text_script_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], exclude: str,
+                                    content: str | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / exclude).write_text(content)
+    with pytest.raises(SystemExit):
+        load_script("make_lm_text").main(["--out", str(tmp_path / "x.txt"), "--exclude", str(tmp_path / exclude)])
+    assert message in capsys.readouterr().err
+
+
+def test_make_lm_text_script_without_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_script("make_lm_text").main(["--out", str(tmp_path / "x.txt"), "--wordnet-dir", str(tmp_path),
+                                          "--help-dir", str(tmp_path / "none")])
+    assert f"no text found in {tmp_path}, {tmp_path / 'none'}: expected WordNet data.* files" in capsys.readouterr().err
