@@ -37,14 +37,13 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: st
             kind = next(k for k in typing.get_args(kind) if k is not type(None))
         name = "--" + (prefix + f.name).replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
+        text = f.metadata.get("help", "default: %(default)s")  # a field may say what its default means
         if kind is bool:
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default,
-                                help="default: %(default)s")
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif typing.get_origin(kind) is typing.Literal:
-            parser.add_argument(name, choices=typing.get_args(kind), default=default, help="default: %(default)s")
+            parser.add_argument(name, choices=typing.get_args(kind), default=default, help=text)
         elif kind in (int, float, str):
-            parser.add_argument(name, type=kind, default=default, metavar=kind.__name__.upper(),
-                                help="default: %(default)s")
+            parser.add_argument(name, type=kind, default=default, metavar=kind.__name__.upper(), help=text)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:

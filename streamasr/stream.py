@@ -51,7 +51,7 @@ class Recognizer:
         # The beam decoder (with its LM, loaded once here) exists only for method "beam".
         self.beam: beam.BeamDecoder | None = None
         if self.decoder.method == "beam":
-            use_lm = self.decoder.lm_weight > 0 or self.decoder.oov_penalty > 0  # the LM file holds the word list
+            use_lm = self.decoder.lm_weight > 0 or (self.decoder.oov_penalty or 0) > 0  # the file holds the word list
             lm = CharLM.load(self.decoder.lm) if use_lm else None
             self.beam = beam.BeamDecoder(self.decoder, tokenizer, lm)
 

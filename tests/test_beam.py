@@ -10,7 +10,7 @@ import pytest
 
 from streamasr import ctc, lm
 from streamasr.audio import load_audio
-from streamasr.beam import Beam, BeamDecoder, DecoderConfig
+from streamasr.beam import DEFAULT_OOV_PENALTY, Beam, BeamDecoder, DecoderConfig
 from streamasr.cli import main
 from streamasr.endpoint import EndpointConfig
 from streamasr.errors import ModelError
@@ -101,7 +101,7 @@ def test_oov_penalty_keeps_words_of_the_lm_text(tiny_lm_path: Path) -> None:
     # "the numbor" where the acoustics prefer "o" to "e", and a little LM weight does not flip it.
     log_probs = frames([*"t_h_e_ _n_u_m_b_", {"o": 0.6, "e": 0.3, "_": 0.1}, "_", "r", "_", "_"])
     model = lm.CharLM.load(tiny_lm_path)
-    cfg = DecoderConfig(method="beam", lm_weight=0.1, insertion_bonus=0.0)
+    cfg = DecoderConfig(method="beam", lm_weight=0.1, insertion_bonus=0.0, oov_penalty=0.0)
     plain = BeamDecoder(cfg, TOK, model)
     assert plain.end(decode(plain, log_probs)).text == "the numbor"
     strict = BeamDecoder(replace(cfg, oov_penalty=3.0), TOK, model)
@@ -114,6 +114,23 @@ def test_oov_penalty_keeps_words_of_the_lm_text(tiny_lm_path: Path) -> None:
     numb = [next(b for b in decode(dec, short) if b.text == "the numb") for dec in (plain, strict)]
     assert numb[1].score == pytest.approx(numb[0].score)  # "numb" starts words of the list: nothing paid yet
     assert strict._end_score(numb[1]) == pytest.approx(plain._end_score(numb[0]) - 3.0)
+
+
+def test_oov_penalty_by_default_wherever_the_lm_has_a_word_list(tiny_lm_path: Path) -> None:
+    log_probs = frames([*"t_h_e_ _n_u_m_b_", {"o": 0.6, "e": 0.3, "_": 0.1}, "_", "r", "_", "_"])
+    model = lm.CharLM.load(tiny_lm_path)
+    cfg = DecoderConfig(method="beam", lm_weight=0.1, insertion_bonus=0.0)
+    assert cfg.oov_penalty is None
+    auto = BeamDecoder(cfg, TOK, model)
+    assert auto.oov_penalty == DEFAULT_OOV_PENALTY == 2.0
+    assert auto.end(decode(auto, log_probs)).text == "the number"
+    # No word list in use, so no penalty: an LM file without one, no LM, or the LM turned off.
+    without_words = lm.CharLM(model.order, model.vocab, model.tables)
+    for decoder in (BeamDecoder(cfg, TOK, without_words), BeamDecoder(cfg, TOK, None),
+                    BeamDecoder(replace(cfg, lm_weight=0.0), TOK, model)):
+        assert decoder.oov_penalty == 0.0 and decoder._prefixes is None
+    assert BeamDecoder(cfg, TOK, without_words).end(decode(BeamDecoder(cfg, TOK, without_words),
+                                                           log_probs)).text == "the numbor"
 
 
 def test_oov_penalty_needs_a_word_list(tiny_lm_path: Path) -> None:
