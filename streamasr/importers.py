@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 WORDNET_DIRS = (Path("/usr/share/wordnet"), Path("/usr/share/wordnet/dict"))
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
-HELP_DIRS = (Path("/usr/share/help/C"),  # gnome-user-docs (Mallard pages)
+HELP_DIRS = (Path("/usr/share/help/C"),  # gnome-user-docs and GNOME applications (Mallard, DocBook)
              Path("/usr/share/libreoffice/help/en-US"),  # libreoffice-help-en-us (HTML)
              Path("/usr/share/doc/debian-handbook/html/en-US"))  # debian-handbook (HTML)
 MIN_WORDS, MAX_WORDS = 4, 20
@@ -224,9 +224,9 @@ def lm_extra_text(held_out: Iterable[str], wordnet_dirs: Iterable[Path] = WORDNE
     def held(line: str) -> bool:
         words = line.split()
         return line in exact or any(
-            words[i:i + len(held)] == held
+            words[i:i + len(sentence)] == sentence
             for i in range(len(words) - MIN_WORDS + 1)
-            for held in by_start.get(tuple(words[i:i + MIN_WORDS]), ()))
+            for sentence in by_start.get(tuple(words[i:i + MIN_WORDS]), ()))
 
     seen: dict[str, None] = {}
     for name, source in (("wordnet glosses", wordnet_glosses(wordnet_dirs)),
