@@ -161,6 +161,10 @@ class _HelpText(HTMLParser):
     BLOCKS = frozenset("p li dd td th h1 h2 h3 h4 title desc div para simpara entry term listitem".split())
     SKIPPED = frozenset("pre code cmd screen script style tt header nav footer programlisting literal "
                         "command filename userinput computeroutput".split())
+    # Menu items and keys written side by side (<gui>Edit</gui><gui>Copy</gui>) are separate words;
+    # other inline markup may sit inside a word (an underlined access key: <accel>F</accel>ile).
+    WORDS = frozenset("gui key guiseq keyseq guimenu guisubmenu guimenuitem guibutton guilabel keycap "
+                      "keycombo menuchoice br".split())
 
     def __init__(self) -> None:
         super().__init__()
@@ -172,12 +176,16 @@ class _HelpText(HTMLParser):
         self._skipping += tag in self.SKIPPED
         if tag in self.BLOCKS:
             self.flush()
+        if tag in self.WORDS:
+            self._parts.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIPPED:
             self._skipping = max(0, self._skipping - 1)
         if tag in self.BLOCKS:
             self.flush()
+        if tag in self.WORDS:
+            self._parts.append(" ")
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:

@@ -179,8 +179,9 @@ HELP_HTML = ("<html><head><title>Help</title></head><body><header><p>Site menu g
 HELP_PAGE = ('<page xmlns="http://projectmallard.org/1.0/"><title>Sound</title>'
              "<p>Open the <gui>Sound</gui> panel to change the volume.</p>"
              "<screen>pactl set sink volume now</screen><p>Mute the microphone if you need to.</p></page>")
-HELP_DOCBOOK = ("<chapter><title>Accounts</title><para>Choose <guimenu>File</guimenu> to open a new book."
-                "</para><programlisting>gnucash --help me right now</programlisting></chapter>")
+HELP_DOCBOOK = ("<chapter><title>Accounts</title><para>Choose <menuchoice><guimenu>File</guimenu><guimenuitem>"
+                "New</guimenuitem></menuchoice> to open a new book.</para><para>Use the <accel>F</accel>ile "
+                "menu to save the book.</para><programlisting>gnucash --help me right now</programlisting></chapter>")
 
 
 def help_fixture(root: Path) -> Path:
@@ -203,10 +204,12 @@ def test_wordnet_glosses_are_the_definitions_without_examples(tmp_path: Path) ->
 def test_help_sentences_from_html_mallard_and_docbook(tmp_path: Path) -> None:
     help_fixture(tmp_path)
     # Page furniture (<header>), code (<pre>, <screen>, <programlisting>) and sentences with
-    # digits are left out; inline markup stays part of its sentence.
+    # digits are left out; inline markup stays part of its sentence, menu items stay apart and
+    # an access key stays inside its word.
     assert sorted(help_sentences([tmp_path / "help", tmp_path / "missing"])) == [
-        "Choose File to open a new book.", "Mute the microphone if you need to.", "Open the Sound panel to change the volume.",
-        "Press the Enter key to continue.", "Select a mailbox from the list."]
+        "Choose File New to open a new book.", "Mute the microphone if you need to.",
+        "Open the Sound panel to change the volume.", "Press the Enter key to continue.",
+        "Select a mailbox from the list.", "Use the File menu to save the book."]
 
 
 def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
@@ -216,7 +219,7 @@ def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
     lines = lm_extra_text(held_out, [tmp_path / "wordnet"], [tmp_path / "help"])
     assert lines == ["breathe with difficulty", "of an engine fail to start", "cause to open or to become open",
                      "press the enter key to continue", "mute the microphone if you need to",
-                     "choose file to open a new book"]
+                     "choose file new to open a new book", "use the file menu to save the book"]
 
 
 def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -231,8 +234,9 @@ def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert out.read_text().splitlines() == [
         "of an engine fail to start", "cause to open or to become open",
         "open the sound panel to change the volume", "mute the microphone if you need to",
-        "choose file to open a new book", "press the enter key to continue", "select a mailbox from the list"]
-    assert "7 lines, 47 words, 2 held-out sentences kept out" in capsys.readouterr().err
+        "choose file new to open a new book", "use the file menu to save the book",
+        "press the enter key to continue", "select a mailbox from the list"]
+    assert "8 lines, 56 words, 2 held-out sentences kept out" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("exclude", "content", "message"), [
