@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wordnet-dir", type=Path, action="append",
                    help="folder of WordNet's data.* files (repeatable; default: Debian's wordnet-base)")
     p.add_argument("--help-dir", type=Path, action="append",
-                   help="folder of *.html or Mallard *.page help, searched recursively (repeatable; "
-                        "default: GNOME's, LibreOffice's and the Debian handbook's)")
+                   help="folder of HTML (*.html), Mallard (*.page) or DocBook (*.xml) help, searched "
+                        "recursively (repeatable; default: GNOME's and its applications', LibreOffice's "
+                        "and the Debian handbook's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     began = time.perf_counter()

@@ -75,17 +75,22 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-def wordnet_sentences(dirs: Iterable[Path] = WORDNET_DIRS) -> Iterator[str]:
-    """Quoted usage examples from WordNet glosses (``data.noun`` etc.)."""
+def _wordnet_glosses_raw(dirs: Iterable[Path]) -> Iterator[str]:
+    """The gloss of every synset in WordNet's ``data.noun`` etc.: definitions and quoted examples."""
     for root in dirs:
         for path in sorted(root.glob("data.*")):
             with open(path, encoding="latin-1") as f:
                 for line in f:
                     if line.startswith(" ") or "|" not in line:
                         continue  # licence header
-                    gloss = line.split("|", 1)[1]
-                    for example in re.findall(r'"([^"]+)"', gloss):
-                        yield from split_sentences(example)
+                    yield line.split("|", 1)[1]
+
+
+def wordnet_sentences(dirs: Iterable[Path] = WORDNET_DIRS) -> Iterator[str]:
+    """Quoted usage examples from WordNet glosses (``data.noun`` etc.)."""
+    for gloss in _wordnet_glosses_raw(dirs):
+        for example in re.findall(r'"([^"]+)"', gloss):
+            yield from split_sentences(example)
 
 
 def fortune_sentences(root: Path = FORTUNE_DIR) -> Iterator[str]:
@@ -138,17 +143,11 @@ def wordnet_glosses(dirs: Iterable[Path] = WORDNET_DIRS) -> Iterator[str]:
     The quoted examples are removed: they are :func:`wordnet_sentences`, which the corpus
     splits into train, valid and test, while the definitions are never read aloud.
     """
-    for root in dirs:
-        for path in sorted(root.glob("data.*")):
-            with open(path, encoding="latin-1") as f:
-                for line in f:
-                    if line.startswith(" ") or "|" not in line:
-                        continue
-                    gloss = re.sub(r'"[^"]*"', " ", line.split("|", 1)[1])
-                    for part in gloss.split(";"):
-                        phrase = normalize(part)
-                        if len(phrase.split()) >= 2:
-                            yield phrase
+    for gloss in _wordnet_glosses_raw(dirs):
+        for part in re.sub(r'"[^"]*"', " ", gloss).split(";"):
+            phrase = normalize(part)
+            if len(phrase.split()) >= 2:
+                yield phrase
 
 
 class _HelpText(HTMLParser):

@@ -129,8 +129,8 @@ def test_oov_penalty_by_default_wherever_the_lm_has_a_word_list(tiny_lm_path: Pa
     for decoder in (BeamDecoder(cfg, TOK, without_words), BeamDecoder(cfg, TOK, None),
                     BeamDecoder(replace(cfg, lm_weight=0.0), TOK, model)):
         assert decoder.oov_penalty == 0.0 and decoder._prefixes is None
-    assert BeamDecoder(cfg, TOK, without_words).end(decode(BeamDecoder(cfg, TOK, without_words),
-                                                           log_probs)).text == "the numbor"
+    plain = BeamDecoder(cfg, TOK, without_words)
+    assert plain.end(decode(plain, log_probs)).text == "the numbor"
 
 
 def test_oov_penalty_needs_a_word_list(tiny_lm_path: Path) -> None:
