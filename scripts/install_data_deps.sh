@@ -20,6 +20,25 @@ $sudo apt-get install -y --no-install-recommends gnome-user-docs libreoffice-hel
     gnumeric-doc gnucash-docs mate-user-guide evolution-common evince-common gedit-common \
     gnome-terminal-data totem-common cheese-common balsa-data shotwell-common gthumb-data \
     epiphany-browser-data zenity-common
+# More help, unpacked without installing the applications and their desktop dependencies: only
+# the English help pages are kept, under $help_dir (one of the folders make_lm_text.py reads).
+help_dir=/usr/local/share/streamasr/help
+tmp="$(mktemp -d)"
+(cd "$tmp" && apt-get download gimp-help-en debian-reference-en debian-faq kicad-doc-en \
+    aisleriot baobab brasero-common eog file-roller gnome-boxes gnome-calculator gnome-chess \
+    gnome-clocks gnome-logs gnome-mines gnome-music gnome-sudoku gnome-system-monitor gnote pitivi \
+    polari seahorse simple-scan \
+    akregator ark blinken cantor dolphin gwenview juk kaddressbook kalarm kanagram kbruch kcalc \
+    kcharselect kfind kget khangman khelpcenter kig kinfocenter kleopatra kmail kmix kmplot knotes \
+    kompare konqueror konsole korganizer krdc krfb kteatime ktimer kturtle kwalletmanager kwordquiz \
+    okteta okular partitionmanager step sweeper systemsettings)
+for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
+$sudo mkdir -p "$help_dir"
+(cd "$tmp/root" && find . -type f \( -path "*/help/C/*" -o -path "*/HTML/en/*" -o -path "*/help/en/*" \
+    -o -name "*.en.html" \) \( -name "*.page" -o -name "*.xml" -o -name "*.docbook" -o -name "*.html" \) \
+    -print0 | $sudo xargs -0 cp --parents -t "$help_dir")
+rm -rf "$tmp"
+echo "help pages in $help_dir: $(find "$help_dir" -type f | wc -l)"
 # Optional, archaic text (more sentences): GCIDE quotations and the King James bible.
 $sudo apt-get install -y --no-install-recommends dict-gcide bible-kjv || true
 

@@ -8,9 +8,11 @@
 The synthesis sentences (``text/train.txt``) are old books, quotations and dictionary examples;
 people talking to a machine say things like "press the pound key" or "your mailbox is full".
 The definitions of WordNet (``wordnet-base``) and the help of GNOME, LibreOffice and the Debian
-handbook (``gnome-user-docs``, ``libreoffice-help-en-us``, ``debian-handbook``; installed by
-``scripts/install_data_deps.sh``) are modern, instructional English: text for the LM only, never
-read aloud. Every ``--exclude`` sentence (text files: one per line; ``.jsonl`` manifests: their
+handbook (``gnome-user-docs``, ``libreoffice-help-en-us``, ``debian-handbook``), and of GIMP, KDE
+and more GNOME applications, Debian's reference and FAQ (unpacked into
+``/usr/local/share/streamasr/help``), all from ``scripts/install_data_deps.sh``, are modern,
+instructional English: text for the LM only, never read aloud, so help sentences may hold numbers
+("press 1"), spelled out like transcripts. Every ``--exclude`` sentence (text files: one per line; ``.jsonl`` manifests: their
 ``text``) is kept out: a line equal to one, or containing one of four or more words, is dropped.
 """
 
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = lm_extra_text(held_out, wordnet_dirs, help_dirs)
     if not lines:
         p.error(f"no text found in {', '.join(map(str, [*wordnet_dirs, *help_dirs]))}: expected WordNet "
-                "data.* files or help pages (scripts/install_data_deps.sh installs wordnet-base, "
-                "gnome-user-docs, libreoffice-help-en-us and debian-handbook)")
+                "data.* files or help pages (scripts/install_data_deps.sh installs wordnet-base and the "
+                "help packages, and unpacks more help into /usr/local/share/streamasr/help)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     words = sum(len(line.split()) for line in lines)

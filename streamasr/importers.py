@@ -37,23 +37,38 @@ FORTUNE_DIR = Path("/usr/share/games/fortunes")
 GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
 HELP_DIRS = (Path("/usr/share/help/C"),  # gnome-user-docs and GNOME applications (Mallard, DocBook)
              Path("/usr/share/libreoffice/help/en-US"),  # libreoffice-help-en-us (HTML)
-             Path("/usr/share/doc/debian-handbook/html/en-US"))  # debian-handbook (HTML)
+             Path("/usr/share/doc/debian-handbook/html/en-US"),  # debian-handbook (HTML)
+             # GIMP, KDE and more GNOME applications' help, Debian's reference and FAQ, unpacked
+             # by scripts/install_data_deps.sh without the applications themselves.
+             Path("/usr/local/share/streamasr/help"))
 MIN_WORDS, MAX_WORDS = 4, 20
 SPLITS = ("train", "valid", "test")
 
 # Letters and ordinary punctuation only: a digit or a symbol disqualifies a sentence.
 _CLEAN = re.compile(r"^[A-Za-z][A-Za-z ,.;:'\"!?()\-]*$")
+# LM text may also hold numbers and the symbols normalize() spells out ("press 1", "50 %"), but not
+# what it cannot read: decimals, times, versions, section numbers ("6.1.2"), long digit strings
+# and words of letters and digits ("SUMX2MY2").
+_LM_CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ,.;:'\"!?()\-%#*+&@/]*$")
+_LM_UNREADABLE = re.compile(r"\d[.,:/]\d|[A-Za-z]\d|\d[A-Za-z]|\d{5}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z])")
 
 
 # ---------------------------------------------------------------- sentences for synthesis
 
 
-def clean_sentence(text: str) -> str | None:
-    """Tidy one candidate sentence, or None if it is not 4-20 plain English words."""
+def clean_sentence(text: str, numbers: bool = False) -> str | None:
+    """Tidy one candidate sentence, or None if it is not 4-20 plain English words.
+
+    ``numbers`` also admits plain numbers and spelled-out symbols: for LM text, which is never
+    read aloud, so a TTS engine's reading of "1998" need not match its normalised transcript.
+    """
     text = " ".join(text.replace("``", '"').replace("''", '"').replace("--", ", ").split())
     text = text.strip(" \"'()-,;:")
-    if not text or not _CLEAN.match(text):
+    if numbers:
+        if not _LM_CLEAN.match(text) or _LM_UNREADABLE.search(text):
+            return None
+    elif not text or not _CLEAN.match(text):
         return None
     if text.count('"') % 2 or text.count("(") != text.count(")"):
         text = text.replace('"', "").replace("(", "").replace(")", "")
@@ -65,11 +80,11 @@ def clean_sentence(text: str) -> str | None:
     return text
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split running text at sentence ends and keep the clean sentences."""
+def split_sentences(text: str, numbers: bool = False) -> list[str]:
+    """Split running text at sentence ends and keep the clean sentences (see :func:`clean_sentence`)."""
     out = []
     for part in _SENTENCE_END.split(" ".join(text.split())):
-        sentence = clean_sentence(part)
+        sentence = clean_sentence(part, numbers)
         if sentence is not None:
             out.append(sentence)
     return out
@@ -150,6 +165,9 @@ def wordnet_glosses(dirs: Iterable[Path] = WORDNET_DIRS) -> Iterator[str]:
                 yield phrase
 
 
+_ENTITY = re.compile(r"&([A-Za-z][\w.-]*);")
+
+
 class _HelpText(HTMLParser):
     """The text of each block element of a help page: HTML, Mallard (GNOME) or DocBook XML.
 
@@ -191,25 +209,27 @@ class _HelpText(HTMLParser):
             self._parts.append(data)
 
     def flush(self) -> None:
-        text = " ".join("".join(self._parts).split())
+        # An entity the parser does not know is a DocBook name (KDE's "&kmail;", GnuCash's "&app;").
+        text = " ".join(_ENTITY.sub(r"\1", "".join(self._parts)).split())
         self._parts = []
         if text:
             self.paragraphs.append(text)
 
 
 def help_sentences(dirs: Iterable[Path] = HELP_DIRS) -> Iterator[str]:
-    """Clean sentences of installed user help: ``*.html``, Mallard ``*.page`` and DocBook ``*.xml``."""
+    """Clean sentences (numbers allowed) of installed user help: ``*.html``, Mallard ``*.page`` and
+    DocBook ``*.xml`` or ``*.docbook``."""
     for root in dirs:
         if not root.is_dir():
             continue
         for path in sorted(root.rglob("*")):
-            if path.suffix not in (".html", ".page", ".xml") or not path.is_file():
+            if path.suffix not in (".html", ".page", ".xml", ".docbook") or not path.is_file():
                 continue
             parser = _HelpText()
             parser.feed(path.read_text(encoding="utf-8", errors="replace"))
             parser.flush()
             for paragraph in parser.paragraphs:
-                yield from split_sentences(paragraph)
+                yield from split_sentences(paragraph, numbers=True)
 
 
 def lm_extra_text(held_out: Iterable[str], wordnet_dirs: Iterable[Path] = WORDNET_DIRS,

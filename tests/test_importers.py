@@ -61,6 +61,24 @@ def test_clean_sentence(raw: str, expected: str | None) -> None:
     assert clean_sentence(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Press 1 to hear your messages.", "Press 1 to hear your messages."),
+        ("Set the volume to 50% or more.", "Set the volume to 50% or more."),
+        ("Use Ctrl+C to copy the cell.", "Use Ctrl+C to copy the cell."),
+        ("Version 3.2 fixed it for most.", None),  # decimals and versions
+        ("See section 6.1.2 for the details.", None),
+        ("The meeting starts at 10:30 sharp.", None),  # times
+        ("Call 5550199 for more help today.", None),  # long digit strings
+        ("SUMX2MY2 returns the sum of squares.", None),  # letters and digits in one word
+        ("Email me at <home> right now.", None),  # other symbols
+    ],
+)
+def test_clean_sentence_with_numbers_for_lm_text(raw: str, expected: str | None) -> None:
+    assert clean_sentence(raw, numbers=True) == expected
+
+
 def test_split_sentences() -> None:
     text = "It was late. The lights went out! Who turned them off? Ok. Nobody knows why at all."
     # "It was late." and "Ok." are shorter than four words.
@@ -175,13 +193,15 @@ WORDNET_LINES = (
 HELP_HTML = ("<html><head><title>Help</title></head><body><header><p>Site menu goes here</p></header>"
              "<p>Press the <b>Enter</b> key to continue. Then wait.</p>"
              "<pre>rm -rf all of these files</pre><ul><li>Select a mailbox from the list.</li></ul>"
-             "<p>Call 555 0199 for more help today.</p></body></html>")
+             "<p>Version 3.2 fixed it for most of us.</p><p>Press 1 to hear your messages again.</p>"
+             "</body></html>")
 HELP_PAGE = ('<page xmlns="http://projectmallard.org/1.0/"><title>Sound</title>'
              "<p>Open the <gui>Sound</gui> panel to change the volume.</p>"
              "<screen>pactl set sink volume now</screen><p>Mute the microphone if you need to.</p></page>")
 HELP_DOCBOOK = ("<chapter><title>Accounts</title><para>Choose <menuchoice><guimenu>File</guimenu><guimenuitem>"
                 "New</guimenuitem></menuchoice> to open a new book.</para><para>Use the <accel>F</accel>ile "
                 "menu to save the book.</para><programlisting>gnucash --help me right now</programlisting></chapter>")
+HELP_KDE = "<chapter><para>Start &kmail; from the &kde; menu.</para></chapter>"  # KDE's entities
 
 
 def help_fixture(root: Path) -> Path:
@@ -189,6 +209,7 @@ def help_fixture(root: Path) -> Path:
     (root / "help" / "index.html").write_text(HELP_HTML)
     (root / "help" / "gnome" / "sound.page").write_text(HELP_PAGE)
     (root / "help" / "guide.xml").write_text(HELP_DOCBOOK)
+    (root / "help" / "index.docbook").write_text(HELP_KDE)
     (root / "help" / "notes.txt").write_text("Plain text files are not help pages at all.\n")
     (root / "wordnet").mkdir()
     (root / "wordnet" / "data.verb").write_text(WORDNET_LINES)
@@ -203,13 +224,14 @@ def test_wordnet_glosses_are_the_definitions_without_examples(tmp_path: Path) ->
 
 def test_help_sentences_from_html_mallard_and_docbook(tmp_path: Path) -> None:
     help_fixture(tmp_path)
-    # Page furniture (<header>), code (<pre>, <screen>, <programlisting>) and sentences with
-    # digits are left out; inline markup stays part of its sentence, menu items stay apart and
-    # an access key stays inside its word.
+    # Page furniture (<header>), code (<pre>, <screen>, <programlisting>) and numbers the LM
+    # cannot read ("3.2") are left out; inline markup stays part of its sentence, menu items
+    # stay apart, an access key stays inside its word and an unknown entity is its name.
     assert sorted(help_sentences([tmp_path / "help", tmp_path / "missing"])) == [
         "Choose File New to open a new book.", "Mute the microphone if you need to.",
-        "Open the Sound panel to change the volume.", "Press the Enter key to continue.",
-        "Select a mailbox from the list.", "Use the File menu to save the book."]
+        "Open the Sound panel to change the volume.", "Press 1 to hear your messages again.",
+        "Press the Enter key to continue.", "Select a mailbox from the list.",
+        "Start kmail from the kde menu.", "Use the File menu to save the book."]
 
 
 def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
@@ -219,7 +241,8 @@ def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
     lines = lm_extra_text(held_out, [tmp_path / "wordnet"], [tmp_path / "help"])
     assert lines == ["breathe with difficulty", "of an engine fail to start", "cause to open or to become open",
                      "press the enter key to continue", "mute the microphone if you need to",
-                     "choose file new to open a new book", "use the file menu to save the book"]
+                     "choose file new to open a new book", "use the file menu to save the book",
+                     "start kmail from the kde menu", "press one to hear your messages again"]
 
 
 def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,8 +258,9 @@ def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         "of an engine fail to start", "cause to open or to become open",
         "open the sound panel to change the volume", "mute the microphone if you need to",
         "choose file new to open a new book", "use the file menu to save the book",
-        "press the enter key to continue", "select a mailbox from the list"]
-    assert "8 lines, 56 words, 2 held-out sentences kept out" in capsys.readouterr().err
+        "start kmail from the kde menu", "press the enter key to continue",
+        "select a mailbox from the list", "press one to hear your messages again"]
+    assert "10 lines, 69 words, 2 held-out sentences kept out" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("exclude", "content", "message"), [

@@ -103,7 +103,7 @@ def test_word_list_holds_the_normalised_training_words(tiny: lm.CharLM) -> None:
 
 def test_bundled_lm() -> None:
     path = lm.default_lm_path()
-    assert path.is_file() and path.stat().st_size <= 18_000_000  # a size the repository and the wheel can carry
+    assert path.is_file() and path.stat().st_size <= 20_000_000  # a size the repository and the wheel can carry
     model = lm.CharLM.load()
     assert model.vocab == DEFAULT_VOCAB and model.order >= 6
     assert model.words is not None and {"please", "number", "k", "nineteen"} <= model.words
