@@ -48,9 +48,9 @@ SPLITS = ("train", "valid", "test")
 _CLEAN = re.compile(r"^[A-Za-z][A-Za-z ,.;:'\"!?()\-]*$")
 # LM text may also hold numbers and the symbols normalize() spells out ("press 1", "50 %"), but not
 # what it cannot read: decimals, times, versions, section numbers ("6.1.2"), long digit strings
-# and words of letters and digits ("SUMX2MY2").
+# and words of letters and digits ("SUMX2MY2") other than ordinals ("3rd").
 _LM_CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ,.;:'\"!?()\-%#*+&@/]*$")
-_LM_UNREADABLE = re.compile(r"\d[.,:/]\d|[A-Za-z]\d|\d[A-Za-z]|\d{5}")
+_LM_UNREADABLE = re.compile(r"\d[.,:/]\d|[A-Za-z]\d|\d(?!(?:st|nd|rd|th)\b)[A-Za-z]|\d{5}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z])")
 
 

@@ -36,6 +36,26 @@ def number_to_words(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+_ORDINAL_ENDS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                 "nine": "ninth", "twelve": "twelfth"}
+
+
+def ordinal_to_words(n: int) -> str:
+    """Spell out an ordinal ("21" -> "twenty first", "40" -> "fortieth")."""
+    *head, last = number_to_words(n).split()
+    if last in _ORDINAL_ENDS:
+        last = _ORDINAL_ENDS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*head, last])
+
+
+def _spell_ordinal(match: re.Match[str]) -> str:
+    return " " + ordinal_to_words(int(match.group(1))) + " "
+
+
 def _spell_digits(match: re.Match[str]) -> str:
     digits = match.group(0)
     # Long digit strings (phone numbers, codes) are read digit by digit.
@@ -47,13 +67,14 @@ def _spell_digits(match: re.Match[str]) -> str:
 def normalize(text: str) -> str:
     """Lower-case ``text`` and reduce it to a-z, apostrophe and single spaces.
 
-    Digits and a few symbols are spelled out; other characters become spaces.
+    Numbers, ordinals ("3rd") and a few symbols are spelled out; other characters become spaces.
     """
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = text.replace("\u2019", "'").replace("`", "'")
     for symbol, words in _SYMBOLS.items():
         text = text.replace(symbol, words)
+    text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", _spell_ordinal, text)  # "3rd" -> "third"
     text = re.sub(r"\d+", _spell_digits, text)
     text = re.sub(r"[^a-z' ]+", " ", text)
     # Apostrophes only survive inside words ("don't"), not as quotes.

@@ -67,6 +67,7 @@ def test_clean_sentence(raw: str, expected: str | None) -> None:
         ("Press 1 to hear your messages.", "Press 1 to hear your messages."),
         ("Set the volume to 50% or more.", "Set the volume to 50% or more."),
         ("Use Ctrl+C to copy the cell.", "Use Ctrl+C to copy the cell."),
+        ("It starts on the 3rd of May.", "It starts on the 3rd of May."),  # an ordinal
         ("Version 3.2 fixed it for most.", None),  # decimals and versions
         ("See section 6.1.2 for the details.", None),
         ("The meeting starts at 10:30 sharp.", None),  # times
