@@ -12,8 +12,9 @@ handbook (``gnome-user-docs``, ``libreoffice-help-en-us``, ``debian-handbook``),
 and more GNOME applications, Debian's reference and FAQ (unpacked into
 ``/usr/local/share/streamasr/help``), all from ``scripts/install_data_deps.sh``, are modern,
 instructional English: text for the LM only, never read aloud, so help sentences may hold numbers
-("press 1"), spelled out like transcripts. Every ``--exclude`` sentence (text files: one per line; ``.jsonl`` manifests: their
-``text``) is kept out: a line equal to one, or containing one of four or more words, is dropped.
+("press 1"), spelled out like transcripts. Every ``--exclude`` sentence (text files: one per line;
+``.jsonl`` manifests: their ``text``) is kept out: a line equal to one, or containing one of four
+or more words, is dropped.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wordnet-dir", type=Path, action="append",
                    help="folder of WordNet's data.* files (repeatable; default: Debian's wordnet-base)")
     p.add_argument("--help-dir", type=Path, action="append",
-                   help="folder of HTML (*.html), Mallard (*.page) or DocBook (*.xml) help, searched "
-                        "recursively (repeatable; default: GNOME's and its applications', LibreOffice's "
-                        "and the Debian handbook's)")
+                   help="folder of HTML (*.html), Mallard (*.page) or DocBook (*.xml, *.docbook) help, "
+                        "searched recursively (repeatable; default: GNOME's and its applications', "
+                        "LibreOffice's, the Debian handbook's and what install_data_deps.sh unpacked "
+                        "into /usr/local/share/streamasr/help)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     began = time.perf_counter()

@@ -28,7 +28,7 @@ from typing import Any
 
 import soundfile as sf
 
-from streamasr.text import normalize
+from streamasr.text import ORDINAL_SUFFIX, normalize
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _CLEAN = re.compile(r"^[A-Za-z][A-Za-z ,.;:'\"!?()\-]*$")
 # what it cannot read: decimals, times, versions, section numbers ("6.1.2"), long digit strings
 # and words of letters and digits ("SUMX2MY2") other than ordinals ("3rd").
 _LM_CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ,.;:'\"!?()\-%#*+&@/]*$")
-_LM_UNREADABLE = re.compile(r"\d[.,:/]\d|[A-Za-z]\d|\d(?!(?:st|nd|rd|th)\b)[A-Za-z]|\d{5}")
+_LM_UNREADABLE = re.compile(rf"\d[.,:/]\d|[A-Za-z]\d|\d(?!{ORDINAL_SUFFIX})[A-Za-z]|\d{{5}}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z])")
 
 
@@ -65,10 +65,7 @@ def clean_sentence(text: str, numbers: bool = False) -> str | None:
     """
     text = " ".join(text.replace("``", '"').replace("''", '"').replace("--", ", ").split())
     text = text.strip(" \"'()-,;:")
-    if numbers:
-        if not _LM_CLEAN.match(text) or _LM_UNREADABLE.search(text):
-            return None
-    elif not text or not _CLEAN.match(text):
+    if not (_LM_CLEAN if numbers else _CLEAN).match(text) or (numbers and _LM_UNREADABLE.search(text)):
         return None
     if text.count('"') % 2 or text.count("(") != text.count(")"):
         text = text.replace('"', "").replace("(", "").replace(")", "")

@@ -36,6 +36,8 @@ def number_to_words(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+# What normalize() reads as an ordinal after digits ("3rd"); importers keeps such words in LM text.
+ORDINAL_SUFFIX = r"(?:st|nd|rd|th)\b"
 _ORDINAL_ENDS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
                  "nine": "ninth", "twelve": "twelfth"}
 
@@ -74,7 +76,7 @@ def normalize(text: str) -> str:
     text = text.replace("\u2019", "'").replace("`", "'")
     for symbol, words in _SYMBOLS.items():
         text = text.replace(symbol, words)
-    text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", _spell_ordinal, text)  # "3rd" -> "third"
+    text = re.sub(rf"\b(\d+){ORDINAL_SUFFIX}", _spell_ordinal, text)  # "3rd" -> "third"
     text = re.sub(r"\d+", _spell_digits, text)
     text = re.sub(r"[^a-z' ]+", " ", text)
     # Apostrophes only survive inside words ("don't"), not as quotes.
