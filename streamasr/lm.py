@@ -199,7 +199,7 @@ def encode_corpus(texts: Iterable[str], vocab: tuple[str, ...] = DEFAULT_VOCAB) 
     return np.concatenate([[BOUNDARY], body, [BOUNDARY]]).astype(np.uint8)
 
 
-def _ngrams(stream: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _ngrams(stream: np.ndarray, k: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique codes (uint64, with sentinel) of the valid k-grams and their counts.
 
     Valid: a boundary only as the first symbol (``<s>``) or the last (``</s>``).
@@ -207,7 +207,7 @@ def _ngrams(stream: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(stream) - k + 1
     code = np.ones(n, np.uint64)
     for j in range(k):
-        code = (code << np.uint64(BITS)) | stream[j:j + n].astype(np.uint64)
+        code = (code << np.uint64(bits)) | stream[j:j + n].astype(np.uint64)
     if k > 2:
         zeros = np.concatenate([[0], np.cumsum(stream == BOUNDARY)])
         interior = zeros[k - 1:k - 1 + n] - zeros[1:1 + n]  # boundaries among positions 1 .. k-2
@@ -243,9 +243,10 @@ class _Order:
         self.uniform = 0.0  # order 1 only: the uniform distribution it interpolates with
 
 
-def _kneser_ney(stream: np.ndarray, order: int, vocab_size: int) -> list[_Order]:
-    """Unpruned interpolated modified Kneser-Ney tables for orders 1 .. ``order``."""
-    grams = [_ngrams(stream, k) for k in range(1, order + 1)]
+def _kneser_ney(stream: np.ndarray, order: int, vocab_size: int, bits: int = BITS) -> list[_Order]:
+    """Unpruned interpolated modified Kneser-Ney tables for orders 1 .. ``order`` of ``bits``-bit symbols."""
+    grams = [_ngrams(stream, k, bits) for k in range(1, order + 1)]
+    mask = np.uint64((1 << bits) - 1)
     tables: list[_Order] = []
     for k in range(1, order + 1):
         codes, raw = grams[k - 1]
@@ -253,22 +254,22 @@ def _kneser_ney(stream: np.ndarray, order: int, vocab_size: int) -> list[_Order]
         if k < order:
             # Continuation counts: distinct left neighbours, except after <s>, which has none.
             higher = grams[k][0]
-            suffix = (higher & np.uint64((1 << (BITS * k)) - 1)) | np.uint64(1 << (BITS * k))
+            suffix = (higher & np.uint64((1 << (bits * k)) - 1)) | np.uint64(1 << (bits * k))
             uniq, left = np.unique(suffix, return_counts=True)
             i, found = _lookup(uniq, codes)
-            starts_bos = (codes >> np.uint64(BITS * (k - 1))) & np.uint64(31) == BOUNDARY
+            starts_bos = (codes >> np.uint64(bits * (k - 1))) & mask == BOUNDARY
             use_cont = found & ~(starts_bos & (k > 1))
             adjusted = np.where(use_cont, left[i], adjusted)
         d = _discounts(adjusted)
         discount = d[np.minimum(adjusted, 3).astype(int) - 1]
-        ctx_codes, ctx_index = np.unique(codes >> np.uint64(BITS), return_inverse=True)
+        ctx_codes, ctx_index = np.unique(codes >> np.uint64(bits), return_inverse=True)
         total = np.bincount(ctx_index, adjusted)
         mass = np.bincount(ctx_index, discount)
         gamma = mass / total
         if k == 1:
             lower = np.full(len(codes), 1.0 / vocab_size)
         else:
-            suffix = (codes & np.uint64((1 << (BITS * (k - 1))) - 1)) | np.uint64(1 << (BITS * (k - 1)))
+            suffix = (codes & np.uint64((1 << (bits * (k - 1))) - 1)) | np.uint64(1 << (bits * (k - 1)))
             i, found = _lookup(tables[-1].codes, suffix)
             assert found.all(), "every seen k-gram's suffix is a seen (k-1)-gram"
             lower = tables[-1].prob[i]
@@ -278,31 +279,32 @@ def _kneser_ney(stream: np.ndarray, order: int, vocab_size: int) -> list[_Order]
     return tables
 
 
-def _backoff_prob(tables: list[_Order], ctx: np.ndarray, length: int, sym: np.ndarray) -> np.ndarray:
+def _backoff_prob(tables: list[_Order], ctx: np.ndarray, length: int, sym: np.ndarray,
+                  bits: int) -> np.ndarray:
     """P(sym | ctx) under the (pruned) tables of orders 1 .. length+1, vectorised over queries."""
     if length == 0:
         t = tables[0]
-        i, found = _lookup(t.codes, np.uint64(1 << BITS) | sym)
+        i, found = _lookup(t.codes, np.uint64(1 << bits) | sym)
         return np.where(found & t.keep[i], t.prob[i], t.gamma[0] * t.uniform)
     t = tables[length]
-    i, found = _lookup(t.codes, (ctx << np.uint64(BITS)) | sym)
+    i, found = _lookup(t.codes, (ctx << np.uint64(bits)) | sym)
     hit = found & t.keep[i]
     c, cfound = _lookup(t.ctx_codes, ctx)
     bow = np.where(cfound, t.bow[c], 1.0)
-    shorter = (ctx & np.uint64((1 << (BITS * (length - 1))) - 1)) | np.uint64(1 << (BITS * (length - 1)))
-    return np.where(hit, t.prob[i], bow * _backoff_prob(tables, shorter, length - 1, sym))
+    shorter = (ctx & np.uint64((1 << (bits * (length - 1))) - 1)) | np.uint64(1 << (bits * (length - 1)))
+    return np.where(hit, t.prob[i], bow * _backoff_prob(tables, shorter, length - 1, sym, bits))
 
 
-def _prune(tables: list[_Order], threshold: float) -> None:
-    """Drop entries of order >= 3 whose weighted log-gain ``count * (log p - log p_backoff)`` is below
-    ``threshold``, and renormalise every backoff weight against the pruned lower orders."""
+def _prune(tables: list[_Order], threshold: float, bits: int = BITS, first: int = 3) -> None:
+    """Drop entries of order >= ``first`` whose weighted log-gain ``count * (log p - log p_backoff)`` is
+    below ``threshold``, and renormalise every backoff weight against the pruned lower orders."""
     for k in range(2, len(tables) + 1):
         t = tables[k - 1]
-        ctx = t.codes >> np.uint64(BITS)
-        sym = t.codes & np.uint64(31)
-        shorter = (ctx & np.uint64((1 << (BITS * (k - 2))) - 1)) | np.uint64(1 << (BITS * (k - 2)))
-        lower = _backoff_prob(tables, shorter, k - 2, sym)
-        if k >= 3:
+        ctx = t.codes >> np.uint64(bits)
+        sym = t.codes & np.uint64((1 << bits) - 1)
+        shorter = (ctx & np.uint64((1 << (bits * (k - 2))) - 1)) | np.uint64(1 << (bits * (k - 2)))
+        lower = _backoff_prob(tables, shorter, k - 2, sym, bits)
+        if k >= first:
             gain = t.raw * (np.log(t.prob) - np.log(t.gamma[t.ctx_index] * lower))
             t.keep = gain >= threshold
         kept_p = np.bincount(t.ctx_index, np.where(t.keep, t.prob, 0.0), len(t.ctx_codes))
@@ -310,7 +312,7 @@ def _prune(tables: list[_Order], threshold: float) -> None:
         t.bow = np.maximum(1 - kept_p, 1e-12) / np.maximum(1 - kept_lower, 1e-9)
 
 
-def _closed_contexts(tables: list[_Order]) -> list[np.ndarray]:
+def _closed_contexts(tables: list[_Order], bits: int = BITS) -> list[np.ndarray]:
     """Per order, which contexts to store: those with kept entries or a weight other than 1, and
     every context obtained from a stored one by dropping its oldest or newest symbol (what
     ``CharLM.advance`` relies on)."""
@@ -321,8 +323,8 @@ def _closed_contexts(tables: list[_Order]) -> list[np.ndarray]:
     for m in range(len(tables) - 1, 1, -1):  # contexts of m symbols live in tables[m]
         kept = tables[m].ctx_codes[useful[m]]
         shorter = tables[m - 1].ctx_codes
-        for parent in (kept >> np.uint64(BITS),
-                       (kept & np.uint64((1 << (BITS * (m - 1))) - 1)) | np.uint64(1 << (BITS * (m - 1)))):
+        for parent in (kept >> np.uint64(bits),
+                       (kept & np.uint64((1 << (bits * (m - 1))) - 1)) | np.uint64(1 << (bits * (m - 1)))):
             i, found = _lookup(shorter, parent)
             assert found.all(), "every seen context's prefix and suffix are seen contexts"
             useful[m - 1][i] = True
@@ -364,3 +366,156 @@ def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tupl
             "logp": np.log(t.prob[t.keep]).astype(np.float32),
         })
     return CharLM(order, vocab, stored, frozenset(w for t in texts for w in t.split()) | frozenset(words))
+
+
+# ---------------------------------------------------------------------------------------------
+# Word n-grams
+
+
+def default_word_lm_path() -> Path:
+    """The bundled word LM (package data)."""
+    return Path(str(resources.files("streamasr") / "models" / "words.npz"))
+
+
+class WordLM:
+    """A loaded word n-gram model: ``log_prob(history, word)``, asked by the beam search at each word end.
+
+    The character LM sees about two words back and prices every letter; this one prices whole words
+    after the previous ``order - 1``, so a prefix whose words are rarely said together loses to one
+    whose words are ("your call cannot" beside "your called cannot"). Same Kneser-Ney estimate and
+    backoff tables as ``CharLM``, over word ids (1..V; 0 is the sentence boundary). A word outside
+    its vocabulary gets the unigram floor (its share of the uniform distribution). Shared by every
+    stream; the memo is a pure function of the tables.
+    """
+
+    def __init__(self, order: int, words: tuple[str, ...], tables: list[dict[str, np.ndarray]]) -> None:
+        self.bits = max(1, len(words).bit_length())
+        if len(tables) != order or not 1 <= order or self.bits * order + 1 > 64:
+            raise ModelError(f"word LM with order {order}, {len(tables)} tables and {len(words)} words; expected "
+                             f"{order} tables and (order x {self.bits} bits + 1) <= 64")
+        self.order = order
+        self.words = words
+        self.index = {w: i for i, w in enumerate(words, start=1)}
+        self.tables = tables
+        for t in tables:
+            t["offsets"] = np.concatenate([[0], np.cumsum(t["counts"], dtype=np.int64)])
+            t["logp"] = t["logp"].astype(np.float32)
+            t["logbow"] = t["logbow"].astype(np.float32)
+        self._uniform = -float(np.log(len(words) + 1))  # what the unigrams interpolate with
+        self._memo: dict[tuple[tuple[str, ...], str | None], float] = {}
+
+    def log_prob(self, history: Iterable[str], word: str | None) -> float:
+        """Natural-log P(word | the last ``order - 1`` words of ``history``); ``word`` None is ``</s>``.
+
+        ``history`` is the sentence so far, without ``<s>`` (it is added here)."""
+        tail = tuple(history)[-(self.order - 1):] if self.order > 1 else ()
+        key = (tail, word)
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
+        if len(self._memo) >= _CACHE_LIMIT:
+            self._memo.clear()
+        ids = [self.index.get(w, -1) for w in tail]
+        if len(ids) < self.order - 1:
+            ids = [BOUNDARY] + ids  # the sentence start
+        sym = BOUNDARY if word is None else self.index.get(word, -1)
+        total = 0.0
+        for m in range(len(ids), -1, -1):  # the longest context first, backing off
+            ctx = ids[len(ids) - m:]
+            if -1 in ctx:  # an unknown word in the context: no stored context holds it
+                continue
+            code = 1
+            for i in ctx:
+                code = (code << self.bits) | i
+            t = self.tables[m]
+            row = int(t["codes"].searchsorted(np.uint64(code)))
+            if row >= len(t["codes"]) or int(t["codes"][row]) != code:
+                continue  # context not stored: backoff weight 1
+            lo, hi = int(t["offsets"][row]), int(t["offsets"][row + 1])
+            if sym >= 0:
+                j = lo + int(t["symbols"][lo:hi].searchsorted(np.uint32(sym)))
+                if j < hi and int(t["symbols"][j]) == sym:
+                    total += float(t["logp"][j])
+                    break
+            total += float(t["logbow"][row])
+        else:  # not even a unigram: the unigram backoff weight (added above) x the uniform share
+            total += self._uniform
+        self._memo[key] = total
+        return total
+
+    def score(self, text: str) -> float:
+        """Natural-log probability of a whole sentence ``<s> normalize(text) </s>``."""
+        words = normalize(text).split()
+        return sum(self.log_prob(words[:i], w) for i, w in enumerate(words)) + self.log_prob(words, None)
+
+    def save(self, path: str | Path) -> None:
+        """Write the tables and the vocabulary as a compressed ``.npz``."""
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(FORMAT_VERSION), "kind": np.array("words"), "order": np.array(self.order),
+            "words": np.frombuffer("\n".join(self.words).encode("ascii"), np.uint8)}
+        for m, t in enumerate(self.tables):
+            arrays[f"codes{m}"] = t["codes"]
+            arrays[f"logbow{m}"] = t["logbow"].astype(np.float16)
+            arrays[f"counts{m}"] = t["counts"]
+            arrays[f"symbols{m}"] = t["symbols"]
+            arrays[f"logp{m}"] = t["logp"].astype(np.float16)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> WordLM:
+        """Load a word LM file (the bundled one when ``path`` is None)."""
+        path = default_word_lm_path() if path is None else Path(path)
+        if not path.is_file():
+            raise ModelError(f"word LM file {path} does not exist; expected a streamasr word LM (.npz) "
+                             f"from scripts/build_lm.py --word-out")
+        try:
+            with np.load(path) as z:
+                if "kind" not in z.files or str(z["kind"]) != "words" or int(z["format"]) != FORMAT_VERSION:
+                    raise ModelError(f"{path} is not a streamasr word LM (format {FORMAT_VERSION}); "
+                                     f"a character LM goes to DecoderConfig.lm, a word LM to word_lm")
+                order = int(z["order"])
+                words = tuple(z["words"].tobytes().decode("ascii").split("\n"))
+                tables = [{k: z[f"{k}{m}"] for k in ("codes", "logbow", "counts", "symbols", "logp")}
+                          for m in range(order)]
+        except (OSError, KeyError, ValueError) as e:
+            raise ModelError(f"{path} is not a readable streamasr word LM: {e}") from e
+        return cls(order, words, tables)
+
+
+def build_words(lines: Iterable[str], order: int = 3, prune: float = 1.0) -> WordLM:
+    """Train a pruned interpolated Kneser-Ney word model on sentences (``build``'s estimate over words).
+
+    Args:
+        lines: training sentences (raw text; normalised here with ``text.normalize``).
+        order: n-gram order, 1 .. 3 for vocabularies of up to 2^20 - 1 words.
+        prune: weighted-difference threshold (count x nats) for entries of order >= 2; 0 keeps all.
+    """
+    texts = [t.split() for t in (normalize(line) for line in lines) if t]
+    if not texts:
+        raise ValueError("word LM training text is empty after normalisation; expected sentences of English text")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"word LM order must be an integer >= 1, got {order!r}")
+    words = tuple(sorted({w for t in texts for w in t}))
+    bits = len(words).bit_length()
+    if bits * order + 1 > 64:
+        raise ValueError(f"word LM order {order} with {len(words)} words does not fit 64-bit codes "
+                         f"({bits} bits per word); expected an order of at most {(63 // bits)}")
+    index = {w: i for i, w in enumerate(words, start=1)}
+    stream = np.fromiter((i for t in texts for i in (BOUNDARY, *(index[w] for w in t))), np.uint32)
+    stream = np.concatenate([stream, [BOUNDARY]]).astype(np.uint32)
+    tables = _kneser_ney(stream, order, len(words) + 1, bits)
+    _prune(tables, prune, bits, first=2)
+    useful = _closed_contexts(tables, bits)
+    stored: list[dict[str, np.ndarray]] = []
+    for t, use in zip(tables, useful):
+        ctx_counts = np.bincount(t.ctx_index[t.keep], minlength=len(t.ctx_codes))
+        stored.append({
+            "codes": t.ctx_codes[use].astype(np.uint64),
+            "logbow": np.log(t.bow[use]).astype(np.float32),
+            "counts": ctx_counts[use].astype(np.uint32),
+            "symbols": (t.codes[t.keep] & np.uint64((1 << bits) - 1)).astype(np.uint32),
+            "logp": np.log(t.prob[t.keep]).astype(np.float32),
+        })
+    return WordLM(order, words, stored)

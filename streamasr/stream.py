@@ -20,7 +20,7 @@ from streamasr.checkpoint import load_checkpoint
 from streamasr.endpoint import EndpointConfig
 from streamasr.errors import AudioError
 from streamasr.features import FeatureConfig, FeatureExtractor
-from streamasr.lm import CharLM
+from streamasr.lm import CharLM, WordLM
 from streamasr.model import AcousticModel
 from streamasr.model import quantize as quantize_model
 from streamasr.results import Result, Word
@@ -53,7 +53,8 @@ class Recognizer:
         if self.decoder.method == "beam":
             use_lm = self.decoder.lm_weight > 0 or (self.decoder.oov_penalty or 0) > 0  # the file holds the word list
             lm = CharLM.load(self.decoder.lm) if use_lm else None
-            self.beam = beam.BeamDecoder(self.decoder, tokenizer, lm)
+            words = WordLM.load(self.decoder.word_lm) if self.decoder.word_weight > 0 else None
+            self.beam = beam.BeamDecoder(self.decoder, tokenizer, lm, words)
 
     @classmethod
     def load(cls, path: str | Path | None = None, quantize: bool = False,

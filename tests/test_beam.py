@@ -1,4 +1,4 @@
-"""CTC prefix beam search with the character LM: greedy equivalence, LM fusion, streaming invariant."""
+"""CTC prefix beam search with the character and word LMs: greedy equivalence, LM fusion, streaming invariant."""
 
 from __future__ import annotations
 
@@ -141,6 +141,47 @@ def test_oov_penalty_needs_a_word_list(tiny_lm_path: Path) -> None:
         BeamDecoder(DecoderConfig(oov_penalty=2.0), TOK, lm.CharLM(model.order, model.vocab, model.tables))
 
 
+WORD_TEXT = ["please hold the line", "please hold", "hold the line please", "fold the paper twice",
+             "fold it", "the line is busy"] * 3
+
+
+def test_word_lm_flips_a_word_its_context_predicts() -> None:
+    # "please ?old" where the acoustics slightly prefer "f": "fold" is a word, but never after "please".
+    log_probs = frames([*"p_l_e_a_s_e_ _", {"f": 0.5, "h": 0.42, "_": 0.08}, "_", *"o_l_d_", "_"])
+    words = lm.build_words(WORD_TEXT, order=3, prune=0.0)
+    cfg = DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0, word_weight=0.0)
+    plain = BeamDecoder(cfg, TOK, None, words)
+    assert plain.words is None and plain.end(decode(plain, log_probs)).text == "please fold"
+    fused = BeamDecoder(replace(cfg, word_weight=0.5), TOK, None, words)
+    assert fused.end(decode(fused, log_probs)).text == "please hold"
+    # Paid where a word closes: on its space, or at the end with the sentence end.
+    open_word = next(b for b in decode(fused, log_probs) if b.text == "please hold")
+    closed = decode(fused, frames([*"p_l_e_a_s_e_ _h_o_l_d_ _"]))[0]
+    assert closed.text == "please hold "
+    assert fused._end_score(open_word) == pytest.approx(
+        0.5 * (words.log_prob(["please"], "hold") + words.log_prob(["please", "hold"], None)))
+    assert fused._end_score(closed) == pytest.approx(0.5 * words.log_prob(["please", "hold"], None))
+    assert closed.lm == pytest.approx(0.5 * (words.log_prob([], "please") + words.log_prob(["please"], "hold")))
+
+
+def test_word_lm_with_the_character_lm(tiny_lm_path: Path, tmp_path: Path, tiny_model_path: Path,
+                                       speech_wav: Path) -> None:
+    """Both LMs fuse (each term on its own weight), and a Recognizer loads the word LM its config names."""
+    path = tmp_path / "words.npz"
+    lm.build_words(WORD_TEXT, order=3, prune=0.0).save(path)
+    cfg = DecoderConfig(method="beam", beam_size=4, lm=str(tiny_lm_path), word_lm=str(path))
+    rec = Recognizer.load(tiny_model_path, decoder=cfg)
+    assert rec.beam is not None and rec.beam.words is not None and rec.beam.lm is not None
+    assert rec.beam.words.words == lm.WordLM.load(path).words
+    off = Recognizer.load(tiny_model_path, decoder=replace(cfg, word_weight=0.0, word_lm=str(tmp_path / "nope.npz")))
+    assert off.beam is not None and off.beam.words is None  # not loaded at weight 0
+    with pytest.raises(ModelError, match=r"nope\.npz does not exist; expected a streamasr word LM"):
+        Recognizer.load(tiny_model_path, decoder=replace(cfg, word_lm=str(tmp_path / "nope.npz")))
+    audio = load_audio(speech_wav)
+    whole, chunked = run(rec, audio, len(audio)), run(rec, audio, 16 * 37)
+    assert whole and [(r.text, r.start, r.end) for r in chunked] == [(r.text, r.start, r.end) for r in whole]
+
+
 def run(rec: Recognizer, audio: np.ndarray, chunk: int) -> list[Result]:
     state, results = rec.initial_state(16000, SHORT), []
     for start in range(0, len(audio), chunk):
@@ -186,6 +227,8 @@ def test_partials_and_flush(beam_recognizer: Recognizer, speech_wav: Path) -> No
     ("insertion_bonus", float("nan"), r"DecoderConfig.insertion_bonus must be a number in \[-20.0, 20.0\], got nan"),
     ("min_log_prob", 1.0, r"DecoderConfig.min_log_prob must be a number in \[-100.0, 0.0\], got 1.0"),
     ("lm", "", "DecoderConfig.lm must be a path to an LM file or None"),
+    ("word_lm", "", "DecoderConfig.word_lm must be a path to a word LM file or None"),
+    ("word_weight", 11, r"DecoderConfig.word_weight must be a number in \[0.0, 10.0\], got 11"),
     ("prime_seconds", -0.2, r"DecoderConfig.prime_seconds must be a number in \[0.0, 5.0\], got -0.2"),
     ("oov_penalty", -1, r"DecoderConfig.oov_penalty must be a number in \[0.0, 100.0\], got -1"),
 ])

@@ -1,4 +1,4 @@
-"""The character n-gram LM: normalised distributions, exact backoff, ranking, file round trip."""
+"""The character and word n-gram LMs: normalised distributions, exact backoff, ranking, file round trip."""
 
 from __future__ import annotations
 
@@ -158,11 +158,22 @@ def test_build_script_word_list(tmp_path: Path) -> None:
     assert listed.score("zebra") == plain.score("zebra")  # listed words are not n-gram text
 
 
+def test_build_script_word_lm(tmp_path: Path) -> None:
+    """--word-out writes a word LM of the same text, short phrases and codes included."""
+    build_with_script(tmp_path, "chars", "--codes", "60", "--word-out", str(tmp_path / "words.npz"),
+                      "--word-prune", "0")
+    words = lm.WordLM.load(tmp_path / "words.npz")
+    assert words.order == 3 and {"number", "the", "k"} <= set(words.words)
+    assert words.score(TINY_LM_TEXT[0]) > words.score(" ".join(reversed(normalize(TINY_LM_TEXT[0]).split())))
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--words", "MISSING"], "--words: [Errno 2] No such file or directory"),
     (["--text", "MISSING"], "--text: [Errno 2] No such file or directory"),
     (["--short", "-1"], "--short must be >= 0, got -1"),
     (["--codes", "-2"], "--codes must be >= 0, got -2"),
+    (["--word-prune", "-1"], "--word-prune must be >= 0, got -1.0"),
+    (["--word-order", "0"], "--word-order must be >= 1, got 0"),
     (["--short", "5", "--text", "DOTS"], "no short phrase found in 2 sentences"),
 ])
 def test_build_script_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
@@ -174,3 +185,85 @@ def test_build_script_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     with pytest.raises(SystemExit):
         load_script("build_lm").main(["--text", str(tmp_path / "train.txt"), "--out", str(tmp_path / "x.npz"), *args])
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The word LM
+
+WORD_HISTORIES = [(), ("the",), ("followed", "the"), ("zzqx",), ("the", "zzqx"), ("zzqx", "the")]
+
+
+@pytest.fixture(scope="module")
+def tiny_words() -> lm.WordLM:
+    return lm.build_words(TINY_LM_TEXT, order=3, prune=0.0)
+
+
+@pytest.fixture(scope="module")
+def pruned_words() -> lm.WordLM:
+    return lm.build_words(TINY_LM_TEXT * 3, order=3, prune=2.0)
+
+
+@pytest.mark.parametrize("history", WORD_HISTORIES)
+def test_word_distributions_normalise(tiny_words: lm.WordLM, pruned_words: lm.WordLM,
+                                      history: tuple[str, ...]) -> None:
+    for model in (tiny_words, pruned_words):
+        total = sum(math.exp(model.log_prob(history, w)) for w in (*model.words, None))
+        assert total == pytest.approx(1.0, abs=1e-4)
+        # A word outside the vocabulary gets what an unseen one would: the uniform share, backed off.
+        assert 0 < math.exp(model.log_prob(history, "zzqx")) < 0.05
+
+
+def test_word_pruning_drops_entries_and_keeps_the_ranking(tiny_words: lm.WordLM, pruned_words: lm.WordLM) -> None:
+    full = lm.build_words(TINY_LM_TEXT * 3, order=3, prune=0.0)
+    assert sum(len(t["symbols"]) for t in pruned_words.tables) < sum(len(t["symbols"]) for t in full.tables)
+    for model in (tiny_words, pruned_words):
+        assert model.score(TINY_LM_TEXT[0]) > model.score(" ".join(reversed(normalize(TINY_LM_TEXT[0]).split())))
+
+
+def test_word_context_matters() -> None:
+    """A word seen after its context is likelier there than after a context that never preceded it."""
+    model = lm.build_words(["Please hold the line.", "Please hold on.", "Hold the door.", "Call the line again.",
+                            "The line is busy.", "Please call again."] * 2, order=3, prune=0.0)
+    assert model.log_prob(["please"], "hold") > model.log_prob(["the"], "hold") + 1.0
+    assert model.log_prob(["hold", "the"], "line") > model.log_prob(["call", "the"], "door") + 1.0
+    assert model.log_prob(["please", "hold"], None) < model.log_prob(["hold", "on"], None)  # sentence ends
+    # A history shorter than the context starts at the sentence start: "the" opens a sentence once.
+    assert model.log_prob(["the"], "line") > model.log_prob(["zzqx", "the"], "line")
+
+
+def test_word_lm_save_load_round_trip(pruned_words: lm.WordLM, tmp_path: Path) -> None:
+    path = tmp_path / "words.npz"
+    pruned_words.save(path)
+    loaded = lm.WordLM.load(path)
+    assert loaded.order == 3 and loaded.words == pruned_words.words
+    for history in WORD_HISTORIES:
+        for word in (*pruned_words.words[:20], None, "zzqx"):
+            # float16 storage: within a thousandth of a nat per stored value, two values per query at most
+            assert loaded.log_prob(history, word) == pytest.approx(pruned_words.log_prob(history, word), abs=2e-2)
+
+
+def test_word_lm_errors(tmp_path: Path, tiny_lm_path: Path) -> None:
+    with pytest.raises(ValueError, match="word LM training text is empty after normalisation"):
+        lm.build_words(["", "!!!"])
+    with pytest.raises(ValueError, match=r"word LM order 20 with \d+ words does not fit 64-bit codes"):
+        lm.build_words(TINY_LM_TEXT, order=20)
+    with pytest.raises(ValueError, match="word LM order must be an integer >= 1, got 0"):
+        lm.build_words(TINY_LM_TEXT, order=0)
+    with pytest.raises(ModelError, match=r"missing\.npz does not exist; expected a streamasr word LM"):
+        lm.WordLM.load(tmp_path / "missing.npz")
+    with pytest.raises(ModelError, match="is not a streamasr word LM .*a character LM goes to DecoderConfig.lm"):
+        lm.WordLM.load(tiny_lm_path)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match="bad.npz is not a readable streamasr word LM"):
+        lm.WordLM.load(bad)
+
+
+def test_bundled_word_lm() -> None:
+    path = lm.default_word_lm_path()
+    assert path.is_file() and path.stat().st_size <= 10_000_000
+    model = lm.WordLM.load()
+    assert model.order == 3 and {"please", "call", "nineteen", "k"} <= set(model.words)
+    assert model.score("click the button to save the file") > model.score("click the but on to save the file") + 10
+    assert model.score("the file is saved in your home folder") > model.score(
+        "the file is saved in you're home fold her") + 10

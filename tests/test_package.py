@@ -19,7 +19,8 @@ def test_wheel_ships_and_loads_the_runtime_files(tmp_path: Path) -> None:
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("streamasr-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for required in ("streamasr/models/default.pt", "streamasr/models/lm.npz", "streamasr/web/index.html"):
+    for required in ("streamasr/models/default.pt", "streamasr/models/lm.npz", "streamasr/models/words.npz",
+                     "streamasr/web/index.html"):
         assert required in names, f"{required} missing from {wheel.name}"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
