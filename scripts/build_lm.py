@@ -29,8 +29,6 @@ from streamasr import lm
 from streamasr.corpus import code_phrase, short_phrase
 from streamasr.text import normalize
 
-WORD_PRUNE = 3.0  # count x nats: drops ~60 % of the word trigrams (README, decoding and the LM)
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--word-out", type=Path, default=None,
                    help="also write a word n-gram LM of the same text here (.npz; default: none)")
     p.add_argument("--word-order", type=int, default=3, help="word n-gram order (default: 3)")
-    p.add_argument("--word-prune", type=float, default=WORD_PRUNE,
-                   help=f"word LM weighted-difference pruning threshold, 0 keeps all (default: {WORD_PRUNE:g})")
+    p.add_argument("--word-prune", type=float, default=lm.WORD_PRUNE,
+                   help=f"word LM weighted-difference pruning threshold, 0 keeps all (default: {lm.WORD_PRUNE:g})")
     p.add_argument("--seed", type=int, default=1234,
                    help="seed of the short phrases and codes (default: 1234)")
     args = p.parse_args(argv)
