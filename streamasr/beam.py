@@ -39,18 +39,18 @@ class DecoderConfig:
     method: Literal["greedy", "beam"] = "beam"  # greedy: best path; beam: prefix beam search with the LM
     # Prefixes kept after each frame: 64 beat 32 by 1-2 WER points on unheard voices; with the
     # session-14 LM, 128 beat 64 on all three evaluation sets (0.5-1.0 points) at ~2x decoder time,
-    # and with the word LM 256 beat 128 on all three (0.3-0.5 points) at ~1.6x (README model card).
+    # and with the word LM 256 beat 128 on all three (0.1-0.5 points) at ~2x (README model card).
     beam_size: int = 256
     lm_weight: float = 1.0  # weight of the LM's natural-log probability per character (0: no LM)
     # Nats added to a prefix's score per character: offsets the LM's cost of each character. With the
-    # word LM (which makes each extra word cost more), 2.0 beat 1.5 on all three evaluation sets.
+    # word LM (which makes each extra word cost more), 2.0 was no worse than 1.5 on any evaluation set.
     insertion_bonus: float = 2.0
     min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
     lm: str | None = None  # character LM file (.npz); None: the bundled one
     # Weight of the word LM's natural-log probability per word (0: no word LM). The word trigram sees
     # two whole words back where the character 10-gram sees about two words' letters; with insertion
     # bonus 1.5, 0.15 moved the held-out and real voices 0.9 and 2.1 WER points for 0.2 on the
-    # training voices; 0.2 with bonus 2.0 was better again on all three (README model card).
+    # training voices; 0.2 with bonus 2.0 was level or better on all three (README model card).
     word_weight: float = 0.2
     word_lm: str | None = None  # word LM file (.npz, scripts/build_lm.py --word-out); None: the bundled one
     # Nats a prefix pays for each word outside the LM file's word list (its training text's words and
