@@ -61,6 +61,10 @@ class DecoderConfig:
     # Seconds of silence run through the model before a stream's first audio: every training
     # utterance starts with 0.2 s of silence, so streams start from the state silence leaves.
     prime_seconds: float = 0.2
+    # Seconds of silence run through the model after a stream's last audio, before its last result:
+    # every training utterance also ends with 0.2 s of silence, in which the model emits the last
+    # characters it heard; 0.3 beat 0 on all three evaluation sets (0.2-0.5 WER points).
+    tail_seconds: float = 0.3
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "beam"):
@@ -69,7 +73,7 @@ class DecoderConfig:
             raise ValueError(f"DecoderConfig.beam_size must be an integer in [1, 256], got {self.beam_size!r}")
         checks = (("lm_weight", 0.0, 10.0), ("word_weight", 0.0, 10.0), ("insertion_bonus", -20.0, 20.0),
                   ("min_log_prob", -100.0, 0.0),
-                  ("prime_seconds", 0.0, 5.0), ("oov_penalty", 0.0, 100.0))
+                  ("prime_seconds", 0.0, 5.0), ("tail_seconds", 0.0, 5.0), ("oov_penalty", 0.0, 100.0))
         for name, low, high in checks:
             value = getattr(self, name)
             if name == "oov_penalty" and value is None:

@@ -48,6 +48,8 @@ class Recognizer:
         self._resamplers: dict[int, Resampler] = {}
         self.decoder = decoder or beam.DecoderConfig()
         self.start_hidden = self._hidden_after_silence(self.decoder.prime_seconds)
+        # Digital silence after a stream's last audio (decoder.tail_seconds, plus the lookahead's).
+        self.tail_samples = self.lookahead_samples + int(round(self.decoder.tail_seconds * feature_cfg.sample_rate))
         # The beam decoder (with its LM, loaded once here) exists only for method "beam".
         self.beam: beam.BeamDecoder | None = None
         if self.decoder.method == "beam":
@@ -171,8 +173,8 @@ def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray
             if flush:
                 resampler, rest = r.flush(resampler)
                 audio = np.concatenate([audio, rest])
-        if flush and rec.lookahead_samples:
-            audio = np.concatenate([audio, np.zeros(rec.lookahead_samples, np.float32)])
+        if flush and rec.tail_samples:
+            audio = np.concatenate([audio, np.zeros(rec.tail_samples, np.float32)])
         audios.append(audio)
         resamplers.append(resampler)
     tails, frames, counts = rec.features.stream_many([s.feature_tail for s in states], audios)
@@ -368,4 +370,14 @@ def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Resul
     """End of audio: drain every buffer and emit the last final. The state accepts no more audio."""
     state, results = step_many(rec, [state], [np.zeros(0, np.float32)], flush=True)[0]
     state, last = flush_segment(rec, state)
-    return replace(state, finished=True), results + last
+    # A character the model emits in the closing silence belongs to the audio's last moment.
+    limit = round(state.samples / state.sample_rate, 3)
+    return replace(state, finished=True), [_clamp(r, limit) for r in results + last]
+
+
+def _clamp(result: Result, limit: float) -> Result:
+    """``result`` with no time later than ``limit`` seconds."""
+    if result.end <= limit:
+        return result
+    words = tuple(replace(w, start=min(w.start, limit), end=min(w.end, limit)) for w in result.words)
+    return replace(result, start=min(result.start, limit), end=limit, words=words)

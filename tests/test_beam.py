@@ -231,6 +231,7 @@ def test_partials_and_flush(beam_recognizer: Recognizer, speech_wav: Path) -> No
     ("word_lm", "", "DecoderConfig.word_lm must be a path to a word LM file or None"),
     ("word_weight", 11, r"DecoderConfig.word_weight must be a number in \[0.0, 10.0\], got 11"),
     ("prime_seconds", -0.2, r"DecoderConfig.prime_seconds must be a number in \[0.0, 5.0\], got -0.2"),
+    ("tail_seconds", 6, r"DecoderConfig.tail_seconds must be a number in \[0.0, 5.0\], got 6"),
     ("oov_penalty", -1, r"DecoderConfig.oov_penalty must be a number in \[0.0, 100.0\], got -1"),
 ])
 def test_config_error_text(field: str, value: object, message: str) -> None:

@@ -74,16 +74,18 @@ def test_streaming_equals_whole_signal(tiny_model_path: Path, lookahead_model_pa
                                        lookahead: int) -> None:
     rec = Recognizer.load(lookahead_model_path if lookahead else tiny_model_path,
                           decoder=DecoderConfig(method="greedy"))
-    # A lookahead of two 40 ms steps: two steps of digital silence close every stream.
-    assert rec.lookahead_samples == 640 * lookahead
+    # A lookahead of two 40 ms steps: two steps of digital silence close every stream, after the
+    # 0.3 s of silence that every stream ends with (DecoderConfig.tail_seconds).
+    assert rec.lookahead_samples == 640 * lookahead and rec.tail_samples == rec.lookahead_samples + 4800
     audio = load_audio(speech_wav)
-    reference = whole_log_probs(rec, np.concatenate([audio, np.zeros(rec.lookahead_samples, np.float32)]))
+    reference = whole_log_probs(rec, np.concatenate([audio, np.zeros(rec.tail_samples, np.float32)]))
     ref_finals, _ = run(rec, audio, len(audio))
     recorded_log_probs.clear()
     finals, _ = run(rec, audio, len(audio) if chunk_ms is None else 16 * chunk_ms)
     streamed = np.concatenate(recorded_log_probs)
-    # Every 40 ms of audio gets its output; a lookahead only delays them.
-    assert streamed.shape == reference.shape == (rec.feature_cfg.num_frames(len(audio)) // 4, 29)
+    # Every 40 ms of audio and tail gets its output; a lookahead only delays them.
+    length = len(audio) + rec.tail_samples - rec.lookahead_samples
+    assert streamed.shape == reference.shape == (rec.feature_cfg.num_frames(length) // 4, 29)
     np.testing.assert_allclose(streamed, reference, atol=1e-4, rtol=0)
     assert len(ref_finals) >= 2, "the test needs several segments to be meaningful"
     check_finals_equal(finals, ref_finals)
@@ -119,7 +121,8 @@ def test_lookahead_streams_batch_like_single_ones(lookahead_model_path: Path) ->
 def test_non_16k_stream(tiny_recognizer: Recognizer, recorded_log_probs: list[np.ndarray]) -> None:
     data, rate = sf.read(ASSETS / "sample_espeak_stereo_22k.flac", dtype="float32")
     mono = data.mean(axis=1)
-    reference = whole_log_probs(tiny_recognizer, resample(mono, rate))
+    tail = np.zeros(tiny_recognizer.tail_samples, np.float32)  # the silence that closes every stream
+    reference = whole_log_probs(tiny_recognizer, np.concatenate([resample(mono, rate), tail]))
     finals, _ = run(tiny_recognizer, mono, 816, rate=rate)  # 37 ms at 22.05 kHz
     np.testing.assert_allclose(np.concatenate(recorded_log_probs), reference, atol=1e-4, rtol=0)
     expected, _ = run(tiny_recognizer, load_audio(ASSETS / "sample_espeak_stereo_22k.flac"), 16000)
@@ -282,3 +285,14 @@ def test_quantized_recognizer(tiny_model_path: Path, speech_wav: Path) -> None:
     assert rec.name == "tiny-int8" and rec.meta["quantized"] == "int8-dynamic"
     finals, _ = run(rec, load_audio(speech_wav), 1600)
     assert finals and all(r.text for r in finals)
+
+
+def test_times_end_with_the_audio(real_speech_flac: Path) -> None:
+    """The closing silence (tail_seconds) may hold the last characters' spikes; times stay in the audio."""
+    rec = Recognizer.load(decoder=DecoderConfig(method="greedy"))
+    for seconds in (0.5, 1.0, 3.0):
+        audio = load_audio(real_speech_flac)[:int(seconds * 16000)]
+        state, results = step(rec, rec.initial_state(), audio)
+        state, last = finish(rec, state)
+        finals = [r for r in results + last if r.is_final and r.words]
+        assert finals and all(r.end <= seconds and all(w.end <= seconds for w in r.words) for r in finals)
