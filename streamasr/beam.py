@@ -276,14 +276,14 @@ class BeamDecoder:
     def _end_score(self, b: Beam) -> float:
         # The sentence end closes the last word (a trailing space closed it already).
         end = -self._oov_cost(b.text, self.space) if self._prefixes is not None and not b.text.endswith(" ") else 0.0
+        said = b.text.split()
         if self.words is not None:
-            said = b.text.split()
             if said and not b.text.endswith(" "):  # a trailing space closed the last word already
                 end += self._word_score(said)
             end += self.cfg.word_weight * self.words.log_prob(said, None)
         if self.lm is None:
             return end
-        words = " ".join(b.text.split())  # as the LM saw it: no leading or repeated spaces
+        words = " ".join(said)  # as the LM saw it: no leading or repeated spaces
         lm, state = self.lm, self._start
         if not words:
             # An empty result is a sentence too, and an unlikely one: without this cost, a lone

@@ -19,7 +19,7 @@ and the words of the training text plus any word list given to ``build_lm.py --w
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -352,6 +352,23 @@ def _closed_contexts(tables: list[_Order], bits: int = BITS) -> list[np.ndarray]
     return useful
 
 
+def _stored_tables(tables: list[_Order], useful: list[np.ndarray], bits: int, code_types: Sequence[type],
+                   count_type: type, symbol_type: type) -> list[dict[str, np.ndarray]]:
+    """The kept entries and useful contexts in the stored (query) layout, in the given dtypes
+    (``code_types``: one per context length)."""
+    stored = []
+    for t, use, code_type in zip(tables, useful, code_types):
+        ctx_counts = np.bincount(t.ctx_index[t.keep], minlength=len(t.ctx_codes))
+        stored.append({
+            "codes": t.ctx_codes[use].astype(code_type),
+            "logbow": np.log(t.bow[use]).astype(np.float32),
+            "counts": ctx_counts[use].astype(count_type),
+            "symbols": (t.codes[t.keep] & np.uint64((1 << bits) - 1)).astype(symbol_type),
+            "logp": np.log(t.prob[t.keep]).astype(np.float32),
+        })
+    return stored
+
+
 def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tuple[str, ...] = DEFAULT_VOCAB,
           words: Iterable[str] = ()) -> CharLM:
     """Train a pruned interpolated Kneser-Ney character model on sentences.
@@ -374,17 +391,9 @@ def build(lines: Iterable[str], order: int = 10, prune: float = 3.0, vocab: tupl
     tables = _kneser_ney(stream, order, len(vocab))
     _prune(tables, prune)
     useful = _closed_contexts(tables)
-    stored: list[dict[str, np.ndarray]] = []
-    for m, (t, use) in enumerate(zip(tables, useful)):
-        ctx_counts = np.bincount(t.ctx_index[t.keep], minlength=len(t.ctx_codes))
-        stored.append({
-            # Contexts of up to 6 symbols (31 bits) fit uint32, which halves the largest arrays.
-            "codes": t.ctx_codes[use].astype(np.uint32 if BITS * m + 1 <= 32 else np.uint64),
-            "logbow": np.log(t.bow[use]).astype(np.float32),
-            "counts": ctx_counts[use].astype(np.uint8),
-            "symbols": (t.codes[t.keep] & np.uint64(31)).astype(np.uint8),
-            "logp": np.log(t.prob[t.keep]).astype(np.float32),
-        })
+    # Contexts of up to 6 symbols (31 bits) fit uint32, which halves the largest arrays.
+    code_types = [np.uint32 if BITS * m + 1 <= 32 else np.uint64 for m in range(order)]
+    stored = _stored_tables(tables, useful, BITS, code_types, np.uint8, np.uint8)
     return CharLM(order, vocab, stored, frozenset(w for t in texts for w in t.split()) | frozenset(words))
 
 
@@ -517,14 +526,5 @@ def build_words(lines: Iterable[str], order: int = 3, prune: float = WORD_PRUNE)
     tables = _kneser_ney(stream, order, len(words) + 1, bits)
     _prune(tables, prune, bits, first=2)
     useful = _closed_contexts(tables, bits)
-    stored: list[dict[str, np.ndarray]] = []
-    for t, use in zip(tables, useful):
-        ctx_counts = np.bincount(t.ctx_index[t.keep], minlength=len(t.ctx_codes))
-        stored.append({
-            "codes": t.ctx_codes[use].astype(np.uint64),
-            "logbow": np.log(t.bow[use]).astype(np.float32),
-            "counts": ctx_counts[use].astype(np.uint32),
-            "symbols": (t.codes[t.keep] & np.uint64((1 << bits) - 1)).astype(np.uint32),
-            "logp": np.log(t.prob[t.keep]).astype(np.float32),
-        })
+    stored = _stored_tables(tables, useful, bits, [np.uint64] * order, np.uint32, np.uint32)
     return WordLM(order, words, stored)
