@@ -37,8 +37,45 @@ $sudo mkdir -p "$help_dir"
 (cd "$tmp/root" && find . -type f \( -path "*/help/C/*" -o -path "*/HTML/en/*" -o -path "*/help/en/*" \
     -o -name "*.en.html" \) \( -name "*.page" -o -name "*.xml" -o -name "*.docbook" -o -name "*.html" \) \
     -print0 | $sudo xargs -0 cp --parents -t "$help_dir")
+# Applications' messages for the LM (streamasr.importers.ui_strings): the German catalogs, since
+# every catalog holds the English originals and German's are among the most complete. Those of the
+# packages above (unpacked and installed), and of more applications, downloaded for them alone.
+ui_dir=/usr/local/share/streamasr/ui
+$sudo mkdir -p "$ui_dir"
+mkdir "$tmp/ui"
+(cd "$tmp/ui" && apt-get download \
+    abiword artikulate atril audacity bluedevil blueman bomber bovo brasero caja catfish cervisia \
+    cheese cinnamon-control-center darktable deja-dup digikam dino-im elisa engrampa eom evolution \
+    five-or-more four-in-a-row gajim geary gimp gnome-2048 gnome-bluetooth-sendto gnome-builder \
+    gnome-calendar gnome-calls gnome-characters gnome-console gnome-contacts gnome-control-center \
+    gnome-disk-utility gnome-font-viewer gnome-games gnome-initial-setup gnome-klotski \
+    gnome-mahjongg gnome-maps gnome-nibbles gnome-online-accounts gnome-photos gnome-remote-desktop \
+    gnome-robots gnome-screenshot gnome-session-bin gnome-settings-daemon gnome-shell gnome-software \
+    gnome-sound-recorder gnome-taquin gnome-tetravex gnome-text-editor gnome-todo gnome-tweaks \
+    gnome-weather gnumeric gparted granatier hexchat hitori iagno inkscape jami k3b kalgebra kalzium \
+    kamoso kapman kate katomic kblocks kbounce kbreakout kcachegrind kcolorchooser \
+    kde-config-screenlocker kde-spectacle kdeconnect kdenlive kdiamond kfourinline kgeography \
+    kgoldrunner kigo killbots kiriki kjumpingcube klettres klickety klines kmag kmahjongg kmenuedit \
+    kmines kmousetool kmouth knavalbattle kollision konquest kontact konversation kpat kreversi \
+    krita kruler kscreen kshisen ksirk ksnakeduel kspaceduel ksquares kstars ksudoku ksystemlog \
+    ktorrent ktouch ktuberling kubrick kwin-common kwrite lightsoff linphone-desktop lokalize \
+    lollypop lskat marble mate-calc mate-control-center mate-media mate-panel mate-power-manager \
+    mate-screensaver mate-system-monitor mate-terminal minuet mousepad mumble nautilus nemo \
+    network-manager-gnome palapeli parley parole pavucontrol picmi pidgin plasma-desktop \
+    plasma-discover plasma-nm plasma-pa plasma-workspace pluma powerdevil quadrapassel remmina \
+    rhythmbox ristretto rocs sddm-theme-breeze shotwell sound-juicer swell-foop synaptic \
+    system-config-printer tali thunar totem transmission-gtk umbrello vinagre vlc-l10n xfburn \
+    xfce4-notifyd xfce4-panel xfce4-power-manager xfce4-screenshooter xfce4-session xfce4-settings \
+    xfce4-terminal)
+for deb in "$tmp"/ui/*.deb; do dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/root" --wildcards "*/locale/de/LC_MESSAGES/*.mo" 2>/dev/null || true; done
+find "$tmp/root" -path "*/locale/de/LC_MESSAGES/*.mo" -print0 | $sudo xargs -0 cp -t "$ui_dir"
+for pkg in evolution-common evince-common gedit-common gnome-terminal-data totem-common cheese-common balsa-data \
+        shotwell-common gthumb-data epiphany-browser-data zenity-common mate-user-guide; do
+    dpkg -L "$pkg" | grep "/locale/de/LC_MESSAGES/.*\.mo$" | $sudo xargs -r cp -t "$ui_dir" || true
+done
 rm -rf "$tmp"
 echo "help pages in $help_dir: $(find "$help_dir" -type f | wc -l)"
+echo "message catalogs in $ui_dir: $(find "$ui_dir" -name "*.mo" | wc -l)"
 # Optional, archaic text (more sentences): GCIDE quotations and the King James bible.
 $sudo apt-get install -y --no-install-recommends dict-gcide bible-kjv || true
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from streamasr.data import read_manifest
 from streamasr.errors import StreamAsrError
-from streamasr.importers import HELP_DIRS, WORDNET_DIRS, lm_extra_text
+from streamasr.importers import HELP_DIRS, UI_DIRS, WORDNET_DIRS, lm_extra_text
 
 
 def read_sentences(path: Path) -> list[str]:
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                         "searched recursively (repeatable; default: GNOME's and its applications', "
                         "LibreOffice's, the Debian handbook's and what install_data_deps.sh unpacked "
                         "into /usr/local/share/streamasr/help)")
+    p.add_argument("--ui-dir", type=Path, action="append",
+                   help="folder of applications' gettext catalogs (*.mo), searched recursively (repeatable; "
+                        "default: what install_data_deps.sh gathered into /usr/local/share/streamasr/ui)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     began = time.perf_counter()
@@ -59,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, UnicodeDecodeError, StreamAsrError) as e:
             p.error(f"--exclude {path}: {e}; expected a UTF-8 text file of sentences or a JSON-lines manifest")
     wordnet_dirs, help_dirs = args.wordnet_dir or WORDNET_DIRS, args.help_dir or HELP_DIRS
-    lines = lm_extra_text(held_out, wordnet_dirs, help_dirs)
+    ui_dirs = args.ui_dir or UI_DIRS
+    lines = lm_extra_text(held_out, wordnet_dirs, help_dirs, ui_dirs)
     if not lines:
-        p.error(f"no text found in {', '.join(map(str, [*wordnet_dirs, *help_dirs]))}: expected WordNet "
+        p.error(f"no text found in {', '.join(map(str, [*wordnet_dirs, *help_dirs, *ui_dirs]))}: expected WordNet "
                 "data.* files or help pages (scripts/install_data_deps.sh installs wordnet-base and the "
                 "help packages, and unpacks more help into /usr/local/share/streamasr/help)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

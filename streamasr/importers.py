@@ -13,6 +13,7 @@ Manifests are JSON lines ``{"audio": abs path, "text": normalised, "duration": s
 from __future__ import annotations
 
 import csv
+import gettext
 import gzip
 import json
 import logging
@@ -20,6 +21,7 @@ import os
 import random
 import re
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterable, Iterator
 from html.parser import HTMLParser
@@ -41,6 +43,8 @@ HELP_DIRS = (Path("/usr/share/help/C"),  # gnome-user-docs and GNOME application
              # GIMP, KDE and more GNOME applications' help, Debian's reference and FAQ, unpacked
              # by scripts/install_data_deps.sh without the applications themselves.
              Path("/usr/local/share/streamasr/help"))
+# Message catalogs (*.mo) of desktop applications, gathered by scripts/install_data_deps.sh.
+UI_DIRS = (Path("/usr/local/share/streamasr/ui"),)
 MIN_WORDS, MAX_WORDS = 4, 20
 SPLITS = ("train", "valid", "test")
 
@@ -229,9 +233,51 @@ def help_sentences(dirs: Iterable[Path] = HELP_DIRS) -> Iterator[str]:
                 yield from split_sentences(paragraph, numbers=True)
 
 
+# A UI string is kept only if, with access keys and trailing dots gone, it is plain words: no
+# format fields ("%s", "{0}", "%1"), markup, paths or options.
+_UI_ACCESS_KEY = re.compile(r"(?<![\w&])[_&](?=\w)")
+_UI_UNWANTED = re.compile(r"[%{}<>\\$=/|\[\]@#*+~^`]|\b[A-Za-z]+_[A-Za-z]|https?:|\.\w+\.")
+_UI_CREDITS = ("NAME OF TRANSLATORS", "EMAIL OF TRANSLATORS", "Your names", "Your emails", "translator-credits")
+
+
+def ui_strings(dirs: Iterable[Path] = UI_DIRS) -> Iterator[str]:
+    """Normalised messages of applications' gettext catalogs (``*.mo``): buttons, menus, notices.
+
+    The English message ids are what a program shows people ("Call ended", "Do you want to save
+    your changes?"): short and spoken-like, unlike the sentences of books and help. Every locale's
+    catalog holds the same ids; the caller gathers one locale's.
+    """
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.mo")):
+            try:
+                with open(path, "rb") as f:
+                    catalog = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
+            except (OSError, ValueError, struct.error) as e:  # a broken catalog costs only itself
+                logger.warning("skipping message catalog %s: %s", path, e)
+                continue
+            for key in catalog:
+                if isinstance(key, tuple):  # plural forms: (singular, n) for each n; the plural is not kept
+                    if key[1]:
+                        continue
+                    key = key[0]
+                message = key.split("\x04")[-1]  # without its context
+                if not message or message.startswith(_UI_CREDITS):
+                    continue
+                for line in message.splitlines():
+                    line = _UI_ACCESS_KEY.sub("", line).replace("&&", "&").strip().rstrip(":.…").strip()
+                    if not line or _UI_UNWANTED.search(line) or not _LM_CLEAN.match(line) \
+                            or _LM_UNREADABLE.search(line) or len(line.split()) > MAX_WORDS:
+                        continue
+                    phrase = normalize(line)
+                    if phrase:
+                        yield phrase
+
+
 def lm_extra_text(held_out: Iterable[str], wordnet_dirs: Iterable[Path] = WORDNET_DIRS,
-                  help_dirs: Iterable[Path] = HELP_DIRS) -> list[str]:
-    """Normalised, deduplicated lines of WordNet definitions and user help for the LM.
+                  help_dirs: Iterable[Path] = HELP_DIRS, ui_dirs: Iterable[Path] = ()) -> list[str]:
+    """Normalised, deduplicated lines of WordNet definitions, user help and UI strings for the LM.
 
     A line that equals a ``held_out`` sentence (validation, test, evaluation transcripts) or
     contains one of four or more words is dropped, so that no scored sentence is in the LM.
@@ -254,7 +300,8 @@ def lm_extra_text(held_out: Iterable[str], wordnet_dirs: Iterable[Path] = WORDNE
 
     seen: dict[str, None] = {}
     for name, source in (("wordnet glosses", wordnet_glosses(wordnet_dirs)),
-                         ("help", (normalize(s) for s in help_sentences(help_dirs)))):
+                         ("help", (normalize(s) for s in help_sentences(help_dirs))),
+                         ("ui strings", ui_strings(ui_dirs))):
         before, dropped = len(seen), 0
         for line in source:
             if line in seen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from streamasr.importers import (
     load_or_make_text,
     split_sentences,
     split_text,
+    ui_strings,
     wordnet_glosses,
     wordnet_sentences,
     write_manifest,
@@ -235,15 +237,63 @@ def test_help_sentences_from_html_mallard_and_docbook(tmp_path: Path) -> None:
         "Start kmail from the kde menu.", "Use the File menu to save the book."]
 
 
+def write_mo(path: Path, messages: dict[str, str]) -> None:
+    """A GNU message catalog as msgfmt writes it: header, then sorted (length, offset) tables."""
+    entries = sorted({"": "Content-Type: text/plain; charset=UTF-8\n", **messages}.items())
+    ids = [k.encode() for k, _ in entries]
+    strs = [v.encode() for _, v in entries]
+    start = 28 + 16 * len(entries)
+    blob, tables = b"", []
+    for group in (ids, strs):
+        table = []
+        for data in group:
+            table.append((len(data), start + len(blob)))
+            blob += data + b"\0"
+        tables.append(table)
+    header = struct.pack("<7I", 0x950412DE, 0, len(entries), 28, 28 + 8 * len(entries), 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + b"".join(struct.pack("<2I", *e) for table in tables for e in table) + blob)
+
+
+UI_MESSAGES = {
+    "_Save As…": "Speichern _unter …",  # access key and ellipsis go
+    "&Open File": "Datei ö&ffnen",
+    "Call ended": "Anruf beendet",
+    "Do you want to save your changes?": "Änderungen speichern?",
+    "menu\x04Quit": "Beenden",  # a message with a context
+    "One new message\x00%d new messages": "Eine neue Nachricht\x00%d neue Nachrichten",  # plural forms
+    "%s is not a valid file": "%s ist keine gültige Datei",  # format fields, markup, identifiers and
+    "Click <b>here</b>": "Klicken Sie <b>hier</b>",  # paths are not what people say
+    "file_name": "Dateiname",
+    "Open /etc/hosts": "/etc/hosts öffnen",
+    "NAME OF TRANSLATORS": "Jemand",  # credits, not a message
+    "Printing stopped.\nPress Resume to go on": "Druck angehalten.\nFortsetzen drücken",  # one line each
+    "Drag && Drop": "Ziehen && Ablegen",
+    "Version 3.2": "Version 3.2",  # numbers the LM cannot read
+}
+
+
+def test_ui_strings_from_message_catalogs(tmp_path: Path) -> None:
+    write_mo(tmp_path / "ui" / "app.mo", UI_MESSAGES)
+    (tmp_path / "ui" / "broken.mo").write_bytes(b"not a catalog at all")  # skipped with a warning
+    (tmp_path / "ui" / "notes.txt").write_text("Not a catalog either.\n")
+    assert sorted(ui_strings([tmp_path / "ui", tmp_path / "missing"])) == [
+        "call ended", "do you want to save your changes", "drag and drop", "one new message", "open file",
+        "press resume to go on", "printing stopped", "quit", "save as"]
+
+
 def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
     help_fixture(tmp_path)
     (tmp_path / "help" / "copy.html").write_text("<p>Press the Enter key to continue.</p>")  # a duplicate
     held_out = ["Select a mailbox from the list", "the Sound panel to change", "make available"]
-    lines = lm_extra_text(held_out, [tmp_path / "wordnet"], [tmp_path / "help"])
+    write_mo(tmp_path / "ui" / "app.mo", {"Call ended": "Anruf beendet", "Make available": "Bereitstellen",
+                                          "Mute the microphone": "Mikrofon stumm schalten"})  # one a duplicate
+    lines = lm_extra_text(held_out, [tmp_path / "wordnet"], [tmp_path / "help"], [tmp_path / "ui"])
     assert lines == ["breathe with difficulty", "of an engine fail to start", "cause to open or to become open",
                      "press the enter key to continue", "mute the microphone if you need to",
                      "choose file new to open a new book", "use the file menu to save the book",
-                     "start kmail from the kde menu", "press one to hear your messages again"]
+                     "start kmail from the kde menu", "press one to hear your messages again",
+                     "call ended", "mute the microphone"]
 
 
 def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,7 +302,9 @@ def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     (tmp_path / "dev.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "make available", "duration": 1.0}) + "\n")
     out = tmp_path / "text" / "lm_extra.txt"
     script = load_script("make_lm_text")
-    dirs = ["--wordnet-dir", str(tmp_path / "wordnet"), "--help-dir", str(tmp_path / "help")]
+    write_mo(tmp_path / "ui" / "app.mo", {"Call ended": "Anruf beendet"})
+    dirs = ["--wordnet-dir", str(tmp_path / "wordnet"), "--help-dir", str(tmp_path / "help"),
+            "--ui-dir", str(tmp_path / "ui")]
     assert script.main(["--out", str(out), "--exclude", str(tmp_path / "valid.txt"),
                         "--exclude", str(tmp_path / "dev.jsonl"), *dirs]) == 0
     assert out.read_text().splitlines() == [
@@ -260,8 +312,8 @@ def test_make_lm_text_script(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         "open the sound panel to change the volume", "mute the microphone if you need to",
         "choose file new to open a new book", "use the file menu to save the book",
         "start kmail from the kde menu", "press the enter key to continue",
-        "select a mailbox from the list", "press one to hear your messages again"]
-    assert "10 lines, 69 words, 2 held-out sentences kept out" in capsys.readouterr().err
+        "select a mailbox from the list", "press one to hear your messages again", "call ended"]
+    assert "11 lines, 71 words, 2 held-out sentences kept out" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("exclude", "content", "message"), [
@@ -281,5 +333,5 @@ def test_make_lm_text_script_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_make_lm_text_script_without_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         load_script("make_lm_text").main(["--out", str(tmp_path / "x.txt"), "--wordnet-dir", str(tmp_path),
-                                          "--help-dir", str(tmp_path / "none")])
-    assert f"no text found in {tmp_path}, {tmp_path / 'none'}: expected WordNet data.* files" in capsys.readouterr().err
+                                          "--help-dir", str(tmp_path / "none"), "--ui-dir", str(tmp_path / "no")])
+    assert f"no text found in {tmp_path}, {tmp_path / 'none'}, {tmp_path / 'no'}: expected WordNet data.* files" in capsys.readouterr().err
