@@ -372,12 +372,14 @@ def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Resul
     state, last = flush_segment(rec, state)
     # A character the model emits in the closing silence belongs to the audio's last moment.
     limit = round(state.samples / state.sample_rate, 3)
-    return replace(state, finished=True), [_clamp(r, limit) for r in results + last]
+    return replace(state, finished=True), [_clamp(r, limit, rec.frame_seconds) for r in results + last]
 
 
-def _clamp(result: Result, limit: float) -> Result:
-    """``result`` with no time later than ``limit`` seconds."""
+def _clamp(result: Result, limit: float, frame: float) -> Result:
+    """``result`` with no time later than ``limit`` seconds; a word or result that starts later
+    keeps the last ``frame`` seconds, so that nothing ends where it starts."""
     if result.end <= limit:
         return result
-    words = tuple(replace(w, start=min(w.start, limit), end=min(w.end, limit)) for w in result.words)
-    return replace(result, start=min(result.start, limit), end=limit, words=words)
+    latest = round(max(limit - frame, 0.0), 3)
+    words = tuple(replace(w, start=min(w.start, latest), end=min(w.end, limit)) for w in result.words)
+    return replace(result, start=min(result.start, latest), end=limit, words=words)

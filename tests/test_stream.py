@@ -296,3 +296,5 @@ def test_times_end_with_the_audio(real_speech_flac: Path) -> None:
         state, last = finish(rec, state)
         finals = [r for r in results + last if r.is_final and r.words]
         assert finals and all(r.end <= seconds and all(w.end <= seconds for w in r.words) for r in finals)
+        # A word cut off mid-way is emitted in the silence; it keeps the audio's last frame.
+        assert all(r.start < r.end and all(w.start < w.end for w in r.words) for r in finals)
