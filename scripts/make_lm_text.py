@@ -1,4 +1,4 @@
-"""Write extra language-model text: WordNet's definitions and the installed user help.
+"""Write extra language-model text: WordNet's definitions, the installed user help and applications' messages.
 
     python scripts/make_lm_text.py --out data/corpus/text/lm_extra.txt \
         --exclude data/corpus/text/valid.txt --exclude data/corpus/text/test.txt \
@@ -11,7 +11,9 @@ The definitions of WordNet (``wordnet-base``) and the help of GNOME, LibreOffice
 handbook (``gnome-user-docs``, ``libreoffice-help-en-us``, ``debian-handbook``), and of GIMP, KDE
 and more GNOME applications, Debian's reference and FAQ (unpacked into
 ``/usr/local/share/streamasr/help``), all from ``scripts/install_data_deps.sh``, are modern,
-instructional English: text for the LM only, never read aloud, so help sentences may hold numbers
+instructional English, and so are the messages of applications' gettext catalogs (buttons, menus,
+notices: "call ended"), which that script gathers into ``/usr/local/share/streamasr/ui``: text for
+the LM only, never read aloud, so help sentences may hold numbers
 ("press 1"), spelled out like transcripts. Every ``--exclude`` sentence (text files: one per line;
 ``.jsonl`` manifests: their ``text``) is kept out: a line equal to one, or containing one of four
 or more words, is dropped.

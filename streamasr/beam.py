@@ -42,16 +42,17 @@ class DecoderConfig:
     # and with the word LM 256 beat 128 on all three (0.1-0.5 points) at ~2x (README model card).
     beam_size: int = 256
     lm_weight: float = 1.0  # weight of the LM's natural-log probability per character (0: no LM)
-    # Nats added to a prefix's score per character: offsets the LM's cost of each character. With the
-    # word LM (which makes each extra word cost more), 2.0 was no worse than 1.5 on any evaluation set.
-    insertion_bonus: float = 2.0
+    # Nats added to a prefix's score per character: offsets the LM's cost of each character. It rises
+    # with the word weight (each extra word costs more): 3.0 goes with 0.4 (README model card).
+    insertion_bonus: float = 3.0
     min_log_prob: float = -6.0  # nats: a character is tried in a frame only if its log-posterior reaches this
     lm: str | None = None  # character LM file (.npz); None: the bundled one
     # Weight of the word LM's natural-log probability per word (0: no word LM). The word trigram sees
-    # two whole words back where the character 10-gram sees about two words' letters; with insertion
-    # bonus 1.5, 0.15 moved the held-out and real voices 0.9 and 2.1 WER points for 0.2 on the
-    # training voices; 0.2 with bonus 2.0 was level or better on all three (README model card).
-    word_weight: float = 0.2
+    # two whole words back where the character 10-gram sees about two words' letters. With the LM text
+    # that holds applications' messages, 0.4 with bonus 3.0 beat 0.2 with 2.0 by 0.7 and 0.8 WER points
+    # on the held-out and real voices (0.3 on the training voices the other way); 0.5 with 3.5 lost
+    # on all three (README model card).
+    word_weight: float = 0.4
     word_lm: str | None = None  # word LM file (.npz, scripts/build_lm.py --word-out); None: the bundled one
     # Nats a prefix pays for each word outside the LM file's word list (its training text's words and
     # any list given to build_lm.py --words); 0: no word list; None: DEFAULT_OOV_PENALTY wherever the

@@ -287,7 +287,7 @@ def test_lm_extra_text_keeps_held_out_sentences_out(tmp_path: Path) -> None:
     (tmp_path / "help" / "copy.html").write_text("<p>Press the Enter key to continue.</p>")  # a duplicate
     held_out = ["Select a mailbox from the list", "the Sound panel to change", "make available"]
     write_mo(tmp_path / "ui" / "app.mo", {"Call ended": "Anruf beendet", "Make available": "Bereitstellen",
-                                          "Mute the microphone": "Mikrofon stumm schalten"})  # one a duplicate
+                                          "Mute the microphone": "Mikrofon stumm schalten"})  # one held out
     lines = lm_extra_text(held_out, [tmp_path / "wordnet"], [tmp_path / "help"], [tmp_path / "ui"])
     assert lines == ["breathe with difficulty", "of an engine fail to start", "cause to open or to become open",
                      "press the enter key to continue", "mute the microphone if you need to",
@@ -334,4 +334,5 @@ def test_make_lm_text_script_without_sources(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit):
         load_script("make_lm_text").main(["--out", str(tmp_path / "x.txt"), "--wordnet-dir", str(tmp_path),
                                           "--help-dir", str(tmp_path / "none"), "--ui-dir", str(tmp_path / "no")])
-    assert f"no text found in {tmp_path}, {tmp_path / 'none'}, {tmp_path / 'no'}: expected WordNet data.* files" in capsys.readouterr().err
+    dirs = f"{tmp_path}, {tmp_path / 'none'}, {tmp_path / 'no'}"
+    assert f"no text found in {dirs}: expected WordNet data.* files" in capsys.readouterr().err
