@@ -72,17 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         listed = [w for path in args.words for w in normalize(path.read_text(encoding="utf-8")).split()]
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"--words: {e}; expected a UTF-8 text file of words, one per line")
+    words = None
+    if args.word_out is not None:  # first: its order can fail on the vocabulary, in seconds, before the long build
+        try:
+            words = lm.build_words(lines, args.word_order, args.word_prune)
+        except ValueError as e:
+            p.error(f"--word-order {args.word_order}: {e}")
     model = lm.build(lines, args.order, args.prune, words=listed)
     model.save(args.out)
     contexts = sum(len(t["codes"]) for t in model.tables)
     entries = sum(len(t["symbols"]) for t in model.tables)
     print(f"{args.out}: order {args.order}, {contexts} contexts, {entries} entries, {len(model.words or ())} words, "
           f"{args.out.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - began:.1f} s", file=sys.stderr)
-    if args.word_out is not None:
-        try:
-            words = lm.build_words(lines, args.word_order, args.word_prune)
-        except ValueError as e:
-            p.error(f"--word-order {args.word_order}: {e}")
+    if words is not None and args.word_out is not None:
         words.save(args.word_out)
         grams = [len(t["symbols"]) for t in words.tables]
         print(f"{args.word_out}: order {args.word_order}, {len(words.words)} words, n-grams per order {grams}, "

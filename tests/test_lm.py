@@ -187,6 +187,16 @@ def test_build_script_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert message in capsys.readouterr().err
 
 
+def test_build_script_word_order_fails_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An order the vocabulary cannot hold in 64-bit codes fails before the character LM is built or written."""
+    (tmp_path / "train.txt").write_text("\n".join(TINY_LM_TEXT) + "\n")
+    with pytest.raises(SystemExit):
+        load_script("build_lm").main(["--text", str(tmp_path / "train.txt"), "--out", str(tmp_path / "x.npz"),
+                                      "--word-out", str(tmp_path / "w.npz"), "--word-order", "20"])
+    assert "--word-order 20: word LM order 20 with" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "w.npz").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # The word LM
 
