@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = sum(len(t["symbols"]) for t in model.tables)
     print(f"{args.out}: order {args.order}, {contexts} contexts, {entries} entries, {len(model.words or ())} words, "
           f"{args.out.stat().st_size / 1e6:.2f} MB, {time.perf_counter() - began:.1f} s", file=sys.stderr)
-    if words is not None and args.word_out is not None:
+    if words is not None:
         words.save(args.word_out)
         grams = [len(t["symbols"]) for t in words.tables]
         print(f"{args.word_out}: order {args.word_order}, {len(words.words)} words, n-grams per order {grams}, "

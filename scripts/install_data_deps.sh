@@ -15,11 +15,13 @@ $sudo apt-get install -y --no-install-recommends \
     espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
     sox ffmpeg wordnet-base fortunes fortunes-min wamerican \
     asterisk-core-sounds-en asterisk-core-sounds-en-g722
-# Modern text for the language model only (scripts/make_lm_text.py): user help.
-$sudo apt-get install -y --no-install-recommends gnome-user-docs libreoffice-help-en-us debian-handbook \
-    gnumeric-doc gnucash-docs mate-user-guide evolution-common evince-common gedit-common \
-    gnome-terminal-data totem-common cheese-common balsa-data shotwell-common gthumb-data \
-    epiphany-browser-data zenity-common
+# Modern text for the language model only (scripts/make_lm_text.py): user help, and (below) the
+# message catalogs these packages hold.
+lm_text_packages=(gnome-user-docs libreoffice-help-en-us debian-handbook
+    gnumeric-doc gnucash-docs mate-user-guide evolution-common evince-common gedit-common
+    gnome-terminal-data totem-common cheese-common balsa-data shotwell-common gthumb-data
+    epiphany-browser-data zenity-common)
+$sudo apt-get install -y --no-install-recommends "${lm_text_packages[@]}"
 # More help, unpacked without installing the applications and their desktop dependencies: only
 # the English help pages are kept, under $help_dir (one of the folders make_lm_text.py reads).
 help_dir=/usr/local/share/streamasr/help
@@ -69,8 +71,7 @@ mkdir "$tmp/ui"
     xfce4-terminal)
 for deb in "$tmp"/ui/*.deb; do dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp/root" --wildcards "*/locale/de/LC_MESSAGES/*.mo" 2>/dev/null || true; done
 find "$tmp/root" -path "*/locale/de/LC_MESSAGES/*.mo" -print0 | $sudo xargs -0 cp -t "$ui_dir"
-for pkg in evolution-common evince-common gedit-common gnome-terminal-data totem-common cheese-common balsa-data \
-        shotwell-common gthumb-data epiphany-browser-data zenity-common mate-user-guide; do
+for pkg in "${lm_text_packages[@]}"; do
     dpkg -L "$pkg" | grep "/locale/de/LC_MESSAGES/.*\.mo$" | $sudo xargs -r cp -t "$ui_dir" || true
 done
 rm -rf "$tmp"

@@ -55,6 +55,13 @@ _CLEAN = re.compile(r"^[A-Za-z][A-Za-z ,.;:'\"!?()\-]*$")
 # and words of letters and digits ("SUMX2MY2") other than ordinals ("3rd").
 _LM_CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ,.;:'\"!?()\-%#*+&@/]*$")
 _LM_UNREADABLE = re.compile(rf"\d[.,:/]\d|[A-Za-z]\d|\d(?!{ORDINAL_SUFFIX})[A-Za-z]|\d{{5}}")
+
+
+def _lm_readable(text: str) -> bool:
+    """Whether LM text may hold ``text``: letters, numbers and spelled-out symbols that read one way."""
+    return bool(_LM_CLEAN.match(text)) and not _LM_UNREADABLE.search(text)
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')]?\s+(?=[\"'(]?[A-Z])")
 
 
@@ -69,7 +76,7 @@ def clean_sentence(text: str, numbers: bool = False) -> str | None:
     """
     text = " ".join(text.replace("``", '"').replace("''", '"').replace("--", ", ").split())
     text = text.strip(" \"'()-,;:")
-    if not (_LM_CLEAN if numbers else _CLEAN).match(text) or (numbers and _LM_UNREADABLE.search(text)):
+    if not (_lm_readable(text) if numbers else _CLEAN.match(text)):
         return None
     if text.count('"') % 2 or text.count("(") != text.count(")"):
         text = text.replace('"', "").replace("(", "").replace(")", "")
@@ -267,8 +274,8 @@ def ui_strings(dirs: Iterable[Path] = UI_DIRS) -> Iterator[str]:
                     continue
                 for line in message.splitlines():
                     line = _UI_ACCESS_KEY.sub("", line).replace("&&", "&").strip().rstrip(":.…").strip()
-                    if not line or _UI_UNWANTED.search(line) or not _LM_CLEAN.match(line) \
-                            or _LM_UNREADABLE.search(line) or len(line.split()) > MAX_WORDS:
+                    if not line or _UI_UNWANTED.search(line) or not _lm_readable(line) \
+                            or len(line.split()) > MAX_WORDS:
                         continue
                     phrase = normalize(line)
                     if phrase:
@@ -276,7 +283,7 @@ def ui_strings(dirs: Iterable[Path] = UI_DIRS) -> Iterator[str]:
 
 
 def lm_extra_text(held_out: Iterable[str], wordnet_dirs: Iterable[Path] = WORDNET_DIRS,
-                  help_dirs: Iterable[Path] = HELP_DIRS, ui_dirs: Iterable[Path] = ()) -> list[str]:
+                  help_dirs: Iterable[Path] = HELP_DIRS, ui_dirs: Iterable[Path] = UI_DIRS) -> list[str]:
     """Normalised, deduplicated lines of WordNet definitions, user help and UI strings for the LM.
 
     A line that equals a ``held_out`` sentence (validation, test, evaluation transcripts) or
