@@ -7,7 +7,9 @@
 ``--short N`` adds N phrases of one to three words cut from the sentences (the corpus's short
 phrases): an LM that only saw 4-20-word sentences makes a lone word an unlikely whole utterance,
 so the decoder splits it into several words or drops it. ``--codes N`` adds N spelled letters
-or digit strings (the corpus's codes, "k a y", "four one five"), which the sentences lack.
+or digit strings (the corpus's codes, "k a y", "four one five"), which the sentences lack, and
+``--numbers N`` N numbers, ordinals, dates, times and amounts as said ("the nineteenth", "ten
+thirty", "five dollars"), which they have few of.
 The file also stores the words of that text, and ``--words FILE`` adds a word list (one word per
 line, e.g. Debian's wamerican) to them without adding it to the n-gram text: the beam search's
 ``--oov-penalty`` holds hypotheses to these words. ``--word-out FILE`` also writes a word n-gram LM
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 
 from streamasr import lm
-from streamasr.corpus import code_phrase, short_phrase
+from streamasr.corpus import code_phrase, number_phrase, short_phrase
 from streamasr.text import normalize
 
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train on this many 1-3-word phrases cut from the text (default: 0)")
     p.add_argument("--codes", type=int, default=0,
                    help="also train on this many spelled letters or digit strings (default: 0)")
+    p.add_argument("--numbers", type=int, default=0,
+                   help="also train on this many numbers, dates, times and amounts in words (default: 0)")
     p.add_argument("--words", type=Path, action="append", default=[],
                    help="a word list (one per line) for the stored words, not for the n-grams (repeatable)")
     p.add_argument("--word-out", type=Path, default=None,
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--word-prune", type=float, default=lm.WORD_PRUNE,
                    help=f"word LM weighted-difference pruning threshold, 0 keeps all (default: {lm.WORD_PRUNE:g})")
     p.add_argument("--seed", type=int, default=1234,
-                   help="seed of the short phrases and codes (default: 1234)")
+                   help="seed of the short phrases, codes and numbers (default: 1234)")
     args = p.parse_args(argv)
     began = time.perf_counter()
     try:
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                  if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         p.error(f"--text: {e}; expected a UTF-8 text file of sentences, one per line")
-    for name in ("short", "codes", "word_prune"):
+    for name in ("short", "codes", "numbers", "word_prune"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if args.word_order < 1:
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(f"--short {args.short}: {e}")
     lines += [code_phrase(i, args.seed) for i in range(args.codes)]
+    lines += [number_phrase(i, args.seed) for i in range(args.numbers)]
     try:
         listed = [w for path in args.words for w in normalize(path.read_text(encoding="utf-8")).split()]
     except (OSError, UnicodeDecodeError) as e:

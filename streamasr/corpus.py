@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from streamasr.importers import load_or_make_text
 from streamasr.importers import write_manifest as write_jsonl_atomic
-from streamasr.text import normalize
+from streamasr.text import normalize, number_to_words, ordinal_to_words
 from streamasr.tts import VOICES, Utt, synth_chunk, wav_duration
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,65 @@ def code_phrase(index: int, seed: int) -> str:
         letters = rng.choices(string.ascii_uppercase, k=rng.choice((1, 1, 1, 2, 3, 4)))
         return ", ".join(letters) + "."
     return " ".join(rng.choices(_DIGITS, k=rng.choice((1, 1, 2, 3, 4, 5, 7, 10))))
+
+
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_MONTHS = ("january february march april may june july august september october november "
+           "december").split()
+_UNITS = ("seconds minutes hours days weeks months years times percent degrees dollars cents "
+          "miles pounds items messages calls people").split()
+
+
+def _cardinal(rng: random.Random) -> str:
+    """A number as said, small ones most often: people say "five" far more often than "5,280"."""
+    top = rng.choice((10, 20, 20, 100, 100, 1000, 10**6, 10**9))
+    return number_to_words(rng.randrange(top))
+
+
+def _year(rng: random.Random) -> str:
+    year = rng.randrange(1900, 2100)
+    if 2000 <= year < 2010:
+        return number_to_words(year)  # "two thousand five"
+    head, tail = divmod(year, 100)
+    return number_to_words(head) + " " + ("hundred" if tail == 0 else
+                                          ("oh " if tail < 10 else "") + number_to_words(tail))
+
+
+def number_phrase(index: int, seed: int) -> str:
+    """Phrase ``index`` of the number text: a number, ordinal, date, time, amount or day as said.
+
+    What people tell a speech service is full of them ("the nineteenth", "march third", "ten
+    thirty", "five dollars"), but read aloud in words, which books and help pages seldom do, so
+    the sentences have few. Each phrase depends only on (index, seed).
+    """
+    rng = random.Random(f"{seed}/number/{index}")
+    ordinal = ordinal_to_words(rng.choice((rng.randrange(1, 32), rng.randrange(1, 101), 100, 1000, 10**6)))
+    day = ordinal_to_words(rng.randrange(1, 32))
+    hour, minute = rng.randrange(1, 13), rng.choice((0, 15, 30, 45, rng.randrange(60)))
+    month, weekday = rng.choice(_MONTHS), rng.choice(_WEEKDAYS)
+    forms = (
+        lambda: _cardinal(rng),
+        lambda: "minus " + _cardinal(rng),
+        lambda: ordinal,
+        lambda: "the " + ordinal,
+        lambda: weekday,
+        lambda: month,
+        lambda: f"{month} {day}",
+        lambda: f"{weekday} {month} {day}",
+        lambda: f"the {day} of {month}",
+        lambda: f"{month} {day} {_year(rng)}",
+        lambda: _year(rng),
+        lambda: rng.choice(("today", "tomorrow", "yesterday", "tonight", f"next {weekday}",
+                            f"last {weekday}", f"this {weekday}", f"on {weekday}", f"in {month}")),
+        lambda: f"{number_to_words(hour)} o'clock",
+        lambda: number_to_words(hour) + ("" if minute == 0 else
+                                         (" oh " if minute < 10 else " ") + number_to_words(minute))
+        + rng.choice(("", "", " a m", " p m")),
+        lambda: rng.choice(("half past", "quarter past", "quarter to")) + " " + number_to_words(hour),
+        lambda: f"{_cardinal(rng)} {rng.choice(_UNITS)}",
+        lambda: f"{_cardinal(rng)} dollars and {number_to_words(rng.randrange(1, 100))} cents",
+    )
+    return rng.choice(forms)()
 
 
 def extra_phrase(kind: str, sentences: Sequence[str], index: int, seed: int) -> str:

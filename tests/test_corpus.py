@@ -19,6 +19,7 @@ from streamasr.corpus import (
     code_phrase,
     extra_phrase,
     manifest_stats,
+    number_phrase,
     parse_amounts,
     plan,
     short_phrase,
@@ -152,6 +153,22 @@ def test_codes_spell_letters_and_read_digits(tmp_path: Path) -> None:
     assert extra_phrase("short", SENTENCES["train"], 7, 1) == short_phrase(SENTENCES["train"], 7, 1)
     with pytest.raises(ValueError, match="kind must be 'short' or 'code', got 'long'"):
         extra_phrase("long", SENTENCES["train"], 7, 1)
+
+
+def test_number_phrases_are_numbers_dates_and_times_in_words() -> None:
+    phrases = [number_phrase(i, 1234) for i in range(2000)]
+    assert all(normalize(p) == p and p for p in phrases)  # already the transcript: no digits, no symbols
+    words = {w for p in phrases for w in p.split()}
+    assert {"nineteenth", "twenty", "hundred", "thousand", "million", "march", "tuesday", "o'clock", "dollars",
+            "cents", "tomorrow", "minus", "p", "m", "quarter"} <= words
+    assert any(p.startswith("the ") and p.endswith("th") for p in phrases)  # "the nineteenth"
+    assert any(p.endswith(" o'clock") for p in phrases) and any(" of " in p for p in phrases)
+    assert len(set(phrases)) > 1000  # varied, not a few phrases again and again
+    # Lone small numbers are the commonest form; huge ones appear but rarely.
+    lone = [p for p in phrases if p.split()[0] in words and " " not in p]
+    assert sum(p in ("one", "two", "five", "ten", "fifteen") for p in lone) > 10
+    assert sum(len(p.split()) > 8 for p in phrases) < len(phrases) // 10
+    assert number_phrase(7, 1) == number_phrase(7, 1) != number_phrase(7, 2)
 
 
 @pytest.mark.skipif(not HAVE_ENGINES, reason="espeak-ng and flite are not installed")

@@ -141,6 +141,7 @@ def build_with_script(tmp_path: Path, name: str, *options: str) -> lm.CharLM:
 @pytest.mark.parametrize(("option", "likelier"), [
     (("--short", "200"), ("number", "followed", "the river")),  # a lone word is a likely utterance
     (("--codes", "60"), ("k", "j o h n", "four one five two", "nine")),  # spelled letters, digits
+    (("--numbers", "300"), ("the nineteenth", "march third", "ten thirty", "five dollars")),
 ])
 def test_build_script_extra_phrases(tmp_path: Path, option: tuple[str, str], likelier: tuple[str, ...]) -> None:
     plain, extra = build_with_script(tmp_path, "plain"), build_with_script(tmp_path, "extra", *option)
@@ -172,6 +173,7 @@ def test_build_script_word_lm(tmp_path: Path) -> None:
     (["--text", "MISSING"], "--text: [Errno 2] No such file or directory"),
     (["--short", "-1"], "--short must be >= 0, got -1"),
     (["--codes", "-2"], "--codes must be >= 0, got -2"),
+    (["--numbers", "-3"], "--numbers must be >= 0, got -3"),
     (["--word-prune", "-1"], "--word-prune must be >= 0, got -1.0"),
     (["--word-order", "0"], "--word-order must be >= 1, got 0"),
     (["--short", "5", "--text", "DOTS"], "no short phrase found in 2 sentences"),
