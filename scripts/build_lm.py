@@ -1,7 +1,7 @@
 """Build the character n-gram LM (and the word n-gram LM) for beam search from the training-text split.
 
     python scripts/build_lm.py --text /work/data/corpus/text/train.txt --short 100000 \
-        --codes 20000 --words /usr/share/dict/words --out streamasr/models/lm.npz \
+        --codes 20000 --numbers 60000 --words /usr/share/dict/words --out streamasr/models/lm.npz \
         --word-out streamasr/models/words.npz
 
 ``--short N`` adds N phrases of one to three words cut from the sentences (the corpus's short

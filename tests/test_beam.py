@@ -77,6 +77,15 @@ def test_lm_flips_an_ambiguous_character_to_a_word(tiny_lm_path: Path) -> None:
     assert [(w.word, w.start, w.end) for w in words] == [("the", 0.0, 0.2), ("number", 0.32, 0.76)]
 
 
+def test_space_bonus_is_paid_per_space_and_insertion_bonus_per_letter() -> None:
+    # "ab" or "a b": the frame between the letters is more likely blank (0.6) than a space (0.4).
+    log_probs = frames(["a", {" ": 0.4, "_": 0.6}, "b", "_"])
+    cfg = DecoderConfig(method="beam", lm_weight=0.0, word_weight=0.0, insertion_bonus=0.0, space_bonus=0.0)
+    for space_bonus, insertion_bonus, said in ((0.0, 0.0, "ab"), (1.0, 0.0, "a b"), (0.0, 5.0, "ab")):
+        dec = BeamDecoder(replace(cfg, space_bonus=space_bonus, insertion_bonus=insertion_bonus), TOK)
+        assert dec.end(decode(dec, log_probs)).text == said
+
+
 def test_repeat_collapses_across_a_segment_restart(tiny_lm_path: Path) -> None:
     dec = BeamDecoder(DecoderConfig(method="beam", beam_size=4), TOK, lm.CharLM.load(tiny_lm_path))
     beams = decode(dec, frames(["_", "a", "a"]))
@@ -152,7 +161,7 @@ def test_word_lm_flips_a_word_its_context_predicts() -> None:
     # "please ?old" where the acoustics slightly prefer "f": "fold" is a word, but never after "please".
     log_probs = frames([*"p_l_e_a_s_e_ _", {"f": 0.5, "h": 0.42, "_": 0.08}, "_", *"o_l_d_", "_"])
     words = lm.build_words(WORD_TEXT, order=3, prune=0.0)
-    cfg = DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0, word_weight=0.0)
+    cfg = DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0, space_bonus=0.0, word_weight=0.0)
     plain = BeamDecoder(cfg, TOK, None, words)
     assert plain.words is None and plain.end(decode(plain, log_probs)).text == "please fold"
     fused = BeamDecoder(replace(cfg, word_weight=0.5), TOK, None, words)
@@ -228,6 +237,7 @@ def test_partials_and_flush(beam_recognizer: Recognizer, speech_wav: Path) -> No
     ("beam_size", 2.5, r"DecoderConfig.beam_size must be an integer in \[1, 256\], got 2.5"),
     ("lm_weight", -1.0, r"DecoderConfig.lm_weight must be a number in \[0.0, 10.0\], got -1.0"),
     ("insertion_bonus", float("nan"), r"DecoderConfig.insertion_bonus must be a number in \[-20.0, 20.0\], got nan"),
+    ("space_bonus", 21, r"DecoderConfig.space_bonus must be a number in \[-20.0, 20.0\], got 21"),
     ("min_log_prob", 1.0, r"DecoderConfig.min_log_prob must be a number in \[-100.0, 0.0\], got 1.0"),
     ("lm", "", "DecoderConfig.lm must be a path to an LM file or None"),
     ("word_lm", "", "DecoderConfig.word_lm must be a path to a word LM file or None"),
