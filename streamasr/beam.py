@@ -7,11 +7,11 @@ confidences come out as with greedy decoding.
 
 Scores are natural logs: a prefix's score is its CTC probability (summed over the alignments
 that end in blank and in a character) plus ``lm_weight`` x its LM log-probability plus
-``insertion_bonus`` per letter or apostrophe and ``space_bonus`` per space between words, minus ``oov_penalty`` for each word that is not in the LM's
-word list (paid on the character that leaves the list's word starts, or on the space or end that
-closes a word start that is not itself a word, so the beam drops such a prefix early), plus
-``word_weight`` x the word LM's log-probability of each word, paid on the space or end that closes
-it (and of the sentence end).
+``insertion_bonus`` per letter or apostrophe and ``space_bonus`` per space between words, minus
+``oov_penalty`` for each word that is not in the LM's word list (paid on the character that
+leaves the list's word starts, or on the space or end that closes a word start that is not
+itself a word, so the beam drops such a prefix early), plus ``word_weight`` x the word LM's
+log-probability of each word, paid on the space or end that closes it (and of the sentence end).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class DecoderConfig:
     # and with the word LM 256 beat 128 on all three (0.1-0.5 points) at ~2x (README model card).
     beam_size: int = 256
     lm_weight: float = 1.0  # weight of the LM's natural-log probability per character (0: no LM)
-    # Nats added to a prefix's score per character: offsets the LM's cost of each character. It rises
+    # Nats added to a prefix's score per letter or apostrophe: offsets the LM's cost of each. It rises
     # with the word weight (each extra word costs more): 3.0 goes with 0.4 (README model card).
     insertion_bonus: float = 3.0
     # Nats added for each space between words, in place of insertion_bonus: with the full bonus a
