@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--codes-per-voice", type=int, default=300,
                    help="extra training utterances of spelled letters or digit strings per classic "
                         "voice (default: 300)")
+    p.add_argument("--numbers-per-voice", type=int, default=300,
+                   help="extra training utterances of numbers, dates, times and amounts per classic "
+                        "voice (default: 300)")
     p.add_argument("--n-valid", type=int, default=300, help="validation sentences")
     p.add_argument("--n-test", type=int, default=300, help="test (and heldout) sentences")
     p.add_argument("--no-heldout", action="store_true", help="do not build heldout.jsonl")
@@ -48,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra Kokoro training utterances of 1-3 words (default: 3000)")
     p.add_argument("--kokoro-codes", type=int, default=1500,
                    help="extra Kokoro training utterances of spelled letters or digits (default: 1500)")
+    p.add_argument("--kokoro-numbers", type=int, default=1500,
+                   help="extra Kokoro training utterances of numbers, dates, times and amounts (default: 1500)")
     p.add_argument("--kokoro-blends", type=int, default=0,
                    help="extra Kokoro training sentences, each by its own random three-voice blend "
                         "(default: 0)")
@@ -74,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = CorpusConfig(out=args.out, amounts=parse_amounts(args.amount, args.train_per_voice),
                            engines=engines, heldout_voice=None if args.no_heldout else "piper_joe",
                            short_per_voice=args.short_per_voice,
-                           codes_per_voice=args.codes_per_voice, n_valid=args.n_valid,
+                           codes_per_voice=args.codes_per_voice,
+                           numbers_per_voice=args.numbers_per_voice, n_valid=args.n_valid,
                            n_test=args.n_test, seed=args.seed, jobs=args.jobs)
         kcfg = KokoroConfig(voices_dir=args.kokoro_voices or args.out / "kokoro-voices",
                             utterances=args.kokoro_utts, short=args.kokoro_short,
-                            codes=args.kokoro_codes, blends=args.kokoro_blends,
+                            codes=args.kokoro_codes, numbers=args.kokoro_numbers,
+                            blends=args.kokoro_blends,
                             casual=args.kokoro_casual,
                             mixes=args.kokoro_mixes,
                             threads=args.kokoro_threads)

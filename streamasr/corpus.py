@@ -59,6 +59,7 @@ class CorpusConfig:
     trim_keep: float = 0.2  # seconds of silence kept at each end
     short_per_voice: int = 0  # extra training utterances of 1-3 words per training voice
     codes_per_voice: int = 0  # extra training utterances of spelled letters or digit strings
+    numbers_per_voice: int = 0  # extra training utterances of numbers, dates, times and amounts
 
     def __post_init__(self) -> None:
         for name, count in self.amounts:
@@ -78,7 +79,7 @@ class CorpusConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.jobs <= 64:
             raise ValueError(f"jobs must be in [1, 64], got {self.jobs}")
-        for name in ("short_per_voice", "codes_per_voice"):
+        for name in ("short_per_voice", "codes_per_voice", "numbers_per_voice"):
             if not 0 <= getattr(self, name) <= 10**6:
                 raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0.0 <= self.trim_keep <= 2.0:
@@ -87,7 +88,8 @@ class CorpusConfig:
     @property
     def extras_per_voice(self) -> tuple[tuple[str, int], ...]:
         """(kind, utterances per training voice) of the extra utterances (:func:`extra_phrase`)."""
-        return (("short", self.short_per_voice), ("code", self.codes_per_voice))
+        return (("short", self.short_per_voice), ("code", self.codes_per_voice),
+                ("number", self.numbers_per_voice))
 
     @property
     def train_voices(self) -> list[str]:
@@ -196,7 +198,9 @@ def number_phrase(index: int, seed: int) -> str:
 
     What people tell a speech service is full of them ("the nineteenth", "march third", "ten
     thirty", "five dollars"), but read aloud in words, which books and help pages seldom do, so
-    the sentences have few. Each phrase depends only on (index, seed).
+    the sentences have few. Written for a TTS voice to read ("A.M.", which a voice might read as
+    the article and "m"); :func:`normalize` gives the transcript ("a m"). Each phrase depends only
+    on (index, seed).
     """
     rng = random.Random(f"{seed}/number/{index}")
     ordinal = ordinal_to_words(rng.choice((rng.randrange(1, 32), rng.randrange(1, 101), 100, 1000, 10**6)))
@@ -220,7 +224,7 @@ def number_phrase(index: int, seed: int) -> str:
         lambda: f"{number_to_words(hour)} o'clock",
         lambda: number_to_words(hour) + ("" if minute == 0 else
                                          (" oh " if minute < 10 else " ") + number_to_words(minute))
-        + rng.choice(("", "", " a m", " p m")),
+        + rng.choice(("", "", " A.M.", " P.M.")),
         lambda: rng.choice(("half past", "quarter past", "quarter to")) + " " + number_to_words(hour),
         lambda: f"{_cardinal(rng)} {rng.choice(_UNITS)}",
         lambda: f"{_cardinal(rng)} dollars and {number_to_words(rng.randrange(1, 100))} cents",
@@ -229,12 +233,14 @@ def number_phrase(index: int, seed: int) -> str:
 
 
 def extra_phrase(kind: str, sentences: Sequence[str], index: int, seed: int) -> str:
-    """Text of the extra utterance ``<kind>-<index>``: a short phrase or a code."""
+    """Text of the extra utterance ``<kind>-<index>``: a short phrase, a code or a number."""
     if kind == "short":
         return short_phrase(sentences, index, seed)
     if kind == "code":
         return code_phrase(index, seed)
-    raise ValueError(f"extra utterance kind must be 'short' or 'code', got {kind!r}")
+    if kind == "number":
+        return number_phrase(index, seed)
+    raise ValueError(f"extra utterance kind must be 'short', 'code' or 'number', got {kind!r}")
 
 
 def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
@@ -243,7 +249,9 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     Training voices take consecutive, disjoint slices of the shuffled training sentences
     (wrapping round when the amounts exceed the sentences), then ``cfg.short_per_voice``
     short phrases each (:func:`short_phrase`, ids ``short-N``) and ``cfg.codes_per_voice``
-    spelled letters or digit strings each (:func:`code_phrase`, ids ``code-N``); valid and test
+    spelled letters or digit strings each (:func:`code_phrase`, ids ``code-N``) and
+    ``cfg.numbers_per_voice`` numbers, dates, times or amounts each (:func:`number_phrase`, ids
+    ``number-N``); valid and test
     sentences go to the training voices round-robin; heldout is every test sentence in the
     held-out voice.
 

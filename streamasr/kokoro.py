@@ -104,6 +104,7 @@ class KokoroConfig:
     utterances: int = 5000  # training utterances in total
     short: int = 0  # extra training utterances of 1-3 words (corpus.short_phrase)
     codes: int = 0  # extra training utterances of spelled letters or digits (corpus.code_phrase)
+    numbers: int = 0  # extra training utterances of numbers, dates, times, amounts (corpus.number_phrase)
     mixes: int = 36  # extra speakers, each the average of two same-accent voices
     blends: int = 0  # extra utterances, each by its own speaker (kokoro_blend)
     casual: int = 0  # the blends' sentences again, by other blends, words run together (kokoro_casual)
@@ -112,7 +113,7 @@ class KokoroConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.utterances <= 10**6:
             raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
-        for name in ("short", "codes", "blends", "casual"):
+        for name in ("short", "codes", "numbers", "blends", "casual"):
             if not 0 <= getattr(self, name) <= 10**6:
                 raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0 <= self.mixes <= 1000:
@@ -217,10 +218,10 @@ def kokoro_chunk(job: tuple[KokoroConfig, tuple[Utt, ...], float, int]) -> list[
 
 def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list[Utt]:
     """Kokoro training utterances, speakers in turn: sentences after the other voices' slices,
-    then short phrases after the other voices' short phrases, then codes after theirs, then
-    blends: sentences from the end of the list backwards (clear of the slices above unless all
-    of them together exceed the training text), then casual speech: the blends' sentences again
-    (each by another blend), so that a sentence is heard both as read and as said."""
+    then short phrases after the other voices' short phrases, then codes and numbers after
+    theirs, then blends: sentences from the end of the list backwards (clear of the slices above
+    unless all of them together exceed the training text), then casual speech: the blends'
+    sentences again (each by another blend), so that a sentence is heard both as read and as said."""
     start = sum(count for _, count in cfg.amounts)
     names = list(kokoro_speakers(kcfg.mixes, cfg.seed))
     audio = cfg.out.resolve() / "audio"
@@ -232,7 +233,7 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     for k in range(kcfg.utterances):
         index = (start + k) % len(train)
         out.append(utt(k, f"train-{index:06d}", train[index]))
-    counts = {"short": kcfg.short, "code": kcfg.codes}
+    counts = {"short": kcfg.short, "code": kcfg.codes, "number": kcfg.numbers}
     for kind, per_voice in cfg.extras_per_voice:
         first = per_voice * len(cfg.train_voices)  # after the other voices' utterances of this kind
         for k in range(first, first + counts[kind]):

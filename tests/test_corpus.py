@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,7 @@ def small_config(out: Path, **kw: object) -> CorpusConfig:
         ({"trim_keep": -1.0}, "trim_keep must be in [0, 2] s, got -1.0"),
         ({"short_per_voice": -1}, "short_per_voice must be in [0, 1e6], got -1"),
         ({"codes_per_voice": -1}, "codes_per_voice must be in [0, 1e6], got -1"),
+        ({"numbers_per_voice": -1}, "numbers_per_voice must be in [0, 1e6], got -1"),
     ],
 )
 def test_config_errors_name_field_and_value(kwargs: dict[str, object], message: str) -> None:
@@ -151,13 +153,30 @@ def test_codes_spell_letters_and_read_digits(tmp_path: Path) -> None:
     assert code_phrase(7, 1) == code_phrase(7, 1) != code_phrase(7, 2)
     assert extra_phrase("code", SENTENCES["train"], 7, 1) == code_phrase(7, 1)
     assert extra_phrase("short", SENTENCES["train"], 7, 1) == short_phrase(SENTENCES["train"], 7, 1)
-    with pytest.raises(ValueError, match="kind must be 'short' or 'code', got 'long'"):
+    assert extra_phrase("number", SENTENCES["train"], 7, 1) == number_phrase(7, 1)
+    with pytest.raises(ValueError, match="kind must be 'short', 'code' or 'number', got 'long'"):
         extra_phrase("long", SENTENCES["train"], 7, 1)
 
 
+def test_numbers_follow_the_codes_in_the_plan(tmp_path: Path) -> None:
+    cfg = CorpusConfig(out=tmp_path, amounts=(("espeak", 1), ("flite_rms", 1)), codes_per_voice=1,
+                       numbers_per_voice=2)
+    train = plan(cfg, SENTENCES)["train"]
+    assert [u.uid for u in train[2:]] == ["code-000000", "code-000001", "number-000000", "number-000001",
+                                          "number-000002", "number-000003"]
+    assert [u.voice for u in train[4:]] == ["espeak", "espeak", "flite_rms", "flite_rms"]
+    assert [u.text for u in train[4:]] == [number_phrase(i, cfg.seed) for i in range(4)]
+    # None by default, so the plans of corpora built before numbers existed stay the same.
+    assert plan(replace(cfg, numbers_per_voice=0), SENTENCES)["train"] == train[:4]
+
+
 def test_number_phrases_are_numbers_dates_and_times_in_words() -> None:
-    phrases = [number_phrase(i, 1234) for i in range(2000)]
-    assert all(normalize(p) == p and p for p in phrases)  # already the transcript: no digits, no symbols
+    said = [number_phrase(i, 1234) for i in range(2000)]
+    # Words for a voice to read: only "A.M." and "P.M." differ from the transcript.
+    phrases = [normalize(p) for p in said]
+    assert all(p and normalize(p) == p.replace(" A.M.", " a m").replace(" P.M.", " p m")
+               for p in said)
+    assert any(p.endswith(" P.M.") for p in said) and any(p.endswith(" A.M.") for p in said)
     words = {w for p in phrases for w in p.split()}
     assert {"nineteenth", "twenty", "hundred", "thousand", "million", "march", "tuesday", "o'clock", "dollars",
             "cents", "tomorrow", "minus", "p", "m", "quarter"} <= words
@@ -262,6 +281,15 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
     assert [u.text for u in with_codes[73:]] == [code_phrase(4, cfg.seed), code_phrase(5, cfg.seed)]
     with pytest.raises(ValueError, match="codes must be in \\[0, 1e6\\], got -1"):
         KokoroConfig(voices_dir=tmp_path, codes=-1)
+    # Numbers come after the codes, after the other voices' numbers; none by default.
+    with_numbers = plan_kokoro(small_config(tmp_path, short_per_voice=5, codes_per_voice=2, numbers_per_voice=1),
+                               KokoroConfig(voices_dir=tmp_path, utterances=70, short=3, codes=2, numbers=2,
+                                            mixes=4), SENTENCES["train"] * 10)
+    assert with_numbers[:75] == with_codes
+    assert [u.uid for u in with_numbers[75:]] == ["number-000002", "number-000003"]
+    assert [u.text for u in with_numbers[75:]] == [number_phrase(2, cfg.seed), number_phrase(3, cfg.seed)]
+    with pytest.raises(ValueError, match="numbers must be in \\[0, 1e6\\], got -1"):
+        KokoroConfig(voices_dir=tmp_path, numbers=-1)
     # Blends read sentences from the end of the list, each by its own speaker.
     with_blends = plan_kokoro(cfg, KokoroConfig(voices_dir=tmp_path, utterances=70, mixes=4, blends=3),
                               SENTENCES["train"] * 10)
