@@ -251,9 +251,8 @@ def plan(cfg: CorpusConfig, text: dict[str, list[str]]) -> dict[str, list[Utt]]:
     short phrases each (:func:`short_phrase`, ids ``short-N``) and ``cfg.codes_per_voice``
     spelled letters or digit strings each (:func:`code_phrase`, ids ``code-N``) and
     ``cfg.numbers_per_voice`` numbers, dates, times or amounts each (:func:`number_phrase`, ids
-    ``number-N``); valid and test
-    sentences go to the training voices round-robin; heldout is every test sentence in the
-    held-out voice.
+    ``number-N``); valid and test sentences go to the training voices round-robin; heldout is
+    every test sentence in the held-out voice.
 
     Returns:
         Manifest name ("train", "valid", "test", "heldout") -> planned utterances.
