@@ -174,8 +174,8 @@ def test_number_phrases_are_numbers_dates_and_times_in_words() -> None:
     said = [number_phrase(i, 1234) for i in range(2000)]
     # Words for a voice to read: only "A.M." and "P.M." differ from the transcript.
     phrases = [normalize(p) for p in said]
-    assert all(p and normalize(p) == p.replace(" A.M.", " a m").replace(" P.M.", " p m")
-               for p in said)
+    assert all(p and n == p.replace(" A.M.", " a m").replace(" P.M.", " p m")
+               for p, n in zip(said, phrases, strict=True))
     assert any(p.endswith(" P.M.") for p in said) and any(p.endswith(" A.M.") for p in said)
     words = {w for p in phrases for w in p.split()}
     assert {"nineteenth", "twenty", "hundred", "thousand", "million", "march", "tuesday", "o'clock", "dollars",
