@@ -27,6 +27,7 @@ from streamasr.corpus import (
     map_jobs,
     plan,
     planned_utt,
+    read_manifest,
     write_jsonl_atomic,
     write_manifests,
 )
@@ -251,6 +252,7 @@ def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
 
     Safe to interrupt at any point; run it again to continue. The main manifests pick up
     ``kokoro.jsonl`` whenever they are rebuilt (and once more at the end of this stage).
+    Utterances on disk stay listed when a later run plans fewer of them.
 
     Returns:
         Rows in ``kokoro.jsonl``.
@@ -262,7 +264,12 @@ def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
     text = load_or_make_text(cfg.out / "text", cfg.seed, cfg.n_valid, cfg.n_test)
     planned = plan_kokoro(cfg, kcfg, text["train"])
     manifest = cfg.out / KOKORO_MANIFEST
-    count = write_jsonl_atomic(manifest, manifest_rows(planned))  # what is already on disk
+    # What is on disk: this plan's utterances, then those an earlier, wider plan made (a run with
+    # a smaller count, e.g. --kokoro-utts 0 to make blends first, must not drop them from training).
+    paths = {u.path for u in planned}
+    earlier = [r for r in read_manifest(manifest) if r["audio"] not in paths
+               and wav_duration(r["audio"]) is not None] if manifest.exists() else []
+    count = write_jsonl_atomic(manifest, [*manifest_rows(planned), *earlier])
     todo = [u for u in planned if wav_duration(u.path) is None]
     logger.info("kokoro: %d utterances on disk, %d to synthesise", count, len(todo))
     jobs = [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed)

@@ -310,6 +310,29 @@ def test_kokoro_plan_follows_other_voices(tmp_path: Path) -> None:
         build_kokoro(cfg, kcfg)
 
 
+def test_a_narrower_kokoro_run_keeps_what_a_wider_one_made(tmp_path: Path) -> None:
+    write_text(tmp_path, {**SENTENCES, "train": SENTENCES["train"] * 10})
+    for name in KOKORO_VOICES:
+        (tmp_path / f"{name}.bin").write_bytes(b"")  # only their presence is checked before synthesis
+    cfg = small_config(tmp_path)
+    wide = KokoroConfig(voices_dir=tmp_path, utterances=4, short=0, codes=0, numbers=0, mixes=4, blends=2)
+    for u in plan_kokoro(cfg, wide, SENTENCES["train"] * 10):
+        Path(u.path).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(u.path, np.zeros(1600, np.int16), SAMPLE_RATE, subtype="PCM_16")
+    assert build_kokoro(cfg, wide) == 6  # all on disk: nothing to synthesise
+    # Blends only now (as --kokoro-utts 0 does): the four pure-voice rows stay in both manifests.
+    blends_only = KokoroConfig(voices_dir=tmp_path, utterances=0, short=0, codes=0, numbers=0, mixes=4, blends=2)
+    assert build_kokoro(cfg, blends_only) == 6
+    rows = [json.loads(line) for line in (tmp_path / "kokoro.jsonl").read_text().splitlines()]
+    assert [r["voice"] for r in rows] == [BLEND_VOICE] * 2 + [r["voice"] for r in rows[2:]]
+    assert len({r["voice"] for r in rows[2:]}) == 4 and BLEND_VOICE not in {r["voice"] for r in rows[2:]}
+    train = [json.loads(line)["audio"] for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert {r["audio"] for r in rows} <= set(train)
+    # A listed file that is gone is dropped.
+    Path(rows[-1]["audio"]).unlink()
+    assert build_kokoro(cfg, blends_only) == 5
+
+
 def test_blends_are_three_voices_of_one_accent_fixed_by_the_seed() -> None:
     blends = [blend_of(f"1234/{BLEND_VOICE}/train-{i:06d}") for i in range(200)]
     for parts in blends:
