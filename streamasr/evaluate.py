@@ -15,6 +15,7 @@ import jiwer
 import numpy as np
 from tqdm import tqdm
 
+from streamasr.adapt import AdaptConfig, SpeakerAdapter
 from streamasr.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.data import Utterance, read_manifest, read_pcm
@@ -60,17 +61,31 @@ def score(hyps: list[Hypothesis]) -> dict[str, float]:
     }
 
 
-def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progress: bool = False) -> tuple[dict[str, Any], list[Hypothesis]]:
-    """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses."""
+def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progress: bool = False,
+             adapt: AdaptConfig | None = None) -> tuple[dict[str, Any], list[Hypothesis]]:
+    """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses.
+
+    With ``adapt`` enabled, each voice is a speaker: its utterances, in manifest order, are each
+    recognised with what the earlier ones taught (``streamasr.adapt``); the time includes learning.
+    """
     chunk = chunk_ms * rec.feature_cfg.sample_rate // 1000
     hyps: list[Hypothesis] = []
+    speakers: dict[str, SpeakerAdapter] = {}
     for utt in tqdm(items, desc="eval", file=sys.stderr, disable=not progress, unit="utt"):
         audio = read_pcm(utt.audio)
         began = time.perf_counter()
-        text = recognise(rec, audio, chunk)
+        if adapt is not None and adapt.enabled:
+            if utt.voice not in speakers:
+                speakers[utt.voice] = SpeakerAdapter(rec, adapt)
+            text = recognise(speakers[utt.voice].rec, audio, chunk)
+            speakers[utt.voice].learn(audio)
+        else:
+            text = recognise(rec, audio, chunk)
         hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
                                time.perf_counter() - began))
     report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}
+    if adapt is not None and adapt.enabled:
+        report["adapt"] = adapt.to_dict()
     voices = sorted({h.voice for h in hyps if h.voice})
     if len(voices) > 1:
         report["voices"] = {v: score([h for h in hyps if h.voice == v]) for v in voices}
@@ -90,6 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="also draw WER and CER per manifest and voice to this PNG (needs matplotlib)")
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
+    add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, --adapt-steps, --adapt-max-seconds
     p.set_defaults(func=_main)
 
 
@@ -97,15 +113,18 @@ def _main(args: argparse.Namespace) -> int:
     import torch
 
     decoder = dataclass_from_args(DecoderConfig, args)
+    adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise StreamAsrError("streamasr eval --plot needs matplotlib; install it with: pip install 'streamasr[plot]'")
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.quantize, decoder)
+    if adapt.enabled and args.quantize:
+        raise StreamAsrError("--adapt-lr needs the float model: drop --quantize")
     reports, all_hyps = {}, []
     for manifest in args.manifest:
         items = read_manifest(manifest)
         items = items[: args.limit] if args.limit > 0 else items
-        report, hyps = evaluate(rec, items, args.chunk_ms, progress=True)
+        report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt)
         reports[manifest] = report
         all_hyps += hyps
     if args.hyps:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -73,6 +74,16 @@ class Recognizer:
         if quantize:
             model, name, meta = quantize_model(model), f"{name}-int8", {**meta, "quantized": "int8-dynamic"}
         return cls(model, feature_cfg, tokenizer, meta, name, decoder)
+
+    def with_model(self, model: AcousticModel) -> Recognizer:
+        """This recognizer with another model of the same shape (a speaker's adapted copy), sharing
+        the front end, tokenizer and decoder; streams start from the state silence leaves in it."""
+        if model.cfg != self.model.cfg:
+            raise ValueError(f"with_model expects a model like {self.model.cfg}, got {model.cfg}")
+        other = copy.copy(self)
+        other.model = model.eval()
+        other.start_hidden = other._hidden_after_silence(self.decoder.prime_seconds)
+        return other
 
     def _hidden_after_silence(self, seconds: float) -> torch.Tensor:
         """GRU state (layers, hidden) after ``seconds`` of digital silence from zeros: where streams start.

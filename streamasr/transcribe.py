@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from streamasr import formats, stream
+from streamasr.adapt import AdaptConfig, SpeakerAdapter
 from streamasr.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
@@ -113,8 +114,12 @@ def transcribe_file(
     chunk_ms: float = 100.0,
     endpoint_cfg: EndpointConfig | None = None,
     progress: ProgressFn | None = None,
+    adapter: SpeakerAdapter | None = None,
 ) -> Transcript:
     """Decode an audio file (any format soundfile or ffmpeg reads) and transcribe it.
+
+    With ``adapter`` (a speaker's, ``streamasr.adapt``), the file is recognised with what that
+    speaker's earlier files taught it (``rec`` is then unused), and then teaches it too.
 
     Raises:
         AudioError: the file is missing, empty, truncated, corrupt or unreadable, or holds
@@ -122,7 +127,11 @@ def transcribe_file(
     """
     try:
         audio = load_audio(path)
-        return transcribe_audio(rec, audio, chunk_ms, endpoint_cfg, file=str(path), progress=progress)
+        transcript = transcribe_audio(adapter.rec if adapter is not None else rec, audio, chunk_ms, endpoint_cfg,
+                                      file=str(path), progress=progress)
+        if adapter is not None:
+            adapter.learn(audio)
+        return transcript
     except AudioError as e:
         if str(e).startswith((str(path), str(Path(path)))):  # load_audio names Path(path)
             raise
@@ -159,12 +168,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "slow down badly when another process holds a core)")
     add_dataclass_options(p, EndpointConfig)  # --silence-after-speech, --silence-no-speech, --max-segment
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, --insertion-bonus, ...
+    # --adapt-lr, --adapt-steps, --adapt-max-seconds: the files are one speaker, in the order given
+    add_dataclass_options(p, AdaptConfig, prefix="adapt_")
     p.set_defaults(func=_command)
 
 
 def _command(args: argparse.Namespace) -> int:
     endpoint_cfg = dataclass_from_args(EndpointConfig, args)
     decoder = dataclass_from_args(DecoderConfig, args)
+    adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
+    if adapt.enabled and args.quantize:
+        raise ValueError("--adapt-lr needs the float model: drop --quantize")
     if not args.chunk_ms > 0:
         raise ValueError(f"--chunk-ms must be a positive number of milliseconds, got {args.chunk_ms}")
     if args.threads < 1:
@@ -178,7 +192,7 @@ def _command(args: argparse.Namespace) -> int:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        done = _transcribe_files(rec, args, endpoint_cfg)
+        done = _transcribe_files(rec, args, endpoint_cfg, SpeakerAdapter(rec, adapt) if adapt.enabled else None)
     finally:
         torch.set_num_threads(old_threads)  # main() may run in-process (tests, scripts)
     if args.format == "json" and args.output_dir is None:
@@ -189,8 +203,8 @@ def _command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace,
-                      endpoint_cfg: EndpointConfig) -> list[Transcript]:
+def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace, endpoint_cfg: EndpointConfig,
+                      adapter: SpeakerAdapter | None) -> list[Transcript]:
     """Transcribe and write each file; report failures on stderr and go on. Returns the successes."""
     show = sys.stderr.isatty() if args.progress is None else args.progress
     done: list[Transcript] = []
@@ -198,7 +212,7 @@ def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace,
     with _Progress(len(args.files), show) as bars:
         for path in args.files:
             try:
-                transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds)
+                transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, adapter)
                 _write(transcript, args.format, args.output_dir, names)
                 done.append(transcript)
             except BrokenPipeError:
