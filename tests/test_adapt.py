@@ -28,6 +28,7 @@ def default_greedy() -> Recognizer:
     ({"lr": 0.5}, "AdaptConfig.lr must be a step size in [0, 0.1], got 0.5"),
     ({"steps": 0}, "AdaptConfig.steps must be an integer in [1, 100], got 0"),
     ({"max_seconds": 0.5}, "AdaptConfig.max_seconds must be in [1, 600] s, got 0.5"),
+    ({"max_recordings": 0}, "AdaptConfig.max_recordings must be an integer in [1, 1e6], got 0"),
 ])
 def test_config_errors_name_field_and_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -57,6 +58,17 @@ def test_learning_makes_the_model_surer_of_the_speaker_and_leaves_the_shared_mod
     assert not any(p.requires_grad for p in adapter.model.parameters())
 
 
+def test_learning_stops_after_max_recordings(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+    audio = read_pcm(str(real_speech_flac))
+    adapter = SpeakerAdapter(default_greedy, AdaptConfig(lr=3e-3, max_recordings=1))
+    adapter.learn(audio)
+    learnt = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    rec = adapter.rec
+    adapter.learn(audio)
+    assert adapter.recordings == 1 and adapter.rec is rec
+    assert all(torch.equal(v, adapter.model.state_dict()[k]) for k, v in learnt.items())
+
+
 def test_off_learns_nothing(default_greedy: Recognizer, real_speech_flac: Path) -> None:
     adapter = SpeakerAdapter(default_greedy, AdaptConfig())
     adapter.learn(read_pcm(str(real_speech_flac)))
@@ -71,7 +83,7 @@ def test_eval_adapts_per_voice_and_never_to_the_recording_it_scores(
     report, hyps = evaluate(default_greedy, items, 100, adapt=AdaptConfig(lr=0.02, steps=3))
     # The first recording of each voice comes before any learning; the third is the first voice's second.
     assert [h.hyp for h in hyps[:2]] == plain[:2]
-    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0}
+    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_recordings": 1000}
     # What one voice learnt, replayed by hand, gives the third result.
     adapter = SpeakerAdapter(default_greedy, AdaptConfig(lr=0.02, steps=3))
     adapter.learn(read_pcm(str(real_speech_flac)))
