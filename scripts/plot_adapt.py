@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import jiwer
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         plain, adapted = read_hyps(args.plain), read_hyps(args.adapted)
         if [r["audio"] for r in plain] != [r["audio"] for r in adapted]:
             raise ValueError(f"{args.plain} and {args.adapted} must list the same recordings in the same order")
-        voices = args.voice or sorted({r["voice"] for r in plain
-                                       if sum(x["voice"] == r["voice"] for x in plain) >= 2 * args.window})
-        missing = [v for v in voices if not any(r["voice"] == v for r in plain)]
+        counts = Counter(r["voice"] for r in plain)
+        voices = args.voice or sorted(v for v, n in counts.items() if n >= 2 * args.window)
+        missing = [v for v in voices if v not in counts]
         if missing or not voices:
             raise ValueError(f"no recordings of voice {missing[0]!r}" if missing else
                              f"no voice has {2 * args.window} recordings; lower --window")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         for rows, label in ((plain, "as shipped"), (adapted, "adapted to the voice")):
             mine = [r for r in rows if r["voice"] == voice]
             ax.plot(range(1, len(mine) + 1), windowed_wer(mine, args.window), label=label)
-        ax.set_title(f"{voice}: {sum(r['voice'] == voice for r in plain)} recordings")
+        ax.set_title(f"{voice}: {counts[voice]} recordings")
         ax.set_xlabel("recordings of the voice so far")
         ax.set_ylabel(f"WER % of the last {args.window}")
         ax.grid(alpha=0.3)

@@ -82,11 +82,17 @@ class SpeakerAdapter:
     def entropy(self, audio: np.ndarray) -> torch.Tensor:
         """Mean per-frame entropy (nats) of the model's output on ``audio`` (float32 16 kHz mono),
         starting from a stream's initial state and followed by its tail of silence, as streams are."""
+        return self._entropy(self._features(audio))
+
+    def _features(self, audio: np.ndarray) -> torch.Tensor:
+        """(1, frames, n_mels) log-mel of at most ``cfg.max_seconds`` of ``audio`` and the tail of silence."""
         rec = self.base
         audio = audio[: int(self.cfg.max_seconds * rec.feature_cfg.sample_rate)]
         padded = np.concatenate([audio, np.zeros(rec.tail_samples, np.float32)])
-        feats = rec.features(torch.from_numpy(padded))[None]
-        log_probs, _ = self.model(feats, rec.start_hidden[:, None].contiguous())
+        return rec.features(torch.from_numpy(padded))[None]
+
+    def _entropy(self, feats: torch.Tensor) -> torch.Tensor:
+        log_probs, _ = self.model(feats, self.base.start_hidden[:, None].contiguous())
         return -(log_probs.exp() * log_probs).sum(-1).mean()
 
     def learn(self, audio: np.ndarray) -> None:
@@ -94,11 +100,12 @@ class SpeakerAdapter:
         have taught it); ``rec`` then reflects them."""
         if not self.cfg.enabled or len(audio) == 0 or self.recordings >= self.cfg.max_recordings:
             return
+        feats = self._features(audio)  # once: only the model changes between steps
         for p in self.params:
             p.requires_grad_(True)
         try:
             for _ in range(self.cfg.steps):
-                loss = self.entropy(audio)
+                loss = self._entropy(feats)
                 self.optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 self.optimizer.step()

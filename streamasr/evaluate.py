@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="also draw WER and CER per manifest and voice to this PNG (needs matplotlib)")
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
-    add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, --adapt-steps, --adapt-max-seconds
+    add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, --adapt-steps, --adapt-max-seconds, ...
     p.set_defaults(func=_main)
 
 
@@ -116,10 +116,10 @@ def _main(args: argparse.Namespace) -> int:
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise StreamAsrError("streamasr eval --plot needs matplotlib; install it with: pip install 'streamasr[plot]'")
+    if adapt.enabled and args.quantize:  # before loading the model and LM
+        raise StreamAsrError("--adapt-lr needs the float model: drop --quantize")
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.quantize, decoder)
-    if adapt.enabled and args.quantize:
-        raise StreamAsrError("--adapt-lr needs the float model: drop --quantize")
     reports, all_hyps = {}, []
     for manifest in args.manifest:
         items = read_manifest(manifest)

@@ -168,7 +168,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "slow down badly when another process holds a core)")
     add_dataclass_options(p, EndpointConfig)  # --silence-after-speech, --silence-no-speech, --max-segment
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, --insertion-bonus, ...
-    # --adapt-lr, --adapt-steps, --adapt-max-seconds: the files are one speaker, in the order given
+    # --adapt-lr, --adapt-steps, --adapt-max-seconds, ...: the files are one speaker, in the order given
     add_dataclass_options(p, AdaptConfig, prefix="adapt_")
     p.set_defaults(func=_command)
 
