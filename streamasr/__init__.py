@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from streamasr.adapt import AdaptConfig, SpeakerAdapter
+from streamasr.adapt import AdaptConfig, AdaptState, Speaker
 from streamasr.endpoint import EndpointConfig
 from streamasr.results import Result, Word
 from streamasr.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
 from streamasr.transcribe import Transcript, transcribe_file
 
-__all__ = ["AdaptConfig", "EndpointConfig", "Recognizer", "Result", "SpeakerAdapter", "StreamState", "Word",
+__all__ = ["AdaptConfig", "AdaptState", "EndpointConfig", "Recognizer", "Result", "Speaker", "StreamState", "Word",
            "finish", "flush_segment", "Transcript", "step", "step_many", "transcribe_file"]
 __version__ = "0.1.0"

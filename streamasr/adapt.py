@@ -1,44 +1,46 @@
-"""Unsupervised speaker adaptation: the model learns a speaker's voice from its own output.
+"""Unsupervised speaker adaptation: a stream learns its speaker's voice from its own output.
 
-A model trained on synthetic voices is unsure of itself on a person. After each recording of a
-speaker has been recognised, one gradient step lowers the entropy of the model's output on that
-recording (no transcript needed), moving only the gain and bias of the LayerNorm after the input
-projection (1,024 numbers for the 512-wide model); the next recording of the same speaker is then
-recognised with them. A recording is never recognised with what was learnt from itself, so results
-arrive as before, and the shared model is never changed: each speaker has its own copy.
+A model trained on synthetic voices is unsure of itself on a person. Each time a stream's segment
+ends, one gradient step lowers the entropy of the model's output on the audio since the last step
+(no transcript needed), moving only the gain and bias of the LayerNorm after the input projection
+(1,024 numbers for the 512-wide model); the stream's later audio is recognised with them. They
+live in the stream's state (``AdaptState``), so the shared model is never changed, streams batch
+together as before (the model call takes a LayerNorm per row), and a speaker's next stream can
+start from what their last one learnt.
 
-    adapter = SpeakerAdapter(rec, AdaptConfig(lr=3e-3))
-    for audio in recordings_of_one_speaker:
-        text = recognise(adapter.rec, audio)
-        adapter.learn(audio)
+    state = rec.initial_state(adapt=AdaptConfig(lr=3e-3))
+    ... step / finish as usual ...
+    next_state = rec.initial_state(adapt=state.adapt)  # the same speaker again
 
 Many steps or a large ``lr`` collapse the model towards confident nonsense (entropy minimisation
-has a trivial optimum), hence one small step per recording, and none after the first 1,000
-recordings of a speaker (README, "what we tried": the real voice's CER began to rise after ~1,500).
+has a trivial optimum), hence one small step per segment, and none after a speaker's first 1,000
+segments (README, "what we tried": the real voice's CER began to rise after ~1,500).
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
-from streamasr.stream import Recognizer
+from streamasr.model import AcousticModel
+
+# torch.optim.Adam's defaults; the update below is its algorithm, one row per stream.
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 
 @dataclass(frozen=True)
 class AdaptConfig:
     lr: float = field(default=0.0, metadata={"help": "Adam step size for speaker adaptation (0: off; 0.003 "
-                                                     "measured best: every recording of a voice teaches the next)"})
-    steps: int = field(default=1, metadata={"help": "gradient steps per recording (default: %(default)s)"})
+                                                     "measured best: every segment of a speaker teaches the next)"})
+    steps: int = field(default=1, metadata={"help": "gradient steps per segment (default: %(default)s)"})
     max_seconds: float = field(default=30.0, metadata={"help": "learn from at most the first S seconds of each "
-                                                               "recording (default: %(default)s)"})
+                                                               "segment (default: %(default)s)"})
     # Entropy minimisation drifts in the end: the real voice's CER rose from 27.7 to 29.5 % over its
-    # fourth 551 recordings in a row (README); the copy stops learning after this many.
-    max_recordings: int = field(default=1000, metadata={"help": "learn from at most the first N recordings "
-                                                                "of a speaker (default: %(default)s)"})
+    # fourth 551 recordings in a row (README); a speaker's copy stops learning after this many.
+    max_segments: int = field(default=1000, metadata={"help": "learn from at most the first N segments of a "
+                                                              "speaker (default: %(default)s)"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr, (int, float)) or not 0.0 <= self.lr <= 0.1:
@@ -47,8 +49,8 @@ class AdaptConfig:
             raise ValueError(f"AdaptConfig.steps must be an integer in [1, 100], got {self.steps!r}")
         if not isinstance(self.max_seconds, (int, float)) or not 1.0 <= self.max_seconds <= 600.0:
             raise ValueError(f"AdaptConfig.max_seconds must be in [1, 600] s, got {self.max_seconds!r}")
-        if not isinstance(self.max_recordings, int) or not 1 <= self.max_recordings <= 1_000_000:
-            raise ValueError(f"AdaptConfig.max_recordings must be an integer in [1, 1e6], got {self.max_recordings!r}")
+        if not isinstance(self.max_segments, int) or not 1 <= self.max_segments <= 1_000_000:
+            raise ValueError(f"AdaptConfig.max_segments must be an integer in [1, 1e6], got {self.max_segments!r}")
 
     @property
     def enabled(self) -> bool:
@@ -58,59 +60,126 @@ class AdaptConfig:
         return asdict(self)
 
 
-class SpeakerAdapter:
-    """One speaker's copy of the model and what it has learnt so far.
+@dataclass(frozen=True, eq=False)
+class AdaptState:
+    """One speaker's LayerNorm, its optimiser state, and the model input it has not learnt from yet."""
 
-    ``rec`` is the recognizer to use for the speaker's next recording; it shares the front end,
-    tokenizer and decoder (with its LM) of the recognizer it was made from.
+    cfg: AdaptConfig
+    weight: torch.Tensor  # float32 (hidden,) LayerNorm gain used for this stream
+    bias: torch.Tensor  # float32 (hidden,) LayerNorm bias
+    moments: torch.Tensor  # float32 (4, hidden) Adam's running mean of the gradient (gain, bias), then of its square
+    hidden: torch.Tensor  # float32 (layers, hidden) GRU state before ``frames``
+    frames: np.ndarray  # float32 (frames, n_mels) model input since the last step, whole stacks, capped
+    segment: int = 0  # the stream's segment when ``frames`` began: a later one means a segment has ended
+    steps: int = 0  # Adam steps taken
+    segments: int = 0  # segments learnt from
+
+    def restart(self, hidden: torch.Tensor) -> AdaptState:
+        """This speaker at the start of a new stream from GRU state ``hidden``: what was learnt is kept."""
+        return replace(self, hidden=hidden, frames=self.frames[:0], segment=0)
+
+
+def initial(model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> AdaptState:
+    """A speaker the model has not heard yet, at the start of a stream from GRU state ``hidden``."""
+    if not isinstance(cfg, AdaptConfig):
+        raise TypeError(f"adapt must be an AdaptConfig or an AdaptState, got {type(cfg).__name__}")
+    weight, bias = model.norm.weight.detach(), model.norm.bias.detach()
+    if weight.dtype != torch.float32:
+        raise ValueError(f"speaker adaptation needs a float32 model, got a LayerNorm of {weight.dtype}")
+    return AdaptState(cfg, weight.clone(), bias.clone(), weight.new_zeros(4, len(weight)), hidden,
+                      np.zeros((0, model.cfg.n_mels), np.float32))
+
+
+def collect(state: AdaptState, frames: np.ndarray, limit: int) -> AdaptState:
+    """``state`` with ``frames`` (whole stacks the model has just run) added, keeping at most ``limit``."""
+    room = limit - len(state.frames)
+    if room <= 0 or not len(frames) or state.segments >= state.cfg.max_segments:
+        return state
+    return replace(state, frames=np.concatenate([state.frames, frames[:room]]))
+
+
+def entropy(model: AcousticModel, states: list[AdaptState],
+            weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean per-frame entropy (nats) of the model's output on each state's frames: float32 (streams,).
+
+    ``weight`` and ``bias`` (streams, hidden) replace the states' own LayerNorms (for gradients).
+    """
+    stack = model.cfg.stack
+    steps = [model.output_steps(len(s.frames)) for s in states]
+    if min(steps) == 0:
+        raise ValueError(f"every stream needs at least {stack * (1 + model.cfg.lookahead)} frames to learn from, "
+                         f"got {[len(s.frames) for s in states]}")
+    width = max(len(s.frames) for s in states)
+    batch = np.zeros((len(states), width, model.cfg.n_mels), np.float32)
+    for row, s in enumerate(states):
+        batch[row, : len(s.frames)] = s.frames
+    lengths = torch.tensor(steps)
+    hidden = torch.stack([s.hidden for s in states], dim=1)
+    if weight is None or bias is None:
+        weight, bias = torch.stack([s.weight for s in states]), torch.stack([s.bias for s in states])
+    log_probs, _ = model(torch.from_numpy(batch), hidden, lengths if min(steps) != max(steps) else None,
+                         norm=(weight, bias))
+    per_frame = -(log_probs.exp() * log_probs).sum(-1)  # (streams, steps)
+    valid = torch.arange(per_frame.shape[1])[None] < lengths[:, None]
+    return (per_frame * valid).sum(1) / lengths
+
+
+def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[torch.Tensor],
+               segments: list[int]) -> list[AdaptState]:
+    """Take each state's ``cfg.steps`` Adam steps on its frames, all streams in one batched call.
+
+    Each stream's loss is its own mean entropy, and its LayerNorm reaches only its own row, so one
+    backward pass gives every stream its own gradient. A state with too little audio, or whose
+    speaker has taught it ``max_segments`` times, only drops its frames. Afterwards each state
+    collects anew from GRU state ``hiddens[i]`` in stream segment ``segments[i]``.
+    """
+    out = [replace(s, hidden=h, frames=s.frames[:0], segment=seg) for s, h, seg in zip(states, hiddens, segments)]
+    ready = [i for i, s in enumerate(states) if s.cfg.enabled and s.segments < s.cfg.max_segments
+             and model.output_steps(len(s.frames)) > 0]
+    by_cfg: dict[AdaptConfig, list[int]] = {}
+    for i in ready:
+        by_cfg.setdefault(states[i].cfg, []).append(i)
+    for cfg, rows in by_cfg.items():
+        group = [states[i] for i in rows]
+        weight = torch.stack([s.weight for s in group])
+        bias = torch.stack([s.bias for s in group])
+        moments = torch.stack([s.moments for s in group])  # (streams, 4, hidden)
+        taken = torch.tensor([float(s.steps) for s in group])[:, None]
+        for _ in range(cfg.steps):
+            weight.requires_grad_(True)
+            bias.requires_grad_(True)
+            with torch.enable_grad():
+                loss = entropy(model, group, weight, bias).sum()
+                grads = torch.autograd.grad(loss, (weight, bias))
+            with torch.no_grad():
+                weight, bias, moments, taken = _adam(cfg.lr, (weight.detach(), bias.detach()), grads, moments, taken)
+        for row, i in enumerate(rows):
+            out[i] = replace(out[i], weight=weight[row].clone(), bias=bias[row].clone(),
+                             moments=moments[row].clone(), steps=int(taken[row]), segments=states[i].segments + 1)
+    return out
+
+
+def _adam(lr: float, params: tuple[torch.Tensor, torch.Tensor], grads: tuple[torch.Tensor, ...],
+          moments: torch.Tensor, taken: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of Adam (torch.optim.Adam's update, default betas and eps) for rows of parameters,
+    each row with its own step count ``taken`` (streams, 1)."""
+    grad = torch.stack(grads, dim=1)  # (streams, 2, hidden)
+    mean = moments[:, :2] * _BETA1 + grad * (1 - _BETA1)
+    square = moments[:, 2:] * _BETA2 + grad * grad * (1 - _BETA2)
+    taken = taken + 1
+    step_size = (lr / (1 - _BETA1 ** taken))[:, :, None]
+    denom = square.sqrt() / (1 - _BETA2 ** taken).sqrt()[:, :, None] + _EPS
+    new = torch.stack(params, dim=1) - step_size * mean / denom
+    return new[:, 0], new[:, 1], torch.cat([mean, square], dim=1), taken
+
+
+@dataclass
+class Speaker:
+    """One speaker across streams: where each next stream of theirs starts from.
+
+    Deliberately mutable: ``transcribe_audio``, ``transcribe_file`` and ``evaluate`` start a stream
+    from ``adapt`` and store the stream's final ``AdaptState`` back, so the next file of the same
+    speaker is recognised with what the earlier ones taught.
     """
 
-    def __init__(self, rec: Recognizer, cfg: AdaptConfig) -> None:
-        if rec.meta.get("quantized"):
-            raise ValueError(f"speaker adaptation needs the float model; {rec.name} is quantized "
-                             "(drop --quantize)")
-        self.cfg = cfg
-        self.model = copy.deepcopy(rec.model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.params = [self.model.norm.weight, self.model.norm.bias]
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
-        self.base = rec
-        self.rec = rec
-        self.recordings = 0  # how many recordings it has learnt from
-
-    def entropy(self, audio: np.ndarray) -> torch.Tensor:
-        """Mean per-frame entropy (nats) of the model's output on ``audio`` (float32 16 kHz mono),
-        starting from a stream's initial state and followed by its tail of silence, as streams are."""
-        return self._entropy(self._features(audio))
-
-    def _features(self, audio: np.ndarray) -> torch.Tensor:
-        """(1, frames, n_mels) log-mel of at most ``cfg.max_seconds`` of ``audio`` and the tail of silence."""
-        rec = self.base
-        audio = audio[: int(self.cfg.max_seconds * rec.feature_cfg.sample_rate)]
-        padded = np.concatenate([audio, np.zeros(rec.tail_samples, np.float32)])
-        return rec.features(torch.from_numpy(padded))[None]
-
-    def _entropy(self, feats: torch.Tensor) -> torch.Tensor:
-        log_probs, _ = self.model(feats, self.base.start_hidden[:, None].contiguous())
-        return -(log_probs.exp() * log_probs).sum(-1).mean()
-
-    def learn(self, audio: np.ndarray) -> None:
-        """Take ``cfg.steps`` gradient steps on this recording (none once ``cfg.max_recordings``
-        have taught it); ``rec`` then reflects them."""
-        if not self.cfg.enabled or len(audio) == 0 or self.recordings >= self.cfg.max_recordings:
-            return
-        feats = self._features(audio)  # once: only the model changes between steps
-        for p in self.params:
-            p.requires_grad_(True)
-        try:
-            for _ in range(self.cfg.steps):
-                loss = self._entropy(feats)
-                self.optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                self.optimizer.step()
-        finally:
-            for p in self.params:
-                p.requires_grad_(False)
-        self.recordings += 1
-        self.rec = self.base.with_model(self.model)
+    adapt: AdaptConfig | AdaptState

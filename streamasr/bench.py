@@ -27,11 +27,12 @@ import torch
 from streamasr import stream
 from streamasr.audio import SAMPLE_RATE, load_audio
 from streamasr.beam import DecoderConfig
+from streamasr.adapt import AdaptConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.endpoint import EndpointConfig
 
 # Engine stages timed by ``bench_engine``: report name -> function name in streamasr.stream.
-STAGES = {"front_end": "_front_end", "model": "_run_model", "decoder": "_decode"}
+STAGES = {"front_end": "_front_end", "model": "_run_model", "decoder": "_decode", "adapt": "_learn"}
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def _timed_stages() -> Iterator[dict[str, float]]:
 
 
 def _run_stream(rec: stream.Recognizer, audio: np.ndarray, chunk: int, endpoint_cfg: EndpointConfig,
-                measure: bool = False) -> int:
+                measure: bool = False, adapt: AdaptConfig | None = None) -> int:
     """One stream over ``audio``; returns the largest state size seen (when ``measure``) or 0."""
-    state, largest = rec.initial_state(SAMPLE_RATE, endpoint_cfg), 0
+    state, largest = rec.initial_state(SAMPLE_RATE, endpoint_cfg, adapt), 0
     for start in range(0, len(audio), chunk):
         state, _ = stream.step(rec, state, audio[start:start + chunk])
         if measure:
@@ -125,13 +126,15 @@ def state_bytes(obj: Any, seen: set[int] | None = None) -> int:
 
 
 def bench_engine(rec: stream.Recognizer, audio: np.ndarray, chunk_ms: float = 100.0, repeat: int = 5,
-                 threads: int = 1, name: str = "audio") -> EngineBench:
+                 threads: int = 1, name: str = "audio", adapt: AdaptConfig | None = None) -> EngineBench:
     """Time single-stream recognition of ``audio``, fed in ``chunk_ms`` chunks, ``repeat`` times.
 
     Args:
         audio: float32 (samples,) mono PCM at 16 kHz.
         threads: torch intra-op threads during the run (restored afterwards).
         name: what ``audio`` is, for the report.
+        adapt: speaker adaptation for each run's stream (a new speaker each time); its learning
+            steps are the stage "adapt".
 
     Raises:
         ValueError: ``chunk_ms``, ``repeat`` or ``threads`` out of range, or empty audio.
@@ -146,17 +149,17 @@ def bench_engine(rec: stream.Recognizer, audio: np.ndarray, chunk_ms: float = 10
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _run_stream(rec, audio, chunk, endpoint_cfg)  # warm-up: first calls build caches
+        _run_stream(rec, audio, chunk, endpoint_cfg, adapt=adapt)  # warm-up: first calls build caches
         wall: list[float] = []
         with _timed_stages() as totals:
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                _run_stream(rec, audio, chunk, endpoint_cfg)
+                _run_stream(rec, audio, chunk, endpoint_cfg, adapt=adapt)
                 wall.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(old_threads)
     stages = {**totals, "other": max(0.0, sum(wall) - sum(totals.values()))}
-    largest = _run_stream(rec, audio, chunk, endpoint_cfg, measure=True)
+    largest = _run_stream(rec, audio, chunk, endpoint_cfg, measure=True, adapt=adapt)
     return EngineBench(rec.name, name, len(audio) / SAMPLE_RATE, chunk_ms, threads, tuple(wall), stages, largest)
 
 
@@ -215,17 +218,21 @@ def _register_engine(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--repeat", type=int, default=5, help="timed runs; the median is reported (default: 5)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, ...
+    add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, ...: time speaker adaptation too
     p.set_defaults(func=_engine_command)
 
 
 def _engine_command(args: argparse.Namespace) -> int:
     threads = _thread_counts(args.threads)
+    adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
+    if adapt.enabled and args.quantize:
+        raise ValueError("--adapt-lr needs the float model: drop --quantize")
     rec = stream.Recognizer.load(args.model, args.quantize, dataclass_from_args(DecoderConfig, args))
     if args.file is None:
         audio, name = synthetic_audio(), "synthetic signal"
     else:
         audio, name = load_audio(args.file), str(args.file)
-    results = [bench_engine(rec, audio, args.chunk_ms, args.repeat, n, name) for n in threads]
+    results = [bench_engine(rec, audio, args.chunk_ms, args.repeat, n, name, adapt) for n in threads]
     if args.json:
         sys.stdout.write(json.dumps({"runs": [r.to_dict() for r in results]}, indent=2) + "\n")
     else:

@@ -216,6 +216,9 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partials", action=argparse.BooleanOptionalAction, default=True, help="default: True")
     parser.add_argument("--words", action=argparse.BooleanOptionalAction, default=True, help="default: True")
     parser.add_argument("--token", default=None, help="bearer token for the server (default: $STREAMASR_TOKEN)")
+    parser.add_argument("--adapt", action=argparse.BooleanOptionalAction, default=True,
+                        help="let the stream learn the speaker's voice where speaker adaptation is on "
+                             "(--no-adapt for audio with several speakers; default: True)")
     add_dataclass_options(parser, EndpointConfig, prefix="endpoint-")
 
 
@@ -224,7 +227,7 @@ def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protoc
     from streamasr.endpoint import EndpointConfig
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,
-                 endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"))
+                 endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt)
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:

@@ -15,7 +15,7 @@ import jiwer
 import numpy as np
 from tqdm import tqdm
 
-from streamasr.adapt import AdaptConfig, SpeakerAdapter
+from streamasr.adapt import AdaptConfig, Speaker
 from streamasr.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.data import Utterance, read_manifest, read_pcm
@@ -33,9 +33,13 @@ class Hypothesis:
     seconds: float  # wall seconds the engine took
 
 
-def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0) -> str:
-    """Text of ``audio`` (16 kHz float32) through the streaming engine; finals joined by spaces."""
-    state = rec.initial_state()
+def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0, speaker: Speaker | None = None) -> str:
+    """Text of ``audio`` (16 kHz float32) through the streaming engine; finals joined by spaces.
+
+    With ``speaker``, the stream starts from what the speaker's earlier streams taught and leaves
+    what it learnt itself in ``speaker.adapt``.
+    """
+    state = rec.initial_state(adapt=speaker.adapt if speaker is not None else None)
     texts: list[str] = []
     chunks = [audio] if chunk_samples <= 0 else [audio[i:i + chunk_samples] for i in range(0, len(audio), chunk_samples)]
     for chunk in chunks:
@@ -43,6 +47,8 @@ def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0) -> str
         texts += [r.text for r in results if r.is_final]
     state, results = finish(rec, state)
     texts += [r.text for r in results if r.is_final]
+    if speaker is not None and state.adapt is not None:
+        speaker.adapt = state.adapt
     return " ".join(t for t in texts if t)
 
 
@@ -66,21 +72,17 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
     """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses.
 
     With ``adapt`` enabled, each voice is a speaker: its utterances, in manifest order, are each
-    recognised with what the earlier ones taught (``streamasr.adapt``); the time includes learning.
+    recognised with what the earlier ones taught, and with what its own earlier segments taught
+    (``streamasr.adapt``); the time includes learning.
     """
     chunk = chunk_ms * rec.feature_cfg.sample_rate // 1000
     hyps: list[Hypothesis] = []
-    speakers: dict[str, SpeakerAdapter] = {}
+    speakers: dict[str, Speaker] = {}
     for utt in tqdm(items, desc="eval", file=sys.stderr, disable=not progress, unit="utt"):
         audio = read_pcm(utt.audio)
         began = time.perf_counter()
-        if adapt is not None and adapt.enabled:
-            if utt.voice not in speakers:
-                speakers[utt.voice] = SpeakerAdapter(rec, adapt)
-            text = recognise(speakers[utt.voice].rec, audio, chunk)
-            speakers[utt.voice].learn(audio)
-        else:
-            text = recognise(rec, audio, chunk)
+        speaker = speakers.setdefault(utt.voice, Speaker(adapt)) if adapt is not None and adapt.enabled else None
+        text = recognise(rec, audio, chunk, speaker)
         hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
                                time.perf_counter() - began))
     report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}

@@ -152,17 +152,18 @@ async def until(chunks: AsyncIterator[np.ndarray], stop: asyncio.Event | None) -
 
 
 async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint: Any = None,
-                    stop: asyncio.Event | None = None) -> None:
+                    stop: asyncio.Event | None = None, adapt: Any = None) -> None:
     """Recognise ``source`` in this process; model work runs in a thread, off the event loop.
 
     Args:
         rec: a ``streamasr.stream.Recognizer``.
         endpoint: an ``EndpointConfig`` (default rules when None).
+        adapt: an ``AdaptConfig``: the stream learns its speaker's voice at each segment's end.
     """
     from streamasr.stream import finish, step
 
     loop = asyncio.get_running_loop()
-    state = rec.initial_state(source.sample_rate, endpoint)
+    state = rec.initial_state(source.sample_rate, endpoint, adapt)
     async for chunk in until(source.chunks(), stop):
         state, results = await loop.run_in_executor(None, step, rec, state, chunk)
         for result in results:
@@ -208,6 +209,9 @@ def register(sub: Any) -> None:
     from streamasr.cli import add_dataclass_options
 
     add_dataclass_options(parser, DecoderConfig)  # local mode: --method, --beam-size, --lm-weight, ...
+    from streamasr.adapt import AdaptConfig
+
+    add_dataclass_options(parser, AdaptConfig, prefix="adapt_")  # local mode: --adapt-lr, --adapt-steps, ...
     parser.set_defaults(func=_mic_command)
 
 
@@ -226,6 +230,12 @@ def _mic_command(args: argparse.Namespace) -> int:
     from streamasr.cli import dataclass_from_args
 
     decoder = dataclass_from_args(DecoderConfig, args)
+    from streamasr.adapt import AdaptConfig
+
+    adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
+    if adapt.enabled and args.url:
+        raise ValueError("--adapt-lr is for local recognition; with --url the server's own --adapt-lr decides "
+                         "(and --no-adapt declines it)")
     printer = CaptionPrinter(sys.stdout, args.format)
 
     async def main() -> None:
@@ -246,7 +256,7 @@ def _mic_command(args: argparse.Namespace) -> int:
 
                 rec = await loop.run_in_executor(None, Recognizer.load, args.model, False, decoder)
                 shown = printer.show if args.partials else _finals_only(printer.show)
-                await run_local(source, rec, shown, start.endpoint, stop)
+                await run_local(source, rec, shown, start.endpoint, stop, adapt if args.adapt else None)
         finally:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(signal.SIGINT)

@@ -7,6 +7,7 @@ from typing import overload
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
@@ -76,7 +77,8 @@ class AcousticModel(nn.Module):
         return steps.clamp(min=0) if isinstance(steps, torch.Tensor) else max(0, steps)
 
     def forward(
-        self, frames: torch.Tensor, hidden: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+        self, frames: torch.Tensor, hidden: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+        norm: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run whole stacks of frames through the model.
 
@@ -87,6 +89,8 @@ class AcousticModel(nn.Module):
             hidden: float32 (layers, batch, hidden) GRU state, zeros when None.
             lengths: int64 (batch,) valid output steps per row, when rows differ in length; the
                 returned hidden state is then each row's state after its own last step.
+            norm: float32 (batch, hidden) gain and bias that replace the LayerNorm's own, one row
+                per stream (speaker adaptation, ``streamasr.adapt``).
 
         Returns:
             log-probs float32 (batch, ``output_steps(frames)``, vocab) and the new hidden state.
@@ -102,7 +106,12 @@ class AcousticModel(nn.Module):
         x = x.reshape(batch, steps + look, stack * self.cfg.n_mels)
         if look:
             x = torch.cat([x[:, j:j + steps] for j in range(look + 1)], dim=-1)
-        x = self.drop(self.norm(self.proj(x)))
+        x = self.proj(x)
+        if norm is None:
+            x = self.norm(x)
+        else:
+            x = F.layer_norm(x, self.norm.normalized_shape, eps=self.norm.eps) * norm[0][:, None] + norm[1][:, None]
+        x = self.drop(x)
         if lengths is None:
             y, hidden = self.gru(x, hidden)
         else:

@@ -51,11 +51,14 @@ class Start:
     words: bool = True  # include per-word times and confidences in ``final``
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # segmentation rules
     hotwords: tuple[str, ...] = ()  # accepted and validated; the greedy decoder ignores them
+    # Learn the speaker's voice as the stream goes, where the server offers it (serve --adapt-lr);
+    # false for a stream with several speakers, whose voices would pull it different ways.
+    adapt: bool = True
 
     def to_json(self) -> str:
         return _dump({"type": "start", "sample_rate": self.sample_rate, "encoding": self.encoding,
                       "partials": self.partials, "words": self.words,
-                      "endpoint": self.endpoint.to_dict(), "hotwords": list(self.hotwords)})
+                      "endpoint": self.endpoint.to_dict(), "hotwords": list(self.hotwords), "adapt": self.adapt})
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,12 @@ class Ready:
     sample_rate: int  # Hz the server expects binary frames at (echo of ``start``)
     encoding: Encoding  # echo of ``start``
     version: int = VERSION  # protocol version
+    adapt: bool = False  # whether this stream learns its speaker's voice (speaker adaptation)
 
     def to_json(self) -> str:
         return _dump({"type": "ready", "session": self.session, "model": self.model,
-                      "sample_rate": self.sample_rate, "encoding": self.encoding, "version": self.version})
+                      "sample_rate": self.sample_rate, "encoding": self.encoding, "version": self.version,
+                      "adapt": self.adapt})
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ def _parse_start(obj: dict[str, Any]) -> Start:
         raise _invalid("bad_field", f"start.encoding must be one of {list(ENCODINGS)}, got {encoding!r}")
     return Start(sample_rate=rate, encoding=encoding, partials=_field(obj, "partials", bool, True),
                  words=_field(obj, "words", bool, True), endpoint=_parse_endpoint(obj.get("endpoint")),
-                 hotwords=_parse_hotwords(obj.get("hotwords", [])))
+                 hotwords=_parse_hotwords(obj.get("hotwords", [])), adapt=_field(obj, "adapt", bool, True))
 
 
 def parse_client(text: str | bytes) -> ClientMessage:
@@ -254,7 +259,7 @@ def parse_server(text: str | bytes) -> ServerMessage:
     try:
         if kind == "ready":
             return Ready(str(obj["session"]), str(obj["model"]), int(obj["sample_rate"]), obj["encoding"],
-                         int(obj.get("version", VERSION)))
+                         int(obj.get("version", VERSION)), bool(obj.get("adapt", False)))
         if kind in ("partial", "final"):
             start = float(obj["start"])
             return Result(kind, int(obj["segment"]), str(obj["text"]), start, float(obj.get("end", start)),

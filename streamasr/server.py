@@ -26,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from streamasr import protocol
+from streamasr.adapt import AdaptConfig
 from streamasr.beam import DecoderConfig
 from streamasr.session import Session
 from streamasr.stream import Recognizer
@@ -103,12 +104,21 @@ class StreamServer:
     """The websocket service: ``async with StreamServer(rec, cfg) as server: ...``."""
 
     def __init__(self, rec: Recognizer, cfg: ServerConfig | None = None,
-                 worker_cfg: WorkerConfig | None = None, sock: socket.socket | None = None) -> None:
+                 worker_cfg: WorkerConfig | None = None, sock: socket.socket | None = None,
+                 adapt: AdaptConfig | None = None) -> None:
         """
         Args:
             sock: a listening socket to accept on instead of binding ``cfg.host:cfg.port`` (the
                 worker processes of ``streamasr serve --workers N`` share their parent's).
+            adapt: speaker adaptation for every stream that does not decline it in ``start``
+                (``streamasr.adapt``: each stream learns its own speaker's voice); off when None.
+
+        Raises:
+            ValueError: ``adapt`` is on and ``rec`` is quantized (learning needs the float model).
         """
+        if adapt is not None and adapt.enabled and rec.meta.get("quantized"):
+            raise ValueError(f"speaker adaptation needs the float model; {rec.name} is quantized (drop --quantize)")
+        self.adapt = adapt if adapt is not None and adapt.enabled else None
         self.rec = rec
         self.cfg = cfg or ServerConfig()
         self._sock = sock
@@ -225,7 +235,7 @@ class StreamServer:
             await ws.close(protocol.CLOSE_TRY_AGAIN, "server at capacity")
             return
         async with self._slots:
-            session = Session(ws, self.rec, self.worker, self.cfg, self.metrics)
+            session = Session(ws, self.rec, self.worker, self.cfg, self.metrics, self.adapt)
             self.sessions.add(session)
             self.metrics.streams_total += 1
             try:
@@ -243,7 +253,7 @@ def _typed(response: Response, content_type: str) -> Response:
 
 async def serve_until_signalled(rec: Recognizer, cfg: ServerConfig, worker_cfg: WorkerConfig,
                                 sock: socket.socket | None = None, ready_fd: int | None = None,
-                                parent_fd: int | None = None) -> None:
+                                parent_fd: int | None = None, adapt: AdaptConfig | None = None) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down gracefully.
 
     Args:
@@ -259,7 +269,7 @@ async def serve_until_signalled(rec: Recognizer, cfg: ServerConfig, worker_cfg: 
     if parent_fd is not None:
         loop.add_reader(parent_fd, stop.set)
     try:
-        async with StreamServer(rec, cfg, worker_cfg, sock):
+        async with StreamServer(rec, cfg, worker_cfg, sock, adapt):
             if ready_fd is not None:
                 os.write(ready_fd, b".")
                 os.close(ready_fd)
@@ -293,6 +303,8 @@ def register(sub: Any) -> None:
     add_dataclass_options(parser, ServerConfig)
     add_dataclass_options(parser, WorkerConfig)
     add_dataclass_options(parser, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
+    # --adapt-lr, ...: each stream learns its own speaker (streams may decline: start.adapt false)
+    add_dataclass_options(parser, AdaptConfig, prefix="adapt_")
     # Beam search costs ~14x the greedy decoder per stream and is not batched across streams; a
     # service with many streams defaults to greedy (400 real-time streams on 2 vCPUs, see
     # docs/benchmarks.md). `--method beam` trades concurrency for accuracy.
@@ -309,19 +321,23 @@ def _serve_command(args: argparse.Namespace) -> int:
     cfg = dataclass_from_args(ServerConfig, args)
     worker_cfg = dataclass_from_args(WorkerConfig, args)
     decoder = dataclass_from_args(DecoderConfig, args)
+    adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     if args.threads < 1 or not 1 <= args.workers <= 256:
         raise ValueError(f"--threads must be >= 1 and --workers in [1, 256], got {args.threads} and {args.workers}")
+    if adapt.enabled and args.quantize:  # before loading the model and LM
+        raise ValueError("--adapt-lr needs the float model: drop --quantize")
     if args.workers > 1:
-        return _supervise(args, cfg, worker_cfg, decoder)
+        return _supervise(args, cfg, worker_cfg, decoder, adapt)
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.quantize, decoder)
     sock = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_until_signalled(rec, cfg, worker_cfg, sock, args.ready_fd, args.parent_fd))
+        asyncio.run(serve_until_signalled(rec, cfg, worker_cfg, sock, args.ready_fd, args.parent_fd, adapt))
     return 0
 
 
-def _supervise(args: argparse.Namespace, cfg: ServerConfig, worker_cfg: WorkerConfig, decoder: DecoderConfig) -> int:
+def _supervise(args: argparse.Namespace, cfg: ServerConfig, worker_cfg: WorkerConfig, decoder: DecoderConfig,
+               adapt: AdaptConfig) -> int:
     """``--workers N``: listen once, run N single-worker server processes on the socket, relay SIGTERM.
 
     Each process accepts connections as it has time (the kernel hands each new connection to one of
@@ -336,7 +352,8 @@ def _supervise(args: argparse.Namespace, cfg: ServerConfig, worker_cfg: WorkerCo
     sock.set_inheritable(True)
     read_end, write_end = os.pipe()
     lifeline, keep = os.pipe()  # the children watch ``lifeline``; it closes when this process ends
-    options = [f"--{f.name.replace('_', '-')}={getattr(c, f.name)}" for c in (cfg, worker_cfg, decoder)
+    options = [f"--{prefix}{f.name.replace('_', '-')}={getattr(c, f.name)}"
+               for prefix, c in (("", cfg), ("", worker_cfg), ("", decoder), ("adapt-", adapt))
                for f in dataclasses.fields(c) if f.name != "token" and getattr(c, f.name) is not None]
     cmd = [sys.executable, "-m", "streamasr", *(["-v"] if log.isEnabledFor(logging.DEBUG) else []), "serve",
            *options, f"--threads={args.threads}", f"--listen-fd={sock.fileno()}", f"--ready-fd={write_end}",

@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from streamasr import protocol
+from streamasr.adapt import AdaptConfig
 from streamasr.audio import SAMPLE_RATE
 from streamasr.errors import AudioError, ProtocolError
 from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
@@ -53,8 +54,9 @@ class Session:
     """The server side of one connection."""
 
     def __init__(self, ws: ServerConnection, rec: Recognizer, worker: InferenceWorker,
-                 cfg: ServerConfig, metrics: Metrics) -> None:
+                 cfg: ServerConfig, metrics: Metrics, adapt: AdaptConfig | None = None) -> None:
         self.ws, self.rec, self.worker, self.cfg, self.metrics = ws, rec, worker, cfg, metrics
+        self.adapt = adapt  # speaker adaptation for the streams that ask (start.adapt)
         self.id = uuid.uuid4().hex[:12]
         self.items: deque[_Item] = deque()
         self.arrived = asyncio.Event()
@@ -85,10 +87,11 @@ class Session:
                 return
             sample_rate = start.sample_rate
             try:
-                state = self.rec.initial_state(start.sample_rate, start.endpoint)
+                state = self.rec.initial_state(start.sample_rate, start.endpoint, self.adapt if start.adapt else None)
             except (AudioError, ValueError) as e:  # the engine's own checks, beyond the protocol's
                 raise ProtocolError("bad_field", str(e), protocol.CLOSE_INVALID_DATA) from e
-            await self._send(Ready(self.id, self.rec.name, start.sample_rate, start.encoding).to_json())
+            await self._send(Ready(self.id, self.rec.name, start.sample_rate, start.encoding,
+                                   adapt=state.adapt is not None).to_json())
             self.reader = asyncio.create_task(self._read(start))
             outcome = await self._process(start, state)
         except ProtocolError as e:

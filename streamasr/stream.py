@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 
 from streamasr import beam, ctc, endpoint
+from streamasr.adapt import AdaptConfig, AdaptState, collect, learn_many
+from streamasr.adapt import initial as adapt_initial
 from streamasr.audio import SAMPLE_RATE, Resampler, ResamplerState, pcm_to_float
 from streamasr.checkpoint import load_checkpoint
 from streamasr.endpoint import EndpointConfig
@@ -75,19 +76,6 @@ class Recognizer:
             model, name, meta = quantize_model(model), f"{name}-int8", {**meta, "quantized": "int8-dynamic"}
         return cls(model, feature_cfg, tokenizer, meta, name, decoder)
 
-    def with_model(self, model: AcousticModel) -> Recognizer:
-        """This recognizer with another model of the same shape (a speaker's adapted copy), sharing
-        the front end, tokenizer, decoder and the state streams start from.
-
-        The start state stays the one silence leaves in this recognizer's model: recomputing it in
-        a speaker's copy cost the real voice a point of WER (34.7 against 33.7 %, README).
-        """
-        if model.cfg != self.model.cfg:
-            raise ValueError(f"with_model expects a model like {self.model.cfg}, got {model.cfg}")
-        other = copy.copy(self)
-        other.model = model.eval()
-        return other
-
     def _hidden_after_silence(self, seconds: float) -> torch.Tensor:
         """GRU state (layers, hidden) after ``seconds`` of digital silence from zeros: where streams start.
 
@@ -109,10 +97,24 @@ class Recognizer:
             self._resamplers[rate] = Resampler(rate, self.feature_cfg.sample_rate)
         return self._resamplers[rate]
 
-    def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None) -> StreamState:
-        """A fresh stream that accepts PCM at ``sample_rate``."""
+    def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None,
+                      adapt: AdaptConfig | AdaptState | None = None) -> StreamState:
+        """A fresh stream that accepts PCM at ``sample_rate``.
+
+        Args:
+            adapt: speaker adaptation (``streamasr.adapt``): an ``AdaptConfig`` to start learning a
+                new speaker, or the ``adapt`` of the speaker's last stream to go on from what it
+                learnt; None (or a config with ``lr`` 0) leaves the stream unadapted.
+        """
         if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
             raise AudioError(f"sample rate {sample_rate!r} is not supported; expected an integer in [1000, 384000] Hz")
+        speaker: AdaptState | None = None
+        if isinstance(adapt, AdaptState) or (adapt is not None and adapt.enabled):
+            if self.meta.get("quantized"):
+                raise ValueError(f"speaker adaptation needs the float model; {self.name} is quantized "
+                                 "(drop --quantize)")
+            speaker = adapt.restart(self.start_hidden) if isinstance(adapt, AdaptState) \
+                else adapt_initial(self.model, adapt, self.start_hidden)
         resampler = None if sample_rate == self.feature_cfg.sample_rate else self.resampler(sample_rate).initial_state()
         return StreamState(
             sample_rate=sample_rate,
@@ -120,7 +122,13 @@ class Recognizer:
             resampler=resampler,
             hidden=self.start_hidden,
             beams=self.beam.initial() if self.beam is not None else (),
+            adapt=speaker,
         )
+
+    def adapt_limit(self, cfg: AdaptConfig) -> int:
+        """Frames of model input a stream keeps to learn from: ``cfg.max_seconds``, in whole stacks."""
+        frames = int(cfg.max_seconds * self.feature_cfg.sample_rate / self.feature_cfg.hop_length)
+        return frames - frames % self.model.cfg.stack
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,6 +151,7 @@ class StreamState:
     segment_start: int = 0  # first model frame of the current segment
     samples: int = 0  # input samples received (at sample_rate)
     finished: bool = False
+    adapt: AdaptState | None = None  # speaker adaptation: this stream's LayerNorm and what it learns from
 
 
 class _Staged(NamedTuple):
@@ -230,7 +239,12 @@ def _run_model(rec: Recognizer, states: list[StreamState],
             batch[row, : len(frames[i])] = frames[i]
         lengths = torch.tensor(steps)
     hidden = torch.stack([states[i].hidden for i in active], dim=1)
-    log_probs, hidden = rec.model(torch.from_numpy(batch), hidden, lengths)
+    norm = None
+    if any(states[i].adapt is not None for i in active):  # a LayerNorm per row: the adapted streams' own
+        rows = [states[i].adapt for i in active]
+        norm = (torch.stack([a.weight if a else rec.model.norm.weight for a in rows]),
+                torch.stack([a.bias if a else rec.model.norm.bias for a in rows]))
+    log_probs, hidden = rec.model(torch.from_numpy(batch), hidden, lengths, norm)
     lp = log_probs.numpy()
     # Clones, so that a state never holds a view of the whole batch's hidden state.
     for row, (i, h) in enumerate(zip(active, hidden.unbind(1))):
@@ -345,17 +359,53 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
         if state.finished:
             raise AudioError("audio after finish(); start a new stream")
         audio.append(pcm_to_float(pcm, encoding))
+    states = _learn(rec, states, [s.adapt is not None and s.segment > s.adapt.segment for s in states])
     staged, frames = _front_end(rec, states, audio, flush)
     outputs = _run_model(rec, states, frames)
-    done: list[tuple[StreamState, list[Result]]] = []
-    for state, fe, (log_probs, hidden) in zip(states, staged, outputs):
+    done: list[StreamState] = []
+    results: list[list[Result]] = []
+    for state, fe, f, (log_probs, hidden) in zip(states, staged, frames, outputs):
         d = _decode(rec, state, log_probs, partial=not flush)
-        done.append((StreamState(
+        speaker = state.adapt
+        if speaker is not None:  # the frames this step ran (not those only read as lookahead)
+            speaker = collect(speaker, f[: rec.model.output_steps(len(f)) * rec.model.cfg.stack],
+                              rec.adapt_limit(speaker.cfg))
+            if d.segment == state.segment and d.segment_start > state.segment_start:
+                # The segment restarted for lack of speech: the silence is not worth learning from.
+                speaker = replace(speaker, hidden=hidden, frames=speaker.frames[:0])
+        done.append(StreamState(
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
             feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
             words=d.words, settled=d.settled, beams=d.beams, segment=d.segment, segment_start=d.segment_start,
-            samples=fe.samples), d.results))
-    return done
+            samples=fe.samples, adapt=speaker))
+        results.append(d.results)
+    if flush:  # the end of the audio ends what the stream has to learn from
+        done = _learn(rec, done, [s.adapt is not None for s in done])
+    return list(zip(done, results))
+
+
+def _learn(rec: Recognizer, states: list[StreamState], which: list[bool]) -> list[StreamState]:
+    """Speaker adaptation: the chosen streams learn from the audio since their last learning, in one
+    batched call (``adapt.learn_many``).
+
+    A stream learns once a segment has ended, before its next audio, so no result depends on
+    what its own audio taught. After a ``flush`` or at the end, what it learns from does not depend
+    on how the audio was cut into chunks; after an endpoint it runs to the end of the chunk in
+    which the segment ended.
+    """
+    chosen: list[int] = []
+    speakers: list[AdaptState] = []
+    for i, (state, wanted) in enumerate(zip(states, which, strict=True)):
+        if wanted and state.adapt is not None:
+            chosen.append(i)
+            speakers.append(state.adapt)
+    if not chosen:
+        return states
+    taught = learn_many(rec.model, speakers, [states[i].hidden for i in chosen], [states[i].segment for i in chosen])
+    states = list(states)
+    for i, speaker in zip(chosen, taught, strict=True):
+        states[i] = replace(states[i], adapt=speaker)
+    return states
 
 
 def step(rec: Recognizer, state: StreamState, pcm: np.ndarray | bytes,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from streamasr import formats, stream
-from streamasr.adapt import AdaptConfig, SpeakerAdapter
+from streamasr.adapt import AdaptConfig, Speaker
 from streamasr.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
@@ -66,6 +66,7 @@ def transcribe_audio(
     sample_rate: int = SAMPLE_RATE,
     file: str = "",
     progress: ProgressFn | None = None,
+    speaker: Speaker | None = None,
 ) -> Transcript:
     """Recognise a whole signal by streaming it through the engine chunk by chunk.
 
@@ -77,6 +78,10 @@ def transcribe_audio(
         sample_rate: Hz of ``audio``; the engine resamples anything other than 16 kHz.
         file: the name recorded in the transcript.
         progress: called after every chunk with (seconds done, seconds in total).
+        speaker: speaker adaptation (``streamasr.adapt``): the stream starts from what the
+            speaker's earlier streams taught, learns at each segment's end, and leaves what it
+            learnt in ``speaker.adapt``. The result then depends on ``chunk_ms`` a little (learning
+            happens at the end of the chunk in which a segment ends).
 
     Returns:
         The transcript: one segment per non-empty final.
@@ -92,7 +97,7 @@ def transcribe_audio(
     audio = pcm_to_float(audio)  # validates dtype, shape and finiteness once, up front
     if audio.size == 0:
         raise AudioError("audio has 0 samples; expected at least some audio")
-    state = rec.initial_state(sample_rate, endpoint_cfg)
+    state = rec.initial_state(sample_rate, endpoint_cfg, speaker.adapt if speaker is not None else None)
     chunk = max(1, round(chunk_ms * sample_rate / 1000))
     total = len(audio) / sample_rate
     finals: list[Result] = []
@@ -103,6 +108,8 @@ def transcribe_audio(
             progress(min(start + chunk, len(audio)) / sample_rate, total)
     state, results = stream.finish(rec, state)
     finals.extend(results)
+    if speaker is not None and state.adapt is not None:
+        speaker.adapt = state.adapt
     # An endpoint can close a segment that holds only spaces; it has no words to show.
     segments = tuple(Segment.from_result(r) for r in finals if r.text)
     return Transcript(file, " ".join(s.text for s in segments), round(total, 3), segments)
@@ -114,12 +121,12 @@ def transcribe_file(
     chunk_ms: float = 100.0,
     endpoint_cfg: EndpointConfig | None = None,
     progress: ProgressFn | None = None,
-    adapter: SpeakerAdapter | None = None,
+    speaker: Speaker | None = None,
 ) -> Transcript:
     """Decode an audio file (any format soundfile or ffmpeg reads) and transcribe it.
 
-    With ``adapter`` (a speaker's, ``streamasr.adapt``), the file is recognised with what that
-    speaker's earlier files taught it (``rec`` is then unused), and then teaches it too.
+    With ``speaker`` (``streamasr.adapt``), the file is recognised with what that speaker's
+    earlier files taught, and teaches it too (``transcribe_audio``).
 
     Raises:
         AudioError: the file is missing, empty, truncated, corrupt or unreadable, or holds
@@ -127,11 +134,8 @@ def transcribe_file(
     """
     try:
         audio = load_audio(path)
-        transcript = transcribe_audio(adapter.rec if adapter is not None else rec, audio, chunk_ms, endpoint_cfg,
-                                      file=str(path), progress=progress)
-        if adapter is not None:
-            adapter.learn(audio)
-        return transcript
+        return transcribe_audio(rec, audio, chunk_ms, endpoint_cfg, file=str(path), progress=progress,
+                                speaker=speaker)
     except AudioError as e:
         if str(e).startswith((str(path), str(Path(path)))):  # load_audio names Path(path)
             raise
@@ -192,7 +196,7 @@ def _command(args: argparse.Namespace) -> int:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        done = _transcribe_files(rec, args, endpoint_cfg, SpeakerAdapter(rec, adapt) if adapt.enabled else None)
+        done = _transcribe_files(rec, args, endpoint_cfg, Speaker(adapt) if adapt.enabled else None)
     finally:
         torch.set_num_threads(old_threads)  # main() may run in-process (tests, scripts)
     if args.format == "json" and args.output_dir is None:
@@ -204,7 +208,7 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace, endpoint_cfg: EndpointConfig,
-                      adapter: SpeakerAdapter | None) -> list[Transcript]:
+                      speaker: Speaker | None) -> list[Transcript]:
     """Transcribe and write each file; report failures on stderr and go on. Returns the successes."""
     show = sys.stderr.isatty() if args.progress is None else args.progress
     done: list[Transcript] = []
@@ -212,7 +216,7 @@ def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace, endpoint
     with _Progress(len(args.files), show) as bars:
         for path in args.files:
             try:
-                transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, adapter)
+                transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, speaker)
                 _write(transcript, args.format, args.output_dir, names)
                 done.append(transcript)
             except BrokenPipeError:

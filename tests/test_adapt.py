@@ -1,21 +1,33 @@
-"""Speaker adaptation on real recordings: what it learns, what it leaves alone, and the eval option."""
+"""Speaker adaptation on real recordings: what it learns, when, what it leaves alone, and the options."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from streamasr.adapt import AdaptConfig, SpeakerAdapter
+from streamasr import adapt, mic
+from streamasr.adapt import AdaptConfig, AdaptState, Speaker
 from streamasr.beam import DecoderConfig
-from streamasr.cli import main
+from streamasr.cli import build_parser, main
+from streamasr.client import StreamClient, start_from_args
 from streamasr.data import Utterance, read_pcm
+from streamasr.endpoint import EndpointConfig
 from streamasr.evaluate import evaluate, recognise
-from streamasr.model import AcousticModel, ModelConfig
-from streamasr.stream import Recognizer
+from streamasr.features import FeatureConfig
+from streamasr.protocol import Start
+from streamasr.results import Result
+from streamasr.server import ServerConfig, StreamServer
+from streamasr.stream import Recognizer, finish, flush_segment, step, step_many
+from streamasr.text import Tokenizer
+from conftest import make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +35,24 @@ def default_greedy() -> Recognizer:
     return Recognizer.load(None, decoder=DecoderConfig(method="greedy"))
 
 
+def _frames(rec: Recognizer, audio: np.ndarray) -> np.ndarray:
+    """Whole stacks of log-mel of ``audio``: what a stream collects to learn from."""
+    feats = rec.features(torch.from_numpy(audio)).numpy()
+    return feats[: len(feats) - len(feats) % rec.model.cfg.stack]
+
+
+def _speaker(rec: Recognizer, audio: np.ndarray, cfg: AdaptConfig) -> AdaptState:
+    """A new speaker at a stream's start holding ``audio`` to learn from."""
+    fresh = adapt.initial(rec.model, cfg, rec.start_hidden)
+    return adapt.collect(fresh, _frames(rec, audio), rec.adapt_limit(cfg))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"lr": -0.1}, "AdaptConfig.lr must be a step size in [0, 0.1], got -0.1"),
     ({"lr": 0.5}, "AdaptConfig.lr must be a step size in [0, 0.1], got 0.5"),
     ({"steps": 0}, "AdaptConfig.steps must be an integer in [1, 100], got 0"),
     ({"max_seconds": 0.5}, "AdaptConfig.max_seconds must be in [1, 600] s, got 0.5"),
-    ({"max_recordings": 0}, "AdaptConfig.max_recordings must be an integer in [1, 1e6], got 0"),
+    ({"max_segments": 0}, "AdaptConfig.max_segments must be an integer in [1, 1e6], got 0"),
 ])
 def test_config_errors_name_field_and_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -40,65 +64,156 @@ def test_learning_makes_the_model_surer_of_the_speaker_and_leaves_the_shared_mod
         default_greedy: Recognizer, real_speech_flac: Path) -> None:
     rec = default_greedy
     shared = {k: v.clone() for k, v in rec.model.state_dict().items()}
-    audio = read_pcm(str(real_speech_flac))
-    adapter = SpeakerAdapter(rec, AdaptConfig(lr=3e-3, steps=3))
-    assert adapter.rec is rec and adapter.recordings == 0
+    held = _speaker(rec, read_pcm(str(real_speech_flac)), AdaptConfig(lr=3e-3, steps=3))
     with torch.no_grad():
-        before = float(adapter.entropy(audio))
-    adapter.learn(audio)
+        before = float(adapt.entropy(rec.model, [held])[0])
+    [taught] = adapt.learn_many(rec.model, [held], [rec.start_hidden], [1])
+    assert taught.segments == 1 and taught.steps == 3 and len(taught.frames) == 0 and taught.segment == 1
     with torch.no_grad():
-        after = float(adapter.entropy(audio))
+        after = float(adapt.entropy(rec.model, [replace(taught, frames=held.frames)])[0])
     assert after < before - 0.01  # nats per frame
-    assert adapter.recordings == 1 and adapter.rec is not rec and adapter.rec.model is not rec.model
-    assert adapter.rec.tokenizer is rec.tokenizer and adapter.rec.features is rec.features
-    # Only the LayerNorm moved, in the copy; the shared model is bit-identical.
+    assert not torch.equal(taught.weight, rec.model.norm.weight) and not torch.equal(taught.bias, rec.model.norm.bias)
     assert all(torch.equal(v, rec.model.state_dict()[k]) for k, v in shared.items())
-    moved = {k for k, v in adapter.model.state_dict().items() if not torch.equal(v, shared[k])}
-    assert moved == {"norm.weight", "norm.bias"}
-    assert not any(p.requires_grad for p in adapter.model.parameters())
+    assert not any(p.grad is not None for p in rec.model.parameters())
 
 
-def test_learning_stops_after_max_recordings(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+def test_steps_are_torch_adam_on_the_layernorm(speech_wav: Path) -> None:
+    """Three learning calls equal three steps of torch.optim.Adam on a model copy's own LayerNorm."""
+    model = make_tiny_model()
+    rec = Recognizer(model, FeatureConfig(), Tokenizer(), decoder=DecoderConfig(method="greedy"))
+    cfg = AdaptConfig(lr=0.01)
+    held = _speaker(rec, read_pcm(str(speech_wav)), cfg)
+    state = held
+    for _ in range(3):
+        [state] = adapt.learn_many(model, [replace(state, frames=held.frames)], [held.hidden], [0])
+    twin = copy.deepcopy(model)
+    optimizer = torch.optim.Adam([twin.norm.weight, twin.norm.bias], lr=cfg.lr)
+    for _ in range(3):
+        log_probs, _ = twin(torch.from_numpy(held.frames)[None], held.hidden[:, None])
+        loss = -(log_probs.exp() * log_probs).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    assert state.steps == 3
+    torch.testing.assert_close(state.weight, twin.norm.weight.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(state.bias, twin.norm.bias.detach(), rtol=0, atol=1e-6)
+
+
+def test_streams_learn_together_as_they_would_alone(default_greedy: Recognizer, real_speech_flac: Path,
+                                                    speech_wav: Path) -> None:
+    rec, cfg = default_greedy, AdaptConfig(lr=3e-3)
+    held = [_speaker(rec, read_pcm(str(real_speech_flac)), cfg), _speaker(rec, read_pcm(str(speech_wav)), cfg)]
+    assert len(held[0].frames) != len(held[1].frames)  # ragged: the packed path
+    together = adapt.learn_many(rec.model, held, [rec.start_hidden] * 2, [1, 1])
+    for one, both in zip(held, together):
+        [alone] = adapt.learn_many(rec.model, [one], [rec.start_hidden], [1])
+        torch.testing.assert_close(both.weight, alone.weight, rtol=0, atol=1e-6)
+        torch.testing.assert_close(both.bias, alone.bias, rtol=0, atol=1e-6)
+    assert not torch.equal(together[0].weight, together[1].weight)
+
+
+def test_a_stream_learns_when_each_segment_ends(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+    rec = default_greedy
     audio = read_pcm(str(real_speech_flac))
-    adapter = SpeakerAdapter(default_greedy, AdaptConfig(lr=3e-3, max_recordings=1))
-    adapter.learn(audio)
-    learnt = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    rec = adapter.rec
-    adapter.learn(audio)
-    assert adapter.recordings == 1 and adapter.rec is rec
-    assert all(torch.equal(v, adapter.model.state_dict()[k]) for k, v in learnt.items())
+    two = np.concatenate([audio, np.zeros(24000, np.float32), audio])  # 1.5 s pause: two segments
+    state = rec.initial_state(adapt=AdaptConfig(lr=3e-3))
+    assert state.adapt is not None and torch.equal(state.adapt.weight, rec.model.norm.weight)
+    learnt_at: list[int] = []  # how many finals had come when each learning step came
+    finals = []
+    since = 0  # the model frame of the last learning step
+    for i in range(0, len(two), 1600):
+        before = state.frame
+        state, results = step(rec, state, two[i:i + 1600])
+        assert state.adapt is not None
+        if state.adapt.segments > len(learnt_at):  # it learnt first, then ran this chunk
+            learnt_at.append(len(finals))
+            since = before
+            assert state.adapt.segment == state.segment
+        # Every frame the model ran since the start or the last learning step is kept to learn from.
+        assert len(state.adapt.frames) == (state.frame - since) * rec.model.cfg.stack
+        finals += [r for r in results if r.is_final]
+    assert learnt_at == [1]  # after the first final, before the next audio
+    state, results = finish(rec, state)
+    assert state.adapt is not None and state.adapt.segments == 2  # the end of the audio ends the second
+    finals += results
+    # The first segment was heard before any learning, the second after.
+    plain_state = rec.initial_state()
+    plain = []
+    for i in range(0, len(two), 1600):
+        plain_state, results = step(rec, plain_state, two[i:i + 1600])
+        plain += [r for r in results if r.is_final]
+    plain += finish(rec, plain_state)[1]
+    assert finals[0].text == plain[0].text and len(finals) == len(plain) == 2
 
 
-def test_off_learns_nothing(default_greedy: Recognizer, real_speech_flac: Path) -> None:
-    adapter = SpeakerAdapter(default_greedy, AdaptConfig())
-    adapter.learn(read_pcm(str(real_speech_flac)))
-    assert not adapter.cfg.enabled and adapter.recordings == 0 and adapter.rec is default_greedy
+def test_silence_is_dropped_not_learnt(default_greedy: Recognizer) -> None:
+    rec = default_greedy
+    state = rec.initial_state(adapt=AdaptConfig(lr=3e-3))
+    silence = np.zeros(1600, np.float32)
+    for _ in range(80):  # 8 s: the segment restarts after 5 s without speech
+        state, _ = step(rec, state, silence)
+    assert state.adapt is not None and state.adapt.segments == 0
+    assert len(state.adapt.frames) < 3.5 * 100  # only what came after the restart
+    assert torch.equal(state.adapt.weight, rec.model.norm.weight)
 
 
-def test_eval_adapts_per_voice_and_never_to_the_recording_it_scores(
-        default_greedy: Recognizer, real_speech_flac: Path, speech_wav: Path) -> None:
+def test_learning_stops_after_max_segments_and_a_speaker_goes_on_in_a_new_stream(
+        default_greedy: Recognizer, real_speech_flac: Path) -> None:
+    rec = default_greedy
+    audio = read_pcm(str(real_speech_flac))
+    speaker = Speaker(AdaptConfig(lr=3e-3, max_segments=1))
+    recognise(rec, audio, 1600, speaker)
+    first = speaker.adapt
+    assert isinstance(first, AdaptState) and first.segments == 1
+    state = rec.initial_state(adapt=first)
+    assert state.adapt is not None and state.adapt.weight is first.weight and torch.equal(state.hidden, rec.start_hidden)
+    recognise(rec, audio, 1600, speaker)
+    assert speaker.adapt is not first and speaker.adapt.segments == 1  # type: ignore[union-attr]
+    assert torch.equal(speaker.adapt.weight, first.weight)  # type: ignore[union-attr]
+
+
+def test_adapted_and_plain_streams_batch_together(default_greedy: Recognizer, real_speech_flac: Path,
+                                                  speech_wav: Path) -> None:
+    rec = default_greedy
+    speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
+    recognise(rec, read_pcm(str(real_speech_flac)), 1600, speaker)  # something learnt, to make it differ
+    audios = [read_pcm(str(real_speech_flac)), read_pcm(str(speech_wav))]
+    alone = [recognise(rec, audios[0], 1600, copy.copy(speaker)), recognise(rec, audios[1], 1600)]
+    states = [rec.initial_state(adapt=speaker.adapt), rec.initial_state()]
+    texts: list[list[str]] = [[], []]
+    for i in range(0, max(map(len, audios)), 1600):
+        done = step_many(rec, states, [a[i:i + 1600] for a in audios])
+        states = [s for s, _ in done]
+        for t, (_, results) in zip(texts, done):
+            t += [r.text for r in results if r.is_final]
+    for i in range(2):
+        states[i], results = finish(rec, states[i])
+        texts[i] += [r.text for r in results if r.is_final]
+    assert [" ".join(t for t in ts if t) for ts in texts] == alone
+    assert alone[0] != recognise(rec, audios[0], 1600)  # the adapted stream did read differently
+
+
+def test_off_and_quantized(default_greedy: Recognizer, tiny_model_path: Path) -> None:
+    assert default_greedy.initial_state(adapt=AdaptConfig()).adapt is None  # lr 0: off
+    int8 = Recognizer.load(tiny_model_path, quantize=True, decoder=DecoderConfig(method="greedy"))
+    with pytest.raises(ValueError, match="speaker adaptation needs the float model; tiny-int8 is quantized"):
+        int8.initial_state(adapt=AdaptConfig(lr=3e-3))
+
+
+def test_eval_adapts_per_voice(default_greedy: Recognizer, real_speech_flac: Path, speech_wav: Path) -> None:
     items = [Utterance(str(real_speech_flac), "x", 3.0, "allison"), Utterance(str(speech_wav), "x", 3.8, "rms"),
              Utterance(str(real_speech_flac), "x", 3.0, "allison")]
     plain = [recognise(default_greedy, read_pcm(u.audio), 1600) for u in items]
     report, hyps = evaluate(default_greedy, items, 100, adapt=AdaptConfig(lr=0.02, steps=3))
-    # The first recording of each voice comes before any learning; the third is the first voice's second.
+    # Each file is one segment: the first file of each voice comes before any learning.
     assert [h.hyp for h in hyps[:2]] == plain[:2]
-    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_recordings": 1000}
+    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000}
     # What one voice learnt, replayed by hand, gives the third result.
-    adapter = SpeakerAdapter(default_greedy, AdaptConfig(lr=0.02, steps=3))
-    adapter.learn(read_pcm(str(real_speech_flac)))
-    assert hyps[2].hyp == recognise(adapter.rec, read_pcm(str(real_speech_flac)), 1600)
+    speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
+    recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
+    assert hyps[2].hyp == recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
     assert hyps[2].hyp != plain[2]  # what it learnt changed the result
     assert "adapt" not in evaluate(default_greedy, items[:1], 100)[0]
-
-
-def test_with_model_shares_the_rest_and_checks_the_shape(default_greedy: Recognizer, speech_wav: Path) -> None:
-    audio = read_pcm(str(speech_wav))
-    twin = default_greedy.with_model(copy.deepcopy(default_greedy.model))
-    assert twin.beam is default_greedy.beam and torch.equal(twin.start_hidden, default_greedy.start_hidden)
-    assert recognise(twin, audio, 1600) == recognise(default_greedy, audio, 1600)
-    with pytest.raises(ValueError, match="with_model expects a model like"):
-        default_greedy.with_model(AcousticModel(ModelConfig(hidden=32, layers=2)))
 
 
 def test_eval_option(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, speech_wav: Path,
@@ -124,3 +239,69 @@ def test_transcribe_option_treats_the_files_as_one_speaker(capsys: pytest.Captur
     assert plain[0] == plain[1] == adapted[0] != adapted[1]  # the second file heard what the first taught
     assert main([*argv, "--adapt-lr", "0.003", "--quantize"]) == 2
     assert capsys.readouterr().err == "streamasr transcribe: error: --adapt-lr needs the float model: drop --quantize\n"
+
+
+def test_server_streams_learn_their_own_speaker_unless_they_decline(default_greedy: Recognizer,
+                                                                    real_speech_flac: Path) -> None:
+    """A real server on port 0: the segment after a flush is heard with what the one before taught,
+    exactly as the engine does it alone; a stream that declines, and a server without it, do not learn."""
+    rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
+    audio = read_pcm(str(real_speech_flac))
+    long_pause = EndpointConfig(silence_after_speech=3.0)  # only the flush ends the first segment
+
+    def engine(adapt_cfg: AdaptConfig | None) -> list[str]:
+        state = rec.initial_state(endpoint_cfg=long_pause, adapt=adapt_cfg)
+        state, r1 = step(rec, state, audio)
+        state, r2 = flush_segment(rec, state)
+        state, r3 = step(rec, state, audio)
+        state, r4 = finish(rec, state)
+        return [r.text for r in r1 + r2 + r3 + r4 if r.is_final]
+
+    async def client(url: str, adapt_wanted: bool) -> tuple[bool, list[str]]:
+        start = Start(encoding="pcm_f32le", partials=False, endpoint=long_pause, adapt=adapt_wanted)
+        async with StreamClient(url, start) as c:
+            for i in range(0, len(audio), 1600):
+                await c.send_audio(audio[i:i + 1600])
+            await c.flush()
+            first = await anext(c.results())
+            for i in range(0, len(audio), 2400):  # other chunks: learning must not depend on them
+                await c.send_audio(audio[i:i + 2400])
+            await c.stop()
+            return c.ready.adapt, [first.text] + [r.text async for r in c.results() if r.is_final]
+
+    async def main() -> list[tuple[bool, list[str]]]:
+        async with StreamServer(rec, ServerConfig(port=0), adapt=cfg) as server:
+            both = await asyncio.gather(client(server.url, True), client(server.url, False))
+        async with StreamServer(rec, ServerConfig(port=0)) as server:
+            return [*both, await client(server.url, True)]
+
+    adapted, declined, unoffered = asyncio.run(asyncio.wait_for(main(), 60))
+    plain = engine(None)
+    assert adapted == (True, engine(cfg)) and declined == unoffered == (False, plain)
+    assert adapted[1][0] == plain[0] and adapted[1][1] != plain[1]  # learnt from the first, for the second
+    int8 = Recognizer.load(None, quantize=True, decoder=DecoderConfig(method="greedy"))
+    with pytest.raises(ValueError, match=f"speaker adaptation needs the float model; {int8.name} is quantized"):
+        StreamServer(int8, ServerConfig(port=0), adapt=cfg)
+
+
+def test_mic_learns_locally_and_the_options_refuse_what_cannot_work(
+        default_greedy: Recognizer, real_speech_flac: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
+    audio = read_pcm(str(real_speech_flac))
+    clip = tmp_path / "two.wav"  # two segments: a 1.5 s pause between them
+    sf.write(clip, np.concatenate([audio, np.zeros(24000, np.float32), audio]), 16000, subtype="FLOAT")
+    shown: list[Result] = []
+    asyncio.run(mic.run_local(mic.FileSource(clip, realtime=False), rec, shown.append, adapt=cfg))
+    texts = " ".join(r.text for r in shown if r.is_final and r.text)
+    both = read_pcm(str(clip))
+    # FileSource gives 100 ms blocks, the chunks recognise() is given here.
+    assert texts == recognise(rec, both, 1600, Speaker(cfg)) != recognise(rec, both, 1600)
+
+    assert main(["serve", "--adapt-lr", "0.003", "--quantize"]) == 2
+    assert capsys.readouterr().err == "streamasr serve: error: --adapt-lr needs the float model: drop --quantize\n"
+    assert main(["mic", "--from-file", str(clip), "--url", "ws://127.0.0.1:9/v1/stream", "--adapt-lr", "0.003"]) == 2
+    assert "--adapt-lr is for local recognition; with --url the server's own --adapt-lr decides" in \
+        capsys.readouterr().err
+    parser = build_parser()
+    assert start_from_args(parser.parse_args(["mic"]), 16000, "pcm_f32le").adapt is True
+    assert start_from_args(parser.parse_args(["client", str(clip), "--no-adapt"]), 16000, "pcm_f32le").adapt is False

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from streamasr import bench, loadtest, stream
+from streamasr.adapt import AdaptConfig
+from streamasr.audio import load_audio
 from streamasr.cli import main
 from streamasr.stream import Recognizer
 
@@ -21,7 +23,7 @@ def test_bench_engine_breakdown(tiny_recognizer: Recognizer) -> None:
     assert {attr: getattr(stream, attr) for attr in bench.STAGES.values()} == originals
     assert torch.get_num_threads() == threads
     assert result.audio_seconds == 2.0 and len(result.wall) == 2 and result.rtf > 0
-    assert set(result.stages) == {"front_end", "model", "decoder", "other"}
+    assert set(result.stages) == {"front_end", "model", "decoder", "adapt", "other"}
     assert all(result.stages[k] > 0 for k in ("front_end", "model", "decoder"))
     assert sum(result.shares().values()) == pytest.approx(1.0)
     table = bench.format_engine(result)
@@ -34,7 +36,16 @@ def test_bench_cli_json(capsys: pytest.CaptureFixture[str], tiny_model_path: Pat
     (report,) = json.loads(capsys.readouterr().out)["runs"]
     assert report["audio"] == str(speech_wav) and report["audio_seconds"] == 3.765
     assert report["chunk_ms"] == 37 and report["threads"] == 1 and 0 < report["rtf"]
-    assert set(report["ms_per_audio_second"]) == {"front_end", "model", "decoder", "other"}
+    assert set(report["ms_per_audio_second"]) == {"front_end", "model", "decoder", "adapt", "other"}
+
+
+def test_bench_engine_times_speaker_adaptation(tiny_recognizer: Recognizer, speech_wav: Path) -> None:
+    audio = load_audio(speech_wav)
+    plain = bench.bench_engine(tiny_recognizer, audio, repeat=1)
+    adapted = bench.bench_engine(tiny_recognizer, audio, repeat=1, adapt=AdaptConfig(lr=3e-3))
+    # The learning step at the end is a forward and a backward pass over the whole file.
+    assert adapted.stages["adapt"] > plain.stages["adapt"] + 0.5 * adapted.stages["model"]
+    assert adapted.state_bytes > plain.state_bytes + 3.0 * 100 * 80 * 4  # 3 s of features kept to learn from
 
 
 def test_bench_engine_threads_and_quantized_table(capsys: pytest.CaptureFixture[str], tiny_model_path: Path) -> None:
