@@ -269,6 +269,7 @@ def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
                    help="no test: merge the runs of earlier reports into --out / --plot")
     add_dataclass_options(p, LoadConfig)
     add_dataclass_options(p, DecoderConfig)  # for the server and the references alike
+    add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, ...: likewise
     p.set_defaults(func=_server_command)
 
 
@@ -322,6 +323,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
 
     torch.set_num_threads(1)  # the load generator shares the machine with the server
     decoder = dataclass_from_args(DecoderConfig, args)
+    adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     rec = stream.Recognizer.load(args.model, args.quantize, decoder)
     if args.manifest:
         paths = [u.audio for u in read_manifest(args.manifest)]
@@ -329,10 +331,12 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
         paths = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "assets").glob("*.[fw][la][av]*"))
     chunk = round(cfg.chunk_ms * SAMPLE_RATE / 1000)
     signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio)
-    programs = [loadtest.make_program(rec, audio, chunk, name) for name, audio in signals]
+    programs = [loadtest.make_program(rec, audio, chunk, name, adapt) for name, audio in signals]
     serve_args = ["--max-connections", "100000", "--idle-timeout", "120", *args.serve_arg]
     serve_args += [f"--{f.name.replace('_', '-')}={getattr(decoder, f.name)}" for f in dataclasses.fields(decoder)
                    if getattr(decoder, f.name) is not None]
+    if adapt.enabled:
+        serve_args += [f"--adapt-{f.name.replace('_', '-')}={getattr(adapt, f.name)}" for f in dataclasses.fields(adapt)]
     if args.model:
         serve_args += ["--model", str(args.model)]
     if args.quantize:
@@ -340,7 +344,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     report: dict[str, Any] = {
         "kind": "server", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": loadrun.machine(),
         "command": "streamasr " + " ".join(sys.argv[1:]), "model": rec.name, "config": asdict(cfg),
-        "decoder": decoder.to_dict(),
+        "decoder": decoder.to_dict(), "adapt": adapt.to_dict(),
         "server": {"url": args.url, "args": serve_args if not args.url else []},
         "programs": [{"name": p.name, "seconds": round(p.seconds, 2), "finals": len(p.finals),
                       "words": sum(len(w) for w in p.words)} for p in programs],

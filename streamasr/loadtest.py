@@ -32,6 +32,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from streamasr.adapt import AdaptConfig
 from streamasr.audio import SAMPLE_RATE
 from streamasr.protocol import Start, Stop
 from streamasr.stream import Recognizer, finish, step
@@ -71,11 +72,13 @@ class Program:
         return sum(len(c) for c in self.chunks) / 2 / SAMPLE_RATE
 
 
-def make_program(rec: Recognizer, audio: np.ndarray, chunk: int, name: str) -> Program:
-    """Cut ``audio`` (float32 at 16 kHz) into int16 chunks and run the engine over them offline."""
+def make_program(rec: Recognizer, audio: np.ndarray, chunk: int, name: str,
+                 adapt: AdaptConfig | None = None) -> Program:
+    """Cut ``audio`` (float32 at 16 kHz) into int16 chunks and run the engine over them offline
+    (with ``adapt``, as a server with that speaker adaptation runs each stream)."""
     pcm = (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2")
     chunks = tuple(pcm[i:i + chunk].tobytes() for i in range(0, len(pcm), chunk))
-    state = rec.initial_state()
+    state = rec.initial_state(adapt=adapt)
     timeline: list[tuple[int, str, int, str]] = []  # (chunk, kind, segment, text)
     for k, data in enumerate(chunks):
         state, results = step(rec, state, data, "pcm_s16le")

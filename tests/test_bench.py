@@ -6,14 +6,21 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from streamasr import bench, loadtest, stream
 from streamasr.adapt import AdaptConfig
 from streamasr.audio import load_audio
+from streamasr.beam import DecoderConfig
 from streamasr.cli import main
 from streamasr.stream import Recognizer
+
+
+@pytest.fixture(scope="module")
+def default_recognizer_greedy() -> Recognizer:
+    return Recognizer.load(None, decoder=DecoderConfig(method="greedy"))
 
 
 def test_bench_engine_breakdown(tiny_recognizer: Recognizer) -> None:
@@ -119,3 +126,20 @@ def test_bench_server_smoke(capsys: pytest.CaptureFixture[str], tiny_model_path:
     merged = tmp_path / "m.json"
     assert main(["bench", "server", "--merge", str(out), str(out), "--out", str(merged)]) == 0
     assert json.loads(merged.read_text())["summary"][0]["runs"] == 2
+    # With speaker adaptation, in the server and in the references: every final must still match.
+    assert main(["bench", "server", "--model", str(tiny_model_path), "--method", "greedy", "--levels", "2",
+                 "--seconds", "4", "--ramp", "0.2", "--programs", "2", "--out", str(out),
+                 "--adapt-lr", "0.02", "--adapt-steps", "3"]) == 0
+    report = json.loads(out.read_text())
+    assert "--adapt-lr=0.02" in report["server"]["args"] and report["adapt"]["lr"] == 0.02
+    (level,) = report["runs"][0]
+    assert level["errors"] == {} and level["mismatched"] == 0 and level["missing"] == 0
+
+
+def test_references_learn_as_the_server_does(default_recognizer_greedy: Recognizer, real_speech_flac: Path) -> None:
+    audio = load_audio(real_speech_flac)
+    two = np.concatenate([audio, np.zeros(24000, np.float32), audio])  # two segments
+    plain = loadtest.make_program(default_recognizer_greedy, two, 1600, "two")
+    adapted = loadtest.make_program(default_recognizer_greedy, two, 1600, "two", AdaptConfig(lr=0.02, steps=3))
+    assert len(plain.finals) == len(adapted.finals) == 2
+    assert plain.finals[0] == adapted.finals[0] and plain.finals[1] != adapted.finals[1]
