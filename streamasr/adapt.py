@@ -41,6 +41,9 @@ class AdaptConfig:
     # fourth 551 recordings in a row (README); a speaker's copy stops learning after this many.
     max_segments: int = field(default=1000, metadata={"help": "learn from at most the first N segments of a "
                                                               "speaker (default: %(default)s)"})
+    pull: float = field(default=0.0, metadata={"help": "after each step, the share of its distance from the "
+                                                       "model's own LayerNorm a speaker's loses (default: "
+                                                       "%(default)s)"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr, (int, float)) or not 0.0 <= self.lr <= 0.1:
@@ -51,6 +54,8 @@ class AdaptConfig:
             raise ValueError(f"AdaptConfig.max_seconds must be in [1, 600] s, got {self.max_seconds!r}")
         if not isinstance(self.max_segments, int) or not 1 <= self.max_segments <= 1_000_000:
             raise ValueError(f"AdaptConfig.max_segments must be an integer in [1, 1e6], got {self.max_segments!r}")
+        if not isinstance(self.pull, (int, float)) or not 0.0 <= self.pull <= 1.0:
+            raise ValueError(f"AdaptConfig.pull must be a share in [0, 1], got {self.pull!r}")
 
     @property
     def enabled(self) -> bool:
@@ -153,6 +158,9 @@ def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[tor
                 grads = torch.autograd.grad(loss, (weight, bias))
             with torch.no_grad():
                 weight, bias, moments, taken = _adam(cfg.lr, (weight.detach(), bias.detach()), grads, moments, taken)
+                if cfg.pull:
+                    weight = torch.lerp(weight, model.norm.weight.detach()[None], cfg.pull)
+                    bias = torch.lerp(bias, model.norm.bias.detach()[None], cfg.pull)
         for row, i in enumerate(rows):
             out[i] = replace(out[i], weight=weight[row].clone(), bias=bias[row].clone(),
                              moments=moments[row].clone(), steps=int(taken[row]), segments=states[i].segments + 1)

@@ -53,6 +53,7 @@ def _speaker(rec: Recognizer, audio: np.ndarray, cfg: AdaptConfig) -> AdaptState
     ({"steps": 0}, "AdaptConfig.steps must be an integer in [1, 100], got 0"),
     ({"max_seconds": 0.5}, "AdaptConfig.max_seconds must be in [1, 600] s, got 0.5"),
     ({"max_segments": 0}, "AdaptConfig.max_segments must be an integer in [1, 1e6], got 0"),
+    ({"pull": 1.5}, "AdaptConfig.pull must be a share in [0, 1], got 1.5"),
 ])
 def test_config_errors_name_field_and_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -97,6 +98,19 @@ def test_steps_are_torch_adam_on_the_layernorm(speech_wav: Path) -> None:
     assert state.steps == 3
     torch.testing.assert_close(state.weight, twin.norm.weight.detach(), rtol=0, atol=1e-6)
     torch.testing.assert_close(state.bias, twin.norm.bias.detach(), rtol=0, atol=1e-6)
+
+
+def test_pull_draws_a_speaker_back_towards_the_model(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+    rec, audio = default_greedy, read_pcm(str(real_speech_flac))
+    shipped = rec.model.norm.weight.detach()
+    moved = {}
+    for pull in (0.0, 0.25, 1.0):
+        held = _speaker(rec, audio, AdaptConfig(lr=3e-3, pull=pull))
+        [moved[pull]] = adapt.learn_many(rec.model, [held], [rec.start_hidden], [1])
+    assert torch.equal(moved[1.0].weight, shipped) and moved[1.0].steps == 1  # all the way back
+    torch.testing.assert_close(moved[0.25].weight - shipped, 0.75 * (moved[0.0].weight - shipped),
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(moved[0.25].moments, moved[0.0].moments)  # Adam's own state is untouched
 
 
 def test_streams_learn_together_as_they_would_alone(default_greedy: Recognizer, real_speech_flac: Path,
@@ -207,7 +221,7 @@ def test_eval_adapts_per_voice(default_greedy: Recognizer, real_speech_flac: Pat
     report, hyps = evaluate(default_greedy, items, 100, adapt=AdaptConfig(lr=0.02, steps=3))
     # Each file is one segment: the first file of each voice comes before any learning.
     assert [h.hyp for h in hyps[:2]] == plain[:2]
-    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000}
+    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000, "pull": 0.0}
     # What one voice learnt, replayed by hand, gives the third result.
     speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
     recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
