@@ -330,7 +330,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     else:
         paths = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "assets").glob("*.[fw][la][av]*"))
     chunk = round(cfg.chunk_ms * SAMPLE_RATE / 1000)
-    signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio)
+    signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio, cfg.gap)
     programs = [loadtest.make_program(rec, audio, chunk, name, adapt) for name, audio in signals]
     serve_args = ["--max-connections", "100000", "--idle-timeout", "120", *args.serve_arg]
     serve_args += [f"--{f.name.replace('_', '-')}={getattr(decoder, f.name)}" for f in dataclasses.fields(decoder)

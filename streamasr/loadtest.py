@@ -48,10 +48,11 @@ class LoadConfig:
     lag_limit: float = 1.0  # seconds: a later partial, final or done means the stream fell behind
     sample_every: float = 0.5  # seconds between CPU / memory samples of the server
     seed: int = 0  # picks the speech files of each signal
+    gap: float = 0.0  # seconds of silence between the joined files (pauses that end segments)
 
     def __post_init__(self) -> None:
         checks = (("seconds", 1, 3600), ("duration", 0, 86400), ("chunk_ms", 10, 2000), ("ramp", 0, 600),
-                  ("programs", 1, 10000), ("lag_limit", 0.05, 60), ("sample_every", 0.05, 60))
+                  ("programs", 1, 10000), ("lag_limit", 0.05, 60), ("sample_every", 0.05, 60), ("gap", 0, 60))
         for name, low, high in checks:
             value = getattr(self, name)
             if not low <= value <= high:
@@ -98,23 +99,25 @@ def make_program(rec: Recognizer, audio: np.ndarray, chunk: int, name: str,
 
 
 def join_files(paths: Sequence[str], seconds: float, count: int, seed: int,
-               load: Any) -> list[tuple[str, np.ndarray]]:
+               load: Any, gap: float = 0.0) -> list[tuple[str, np.ndarray]]:
     """``count`` signals of ``seconds`` each: files joined in a seeded random order, the last one cut.
 
     Args:
         load: ``path -> float32 samples at 16 kHz`` (``audio.load_audio``).
+        gap: seconds of digital silence after each file.
     """
     rng = random.Random(seed)
     cache: dict[str, np.ndarray] = {}
     signals: list[tuple[str, np.ndarray]] = []
     for _ in range(count):
         parts: list[str] = []
-        while sum(len(cache[p]) for p in parts) < seconds * SAMPLE_RATE:
+        pause = np.zeros(round(gap * SAMPLE_RATE), np.float32)
+        while sum(len(cache[p]) + len(pause) for p in parts) < seconds * SAMPLE_RATE:
             path = rng.choice(list(paths))
             if path not in cache:
                 cache[path] = load(path)
             parts.append(path)
-        audio = np.concatenate([cache[p] for p in parts])[: round(seconds * SAMPLE_RATE)]
+        audio = np.concatenate([x for p in parts for x in (cache[p], pause)])[: round(seconds * SAMPLE_RATE)]
         signals.append(("+".join(p.rsplit("/", 1)[-1] for p in parts), audio))
     return signals
 

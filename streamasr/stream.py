@@ -379,8 +379,6 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
             words=d.words, settled=d.settled, beams=d.beams, segment=d.segment, segment_start=d.segment_start,
             samples=fe.samples, adapt=speaker))
         results.append(d.results)
-    if flush:  # the end of the audio ends what the stream has to learn from
-        done = _learn(rec, done, [s.adapt is not None for s in done])
     return list(zip(done, results))
 
 
@@ -389,9 +387,9 @@ def _learn(rec: Recognizer, states: list[StreamState], which: list[bool]) -> lis
     batched call (``adapt.learn_many``).
 
     A stream learns once a segment has ended, before its next audio, so no result depends on
-    what its own audio taught. After a ``flush`` or at the end, what it learns from does not depend
-    on how the audio was cut into chunks; after an endpoint it runs to the end of the chunk in
-    which the segment ended.
+    what its own audio taught. After a ``flush``, what it learns from does not depend on how the
+    audio was cut into chunks; after an endpoint it runs to the end of the chunk in which the
+    segment ended.
     """
     chosen: list[int] = []
     speakers: list[AdaptState] = []
@@ -428,6 +426,16 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
     final = _result(rec, "final", state.segment, state.tokens, state.segment_start, words, settled)
     return replace(state, tokens=(), words=(), settled=0, segment=state.segment + 1,
                    segment_start=state.frame), [final]
+
+
+def learn_rest(rec: Recognizer, state: StreamState) -> StreamState:
+    """Speaker adaptation at the end of a stream: learn from the audio since the last learning
+    step, so that ``state.adapt`` can start the speaker's next stream (``Recognizer.initial_state``).
+
+    ``finish`` leaves this out: a stream that ends with its speaker (a live connection) would pay
+    a backward pass over its last segment, ahead of its last final, for nothing.
+    """
+    return _learn(rec, [state], [True])[0]
 
 
 def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:

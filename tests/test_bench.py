@@ -143,3 +143,14 @@ def test_references_learn_as_the_server_does(default_recognizer_greedy: Recogniz
     adapted = loadtest.make_program(default_recognizer_greedy, two, 1600, "two", AdaptConfig(lr=0.02, steps=3))
     assert len(plain.finals) == len(adapted.finals) == 2
     assert plain.finals[0] == adapted.finals[0] and plain.finals[1] != adapted.finals[1]
+
+
+def test_join_files_puts_the_gap_between_files() -> None:
+    load = {"a": np.full(8000, 0.5, np.float32), "b": np.full(4000, -0.5, np.float32)}.__getitem__
+    [(name, audio)] = loadtest.join_files(["a", "b"], 2.0, 1, 0, load, gap=0.25)
+    assert len(audio) == 32000 and name.count("+") >= 1
+    starts = np.flatnonzero(np.diff((audio != 0).astype(int)) == 1) + 1  # where each file begins again
+    assert audio[0] != 0 and len(starts) >= 2
+    for s in starts:  # every file after the first follows 0.25 s of silence
+        assert np.all(audio[s - 4000:s] == 0) and audio[s - 4001] != 0
+    assert len(loadtest.join_files(["a"], 1.0, 1, 0, load)[0][1]) == 16000  # no gap: as before
