@@ -13,6 +13,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from streamasr.adapt import AdaptConfig
 from streamasr.endpoint import EndpointConfig
 from streamasr.results import Result
 from streamasr.server import ServerConfig, StreamServer
@@ -72,8 +73,8 @@ async def exchange(url: str, frames: list[str | bytes], wait: float = 10.0,
 class ThreadedServer:
     """A StreamServer on its own event loop thread, for code that runs ``asyncio.run`` itself (CLI, browser)."""
 
-    def __init__(self, rec: Recognizer, **cfg: Any) -> None:
-        self.rec, self.cfg = rec, cfg
+    def __init__(self, rec: Recognizer, adapt: AdaptConfig | None = None, **cfg: Any) -> None:
+        self.rec, self.cfg, self.adapt = rec, cfg, adapt
         self.loop = asyncio.new_event_loop()
         self.server: StreamServer | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -83,7 +84,7 @@ class ThreadedServer:
 
     def __enter__(self) -> StreamServer:
         self._thread.start()
-        self.server = StreamServer(self.rec, ServerConfig(port=0, **self.cfg))
+        self.server = StreamServer(self.rec, ServerConfig(port=0, **self.cfg), adapt=self.adapt)
         self.call(self.server.start())
         return self.server
 
@@ -96,6 +97,6 @@ class ThreadedServer:
 
 
 @contextlib.contextmanager
-def threaded_server(rec: Recognizer, **cfg: Any) -> Iterator[StreamServer]:
-    with ThreadedServer(rec, **cfg) as server:
+def threaded_server(rec: Recognizer, adapt: AdaptConfig | None = None, **cfg: Any) -> Iterator[StreamServer]:
+    with ThreadedServer(rec, adapt, **cfg) as server:
         yield server

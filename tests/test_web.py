@@ -17,6 +17,7 @@ from _serving import offline, run, threaded_server
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamasr import protocol
+from streamasr.adapt import AdaptConfig
 from streamasr.audio import load_audio, resample
 from streamasr.stream import Recognizer
 
@@ -120,6 +121,7 @@ def test_browser_page_shows_live_partials_and_the_server_finals(
 
     messages = last["messages"]
     assert last["closeCode"] == 1000 and last["status"] == "done"
+    assert any(v["status"].startswith("listening (model tiny") and "adapting" not in v["status"] for v in views)
     assert [m["type"] for m in messages][0] == "ready" and messages[-1]["type"] == "done"
     rate = messages[0]["sample_rate"]  # the AudioContext's own rate, resampled by the server
     # Partial text was on screen before any final.
@@ -145,3 +147,12 @@ def test_browser_page_shows_live_partials_and_the_server_finals(
     similarity = np.corrcoef(a[:n], b[:n])[0, 1]
     assert len(heard) > 2 * 16000 and n == 16000, f"captured only {len(heard)} samples (16 kHz)"
     assert similarity > 0.95, f"captured audio is not the file (r={similarity:.2f}, lag={lag})"
+
+
+def test_browser_page_says_when_the_stream_adapts_to_the_voice(tiny_recognizer: Recognizer,
+                                                               devtools_port: int) -> None:
+    with threaded_server(tiny_recognizer, adapt=AdaptConfig(lr=3e-3)) as server:
+        views, last = run(drive(devtools_port, f"http://127.0.0.1:{server.port}/"), timeout=45)
+    assert last["messages"][0]["type"] == "ready" and last["messages"][0]["adapt"] is True
+    assert any(v["status"].endswith(", adapting to your voice)") for v in views)
+    assert last["closeCode"] == 1000 and last["status"] == "done"
