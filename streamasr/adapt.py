@@ -19,7 +19,9 @@ segments (README, "what we tried": the real voice's CER began to rise after ~1,5
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,6 +43,10 @@ class AdaptConfig:
     # fourth 551 recordings in a row (README); a speaker's copy stops learning after this many.
     max_segments: int = field(default=1000, metadata={"help": "learn from at most the first N segments of a "
                                                               "speaker (default: %(default)s)"})
+    target: Literal["entropy", "transcript"] = field(default="entropy", metadata={
+        "help": "what a speaker learns towards: 'transcript', CTC towards the stream's own finals (the beam "
+                "search and its LM correct the model); 'entropy', the model's surety of itself (default: "
+                "%(default)s)"})
     pull: float = field(default=0.0, metadata={"help": "after each step, the share of its distance from the "
                                                        "model's own LayerNorm a speaker's loses (default: "
                                                        "%(default)s)"})
@@ -54,6 +60,8 @@ class AdaptConfig:
             raise ValueError(f"AdaptConfig.max_seconds must be in [1, 600] s, got {self.max_seconds!r}")
         if not isinstance(self.max_segments, int) or not 1 <= self.max_segments <= 1_000_000:
             raise ValueError(f"AdaptConfig.max_segments must be an integer in [1, 1e6], got {self.max_segments!r}")
+        if self.target not in ("entropy", "transcript"):
+            raise ValueError(f"AdaptConfig.target must be 'entropy' or 'transcript', got {self.target!r}")
         if not isinstance(self.pull, (int, float)) or not 0.0 <= self.pull <= 1.0:
             raise ValueError(f"AdaptConfig.pull must be a share in [0, 1], got {self.pull!r}")
 
@@ -75,13 +83,14 @@ class AdaptState:
     moments: torch.Tensor  # float32 (4, hidden) Adam's running mean of the gradient (gain, bias), then of its square
     hidden: torch.Tensor  # float32 (layers, hidden) GRU state before ``frames``
     frames: np.ndarray  # float32 (frames, n_mels) model input since the last step, whole stacks, capped
+    text: str = ""  # the stream's finals since ``frames`` began (what target "transcript" learns towards)
     segment: int = 0  # the stream's segment when ``frames`` began: a later one means a segment has ended
     steps: int = 0  # Adam steps taken
     segments: int = 0  # segments learnt from
 
     def restart(self, hidden: torch.Tensor) -> AdaptState:
         """This speaker at the start of a new stream from GRU state ``hidden``: what was learnt is kept."""
-        return replace(self, hidden=hidden, frames=self.frames[:0], segment=0)
+        return replace(self, hidden=hidden, frames=self.frames[:0], text="", segment=0)
 
 
 def initial(model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> AdaptState:
@@ -103,12 +112,9 @@ def collect(state: AdaptState, frames: np.ndarray, limit: int) -> AdaptState:
     return replace(state, frames=np.concatenate([state.frames, frames[:room]]))
 
 
-def entropy(model: AcousticModel, states: list[AdaptState],
-            weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean per-frame entropy (nats) of the model's output on each state's frames: float32 (streams,).
-
-    ``weight`` and ``bias`` (streams, hidden) replace the states' own LayerNorms (for gradients).
-    """
+def _log_probs(model: AcousticModel, states: list[AdaptState], weight: torch.Tensor | None,
+               bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's log-probs (streams, steps, vocab) on each state's frames, and each row's steps."""
     stack = model.cfg.stack
     steps = [model.output_steps(len(s.frames)) for s in states]
     if min(steps) == 0:
@@ -124,23 +130,53 @@ def entropy(model: AcousticModel, states: list[AdaptState],
         weight, bias = torch.stack([s.weight for s in states]), torch.stack([s.bias for s in states])
     log_probs, _ = model(torch.from_numpy(batch), hidden, lengths if min(steps) != max(steps) else None,
                          norm=(weight, bias))
+    return log_probs, lengths
+
+
+def entropy(model: AcousticModel, states: list[AdaptState],
+            weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean per-frame entropy (nats) of the model's output on each state's frames: float32 (streams,).
+
+    ``weight`` and ``bias`` (streams, hidden) replace the states' own LayerNorms (for gradients).
+    """
+    log_probs, lengths = _log_probs(model, states, weight, bias)
     per_frame = -(log_probs.exp() * log_probs).sum(-1)  # (streams, steps)
     valid = torch.arange(per_frame.shape[1])[None] < lengths[:, None]
     return (per_frame * valid).sum(1) / lengths
 
 
+def transcript_loss(model: AcousticModel, states: list[AdaptState], targets: list[list[int]], blank: int,
+                    weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """CTC loss per frame of each state's frames against ``targets`` (its final text, as token ids,
+    without blanks): float32 (streams,). ``weight`` and ``bias`` as in ``entropy``."""
+    log_probs, lengths = _log_probs(model, states, weight, bias)
+    return torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1), torch.tensor([t for ids in targets for t in ids]), lengths,
+        torch.tensor([len(ids) for ids in targets]), blank=blank, reduction="none", zero_infinity=True) / lengths
+
+
 def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[torch.Tensor],
-               segments: list[int]) -> list[AdaptState]:
+               segments: list[int], encode: Callable[[str], list[int]] | None = None,
+               blank: int = 0) -> list[AdaptState]:
     """Take each state's ``cfg.steps`` Adam steps on its frames, all streams in one batched call.
 
-    Each stream's loss is its own mean entropy, and its LayerNorm reaches only its own row, so one
-    backward pass gives every stream its own gradient. A state with too little audio, or whose
-    speaker has taught it ``max_segments`` times, only drops its frames. Afterwards each state
-    collects anew from GRU state ``hiddens[i]`` in stream segment ``segments[i]``.
+    Each stream's loss is its own (``cfg.target``: the entropy of the model's output, or CTC
+    towards the text of its finals, ``encode``d), and its LayerNorm reaches only its own row, so one
+    backward pass gives every stream its own gradient. A state with too little audio, without
+    text to learn towards, or whose speaker has taught it ``max_segments`` times, only drops what
+    it holds. Afterwards each state collects anew from GRU state ``hiddens[i]`` in stream segment
+    ``segments[i]``.
     """
-    out = [replace(s, hidden=h, frames=s.frames[:0], segment=seg) for s, h, seg in zip(states, hiddens, segments)]
+    out = [replace(s, hidden=h, frames=s.frames[:0], text="", segment=seg)
+           for s, h, seg in zip(states, hiddens, segments)]
+    targets: dict[int, list[int]] = {}
+    for i, s in enumerate(states):
+        if s.cfg.target == "transcript":
+            if encode is None:
+                raise ValueError("learning towards the transcript needs the tokenizer's encode")
+            targets[i] = encode(s.text.strip())
     ready = [i for i, s in enumerate(states) if s.cfg.enabled and s.segments < s.cfg.max_segments
-             and model.output_steps(len(s.frames)) > 0]
+             and model.output_steps(len(s.frames)) > 0 and targets.get(i, [0])]
     by_cfg: dict[AdaptConfig, list[int]] = {}
     for i in ready:
         by_cfg.setdefault(states[i].cfg, []).append(i)
@@ -154,7 +190,10 @@ def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[tor
             weight.requires_grad_(True)
             bias.requires_grad_(True)
             with torch.enable_grad():
-                loss = entropy(model, group, weight, bias).sum()
+                if cfg.target == "transcript":
+                    loss = transcript_loss(model, group, [targets[i] for i in rows], blank, weight, bias).sum()
+                else:
+                    loss = entropy(model, group, weight, bias).sum()
                 grads = torch.autograd.grad(loss, (weight, bias))
             with torch.no_grad():
                 weight, bias, moments, taken = _adam(cfg.lr, (weight.detach(), bias.detach()), grads, moments, taken)

@@ -372,7 +372,8 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
                               rec.adapt_limit(speaker.cfg))
             if d.segment == state.segment and d.segment_start > state.segment_start:
                 # The segment restarted for lack of speech: the silence is not worth learning from.
-                speaker = replace(speaker, hidden=hidden, frames=speaker.frames[:0])
+                speaker = replace(speaker, hidden=hidden, frames=speaker.frames[:0], text="")
+            speaker = _heard(speaker, d.results)
         done.append(StreamState(
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
             feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
@@ -399,11 +400,18 @@ def _learn(rec: Recognizer, states: list[StreamState], which: list[bool]) -> lis
             speakers.append(state.adapt)
     if not chosen:
         return states
-    taught = learn_many(rec.model, speakers, [states[i].hidden for i in chosen], [states[i].segment for i in chosen])
+    taught = learn_many(rec.model, speakers, [states[i].hidden for i in chosen], [states[i].segment for i in chosen],
+                        rec.tokenizer.encode, rec.tokenizer.blank)
     states = list(states)
     for i, speaker in zip(chosen, taught, strict=True):
         states[i] = replace(states[i], adapt=speaker)
     return states
+
+
+def _heard(speaker: AdaptState, results: list[Result]) -> AdaptState:
+    """``speaker`` with the text of the finals in ``results`` added (what target "transcript" learns towards)."""
+    texts = [r.text for r in results if r.is_final and r.text]
+    return replace(speaker, text=" ".join([speaker.text, *texts]).strip()) if texts else speaker
 
 
 def step(rec: Recognizer, state: StreamState, pcm: np.ndarray | bytes,
@@ -424,8 +432,9 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
         return replace(state, segment_start=state.frame), []
     words, settled = _settle(rec, state.tokens, state.words, state.settled)
     final = _result(rec, "final", state.segment, state.tokens, state.segment_start, words, settled)
+    speaker = _heard(state.adapt, [final]) if state.adapt is not None else None
     return replace(state, tokens=(), words=(), settled=0, segment=state.segment + 1,
-                   segment_start=state.frame), [final]
+                   segment_start=state.frame, adapt=speaker), [final]
 
 
 def learn_rest(rec: Recognizer, state: StreamState) -> StreamState:

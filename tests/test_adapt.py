@@ -54,6 +54,7 @@ def _speaker(rec: Recognizer, audio: np.ndarray, cfg: AdaptConfig) -> AdaptState
     ({"max_seconds": 0.5}, "AdaptConfig.max_seconds must be in [1, 600] s, got 0.5"),
     ({"max_segments": 0}, "AdaptConfig.max_segments must be an integer in [1, 1e6], got 0"),
     ({"pull": 1.5}, "AdaptConfig.pull must be a share in [0, 1], got 1.5"),
+    ({"target": "labels"}, "AdaptConfig.target must be 'entropy' or 'transcript', got 'labels'"),
 ])
 def test_config_errors_name_field_and_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -111,6 +112,40 @@ def test_pull_draws_a_speaker_back_towards_the_model(default_greedy: Recognizer,
     torch.testing.assert_close(moved[0.25].weight - shipped, 0.75 * (moved[0.0].weight - shipped),
                                rtol=0, atol=1e-6)
     torch.testing.assert_close(moved[0.25].moments, moved[0.0].moments)  # Adam's own state is untouched
+
+
+def test_learning_towards_the_transcript_makes_it_likelier(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+    rec, audio = default_greedy, read_pcm(str(real_speech_flac))
+    cfg = AdaptConfig(lr=3e-3, steps=3, target="transcript")
+    held = replace(_speaker(rec, audio, cfg), text="and i'm so glad to be here")
+    ids = [rec.tokenizer.encode(held.text)]
+    with torch.no_grad():
+        before = float(adapt.transcript_loss(rec.model, [held], ids, rec.tokenizer.blank)[0])
+    [taught] = adapt.learn_many(rec.model, [held], [rec.start_hidden], [1], rec.tokenizer.encode, rec.tokenizer.blank)
+    with torch.no_grad():
+        after = float(adapt.transcript_loss(rec.model, [replace(taught, frames=held.frames)], ids,
+                                            rec.tokenizer.blank)[0])
+    assert after < before - 0.01 and taught.segments == 1 and taught.text == ""
+    # Without text there is nothing to learn towards: what it held is dropped, nothing learnt.
+    [silent] = adapt.learn_many(rec.model, [replace(held, text="")], [rec.start_hidden], [1], rec.tokenizer.encode)
+    assert silent.segments == 0 and len(silent.frames) == 0 and torch.equal(silent.weight, held.weight)
+    with pytest.raises(ValueError, match="learning towards the transcript needs the tokenizer's encode"):
+        adapt.learn_many(rec.model, [held], [rec.start_hidden], [1])
+
+
+def test_a_stream_learns_towards_its_own_finals(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+    rec = default_greedy
+    audio = read_pcm(str(real_speech_flac))
+    state = rec.initial_state(endpoint_cfg=EndpointConfig(silence_after_speech=3.0),
+                              adapt=AdaptConfig(lr=3e-3, target="transcript"))
+    state, _ = step(rec, state, audio)
+    state, [final] = flush_segment(rec, state)
+    assert state.adapt is not None and state.adapt.text == final.text and final.text
+    held = state.adapt
+    state, _ = step(rec, state, audio[:1600])  # it learns before this audio
+    assert state.adapt is not None and state.adapt.segments == 1 and state.adapt.text == ""
+    [expected] = adapt.learn_many(rec.model, [held], [state.hidden], [1], rec.tokenizer.encode, rec.tokenizer.blank)
+    assert torch.equal(state.adapt.weight, expected.weight)
 
 
 def test_streams_learn_together_as_they_would_alone(default_greedy: Recognizer, real_speech_flac: Path,
@@ -225,7 +260,8 @@ def test_eval_adapts_per_voice(default_greedy: Recognizer, real_speech_flac: Pat
     report, hyps = evaluate(default_greedy, items, 100, adapt=AdaptConfig(lr=0.02, steps=3))
     # Each file is one segment: the first file of each voice comes before any learning.
     assert [h.hyp for h in hyps[:2]] == plain[:2]
-    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000, "pull": 0.0}
+    assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000,
+                               "target": "entropy", "pull": 0.0}
     # What one voice learnt, replayed by hand, gives the third result.
     speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
     recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
