@@ -88,7 +88,7 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
                                time.perf_counter() - began))
     report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}
     if adapt is not None and adapt.enabled:
-        report["adapt"] = adapt.to_dict()
+        report["adapt"] = adapt.for_decoder(rec.decoder.method).to_dict()
     voices = sorted({h.voice for h in hyps if h.voice})
     if len(voices) > 1:
         report["voices"] = {v: score([h for h in hyps if h.voice == v]) for v in voices}

@@ -114,7 +114,7 @@ class Recognizer:
                 raise ValueError(f"speaker adaptation needs the float model; {self.name} is quantized "
                                  "(drop --quantize)")
             speaker = adapt.restart(self.start_hidden) if isinstance(adapt, AdaptState) \
-                else adapt_initial(self.model, adapt, self.start_hidden)
+                else adapt_initial(self.model, adapt.for_decoder(self.decoder.method), self.start_hidden)
         resampler = None if sample_rate == self.feature_cfg.sample_rate else self.resampler(sample_rate).initial_state()
         return StreamState(
             sample_rate=sample_rate,

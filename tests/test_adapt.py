@@ -7,6 +7,7 @@ import copy
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def _frames(rec: Recognizer, audio: np.ndarray) -> np.ndarray:
 
 def _speaker(rec: Recognizer, audio: np.ndarray, cfg: AdaptConfig) -> AdaptState:
     """A new speaker at a stream's start holding ``audio`` to learn from."""
-    fresh = adapt.initial(rec.model, cfg, rec.start_hidden)
+    fresh = adapt.initial(rec.model, cfg.for_decoder(rec.decoder.method), rec.start_hidden)
     return adapt.collect(fresh, _frames(rec, audio), rec.adapt_limit(cfg))
 
 
@@ -54,12 +55,23 @@ def _speaker(rec: Recognizer, audio: np.ndarray, cfg: AdaptConfig) -> AdaptState
     ({"max_seconds": 0.5}, "AdaptConfig.max_seconds must be in [1, 600] s, got 0.5"),
     ({"max_segments": 0}, "AdaptConfig.max_segments must be an integer in [1, 1e6], got 0"),
     ({"pull": 1.5}, "AdaptConfig.pull must be a share in [0, 1], got 1.5"),
-    ({"target": "labels"}, "AdaptConfig.target must be 'entropy' or 'transcript', got 'labels'"),
+    ({"target": "labels"}, "AdaptConfig.target must be 'auto', 'entropy', 'transcript' or 'both', got 'labels'"),
 ])
 def test_config_errors_name_field_and_value(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError) as info:
         AdaptConfig(**kwargs)  # type: ignore[arg-type]
     assert str(info.value) == message
+
+
+def test_target_auto_learns_towards_the_transcript_only_where_an_lm_corrects_it(default_greedy: Recognizer) -> None:
+    auto = AdaptConfig(lr=3e-3)
+    assert auto.target == "auto" and auto.for_decoder("beam").target == "both"
+    assert auto.for_decoder("greedy").target == "entropy"
+    assert AdaptConfig(lr=3e-3, target="transcript").for_decoder("greedy").target == "transcript"
+    state = default_greedy.initial_state(adapt=auto)
+    assert state.adapt is not None and state.adapt.cfg.target == "entropy"
+    with pytest.raises(ValueError, match="target 'auto' depends on the decoder"):
+        adapt.initial(default_greedy.model, auto, default_greedy.start_hidden)
 
 
 def test_learning_makes_the_model_surer_of_the_speaker_and_leaves_the_shared_model_alone(
@@ -114,9 +126,11 @@ def test_pull_draws_a_speaker_back_towards_the_model(default_greedy: Recognizer,
     torch.testing.assert_close(moved[0.25].moments, moved[0.0].moments)  # Adam's own state is untouched
 
 
-def test_learning_towards_the_transcript_makes_it_likelier(default_greedy: Recognizer, real_speech_flac: Path) -> None:
+@pytest.mark.parametrize("target", ["transcript", "both"])
+def test_learning_towards_the_transcript_makes_it_likelier(default_greedy: Recognizer, real_speech_flac: Path,
+                                                           target: Literal["transcript", "both"]) -> None:
     rec, audio = default_greedy, read_pcm(str(real_speech_flac))
-    cfg = AdaptConfig(lr=3e-3, steps=3, target="transcript")
+    cfg = AdaptConfig(lr=3e-3, steps=3, target=target)
     held = replace(_speaker(rec, audio, cfg), text="and i'm so glad to be here")
     ids = [rec.tokenizer.encode(held.text)]
     with torch.no_grad():
@@ -126,6 +140,10 @@ def test_learning_towards_the_transcript_makes_it_likelier(default_greedy: Recog
         after = float(adapt.transcript_loss(rec.model, [replace(taught, frames=held.frames)], ids,
                                             rec.tokenizer.blank)[0])
     assert after < before - 0.01 and taught.segments == 1 and taught.text == ""
+    if target == "both":  # the sum moves it otherwise than the transcript alone
+        [alone] = adapt.learn_many(rec.model, [replace(held, cfg=replace(cfg, target="transcript"))],
+                                   [rec.start_hidden], [1], rec.tokenizer.encode, rec.tokenizer.blank)
+        assert not torch.allclose(alone.weight, taught.weight)
     # Without text there is nothing to learn towards: what it held is dropped, nothing learnt.
     [silent] = adapt.learn_many(rec.model, [replace(held, text="")], [rec.start_hidden], [1], rec.tokenizer.encode)
     assert silent.segments == 0 and len(silent.frames) == 0 and torch.equal(silent.weight, held.weight)
