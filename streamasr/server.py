@@ -150,9 +150,13 @@ class StreamServer:
         self._server = await serve(
             self._handler, **where, process_request=self._process_request,
             max_size=self.cfg.max_frame_bytes, close_timeout=5, compression=None)
-        log.info("%s ws://%s:%d%s (model %s, at most %d streams)",
+        adapting = ""
+        if self.adapt is not None:  # what each stream that does not decline will learn, and how fast
+            cfg = self.adapt.for_decoder(self.rec.decoder.method)
+            adapting = f", speaker adaptation lr {cfg.lr:g} towards {cfg.target}"
+        log.info("%s ws://%s:%d%s (model %s, at most %d streams%s)",
                  f"worker process {os.getpid()} accepting on" if self._sock else "serving", self.cfg.host,
-                 self.port, protocol.PATH, self.rec.name, self.cfg.max_connections)
+                 self.port, protocol.PATH, self.rec.name, self.cfg.max_connections, adapting)
 
     async def shutdown(self) -> None:
         """Stop accepting, finish every stream with its finals (bounded wait), stop the worker."""

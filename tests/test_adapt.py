@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -314,7 +315,8 @@ def test_transcribe_option_treats_the_files_as_one_speaker(capsys: pytest.Captur
 
 
 def test_server_streams_learn_their_own_speaker_unless_they_decline(default_greedy: Recognizer,
-                                                                    real_speech_flac: Path) -> None:
+                                                                    real_speech_flac: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """A real server on port 0: the segment after a flush is heard with what the one before taught,
     exactly as the engine does it alone; a stream that declines, and a server without it, do not learn."""
     rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
@@ -347,7 +349,9 @@ def test_server_streams_learn_their_own_speaker_unless_they_decline(default_gree
         async with StreamServer(rec, ServerConfig(port=0)) as server:
             return [*both, await client(server.url, True)]
 
-    adapted, declined, unoffered = asyncio.run(asyncio.wait_for(main(), 60))
+    with caplog.at_level(logging.INFO, logger="streamasr.server"):
+        adapted, declined, unoffered = asyncio.run(asyncio.wait_for(main(), 60))
+    assert "at most 64 streams, speaker adaptation lr 0.02 towards entropy)" in caplog.text
     plain = engine(None)
     assert adapted == (True, engine(cfg)) and declined == unoffered == (False, plain)
     assert adapted[1][0] == plain[0] and adapted[1][1] != plain[1]  # learnt from the first, for the second
