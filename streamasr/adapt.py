@@ -72,6 +72,12 @@ class AdaptConfig:
     def enabled(self) -> bool:
         return self.lr > 0
 
+    def check_float(self, quantize: bool) -> None:
+        """Refuse ``--quantize`` with adaptation on, before any model is loaded (learning needs the
+        float model's gradients)."""
+        if self.enabled and quantize:
+            raise ValueError("--adapt-lr needs the float model: drop --quantize")
+
     def for_decoder(self, method: str) -> AdaptConfig:
         """This config with target "auto" made what it means for decoder ``method`` ("beam", "greedy")."""
         if self.target != "auto":
@@ -188,7 +194,7 @@ def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[tor
                 raise ValueError("learning towards the transcript needs the tokenizer's encode")
             targets[i] = encode(s.text.strip())
     ready = [i for i, s in enumerate(states) if s.cfg.enabled and s.segments < s.cfg.max_segments
-             and model.output_steps(len(s.frames)) > 0 and targets.get(i, [0])]
+             and model.output_steps(len(s.frames)) > 0 and (i not in targets or targets[i])]
     by_cfg: dict[AdaptConfig, list[int]] = {}
     for i in ready:
         by_cfg.setdefault(states[i].cfg, []).append(i)

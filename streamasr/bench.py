@@ -28,7 +28,7 @@ from streamasr import stream
 from streamasr.audio import SAMPLE_RATE, load_audio
 from streamasr.beam import DecoderConfig
 from streamasr.adapt import AdaptConfig
-from streamasr.cli import add_dataclass_options, dataclass_from_args
+from streamasr.cli import add_dataclass_options, dataclass_argv, dataclass_from_args
 from streamasr.endpoint import EndpointConfig
 
 # Engine stages timed by ``bench_engine``: report name -> function name in streamasr.stream.
@@ -225,8 +225,7 @@ def _register_engine(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
 def _engine_command(args: argparse.Namespace) -> int:
     threads = _thread_counts(args.threads)
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
-    if adapt.enabled and args.quantize:
-        raise ValueError("--adapt-lr needs the float model: drop --quantize")
+    adapt.check_float(args.quantize)
     rec = stream.Recognizer.load(args.model, args.quantize, dataclass_from_args(DecoderConfig, args))
     if args.file is None:
         audio, name = synthetic_audio(), "synthetic signal"
@@ -316,8 +315,6 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     import asyncio
     import tempfile
 
-    import dataclasses
-
     from streamasr import loadrun, loadtest
     from streamasr.data import read_manifest
 
@@ -333,10 +330,9 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio, cfg.gap)
     programs = [loadtest.make_program(rec, audio, chunk, name, adapt) for name, audio in signals]
     serve_args = ["--max-connections", "100000", "--idle-timeout", "120", *args.serve_arg]
-    serve_args += [f"--{f.name.replace('_', '-')}={getattr(decoder, f.name)}" for f in dataclasses.fields(decoder)
-                   if getattr(decoder, f.name) is not None]
+    serve_args += dataclass_argv(decoder)
     if adapt.enabled:
-        serve_args += [f"--adapt-{f.name.replace('_', '-')}={getattr(adapt, f.name)}" for f in dataclasses.fields(adapt)]
+        serve_args += dataclass_argv(adapt, prefix="adapt_")
     if args.model:
         serve_args += ["--model", str(args.model)]
     if args.quantize:

@@ -46,6 +46,13 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: st
             parser.add_argument(name, type=kind, default=default, metavar=kind.__name__.upper(), help=text)
 
 
+def dataclass_argv(obj: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> list[str]:
+    """``obj``'s fields as the ``--prefix-field=value`` options ``add_dataclass_options`` reads back
+    (fields that are None, or named in ``skip``, left out): to start another streamasr process."""
+    return [f"--{(prefix + f.name).replace('_', '-')}={getattr(obj, f.name)}" for f in dataclasses.fields(obj)
+            if f.name not in skip and getattr(obj, f.name) is not None]
+
+
 def dataclass_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> Any:
     """Build ``cls`` from the options ``add_dataclass_options`` added (ValueError on bad values)."""
     values = {f.name: getattr(args, (prefix + f.name).replace("-", "_")) for f in dataclasses.fields(cls)

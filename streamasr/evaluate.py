@@ -119,8 +119,7 @@ def _main(args: argparse.Namespace) -> int:
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise StreamAsrError("streamasr eval --plot needs matplotlib; install it with: pip install 'streamasr[plot]'")
-    if adapt.enabled and args.quantize:  # before loading the model and LM
-        raise StreamAsrError("--adapt-lr needs the float model: drop --quantize")
+    adapt.check_float(args.quantize)  # before loading the model and LM
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.quantize, decoder)
     reports, all_hyps = {}, []

@@ -116,8 +116,8 @@ class StreamServer:
         Raises:
             ValueError: ``adapt`` is on and ``rec`` is quantized (learning needs the float model).
         """
-        if adapt is not None and adapt.enabled and rec.meta.get("quantized"):
-            raise ValueError(f"speaker adaptation needs the float model; {rec.name} is quantized (drop --quantize)")
+        if adapt is not None and adapt.enabled:
+            rec.check_adaptable()
         self.adapt = adapt if adapt is not None and adapt.enabled else None
         self.rec = rec
         self.cfg = cfg or ServerConfig()
@@ -328,8 +328,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     if args.threads < 1 or not 1 <= args.workers <= 256:
         raise ValueError(f"--threads must be >= 1 and --workers in [1, 256], got {args.threads} and {args.workers}")
-    if adapt.enabled and args.quantize:  # before loading the model and LM
-        raise ValueError("--adapt-lr needs the float model: drop --quantize")
+    adapt.check_float(args.quantize)  # before loading the model and LM
     if args.workers > 1:
         return _supervise(args, cfg, worker_cfg, decoder, adapt)
     torch.set_num_threads(args.threads)
@@ -348,17 +347,17 @@ def _supervise(args: argparse.Namespace, cfg: ServerConfig, worker_cfg: WorkerCo
     them), so the streams spread over the processes and a busy one takes fewer. Two processes with
     one torch thread each scale ~2x on two cores, where threads in one process share the GIL.
     """
-    import dataclasses
     import subprocess
     import sys
+
+    from streamasr.cli import dataclass_argv
 
     sock = socket.create_server((cfg.host, cfg.port), backlog=4096)
     sock.set_inheritable(True)
     read_end, write_end = os.pipe()
     lifeline, keep = os.pipe()  # the children watch ``lifeline``; it closes when this process ends
-    options = [f"--{prefix}{f.name.replace('_', '-')}={getattr(c, f.name)}"
-               for prefix, c in (("", cfg), ("", worker_cfg), ("", decoder), ("adapt-", adapt))
-               for f in dataclasses.fields(c) if f.name != "token" and getattr(c, f.name) is not None]
+    options = [*dataclass_argv(cfg, skip=("token",)), *dataclass_argv(worker_cfg), *dataclass_argv(decoder),
+               *dataclass_argv(adapt, prefix="adapt_")]
     cmd = [sys.executable, "-m", "streamasr", *(["-v"] if log.isEnabledFor(logging.DEBUG) else []), "serve",
            *options, f"--threads={args.threads}", f"--listen-fd={sock.fileno()}", f"--ready-fd={write_end}",
            f"--parent-fd={lifeline}",

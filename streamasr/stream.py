@@ -110,9 +110,7 @@ class Recognizer:
             raise AudioError(f"sample rate {sample_rate!r} is not supported; expected an integer in [1000, 384000] Hz")
         speaker: AdaptState | None = None
         if isinstance(adapt, AdaptState) or (adapt is not None and adapt.enabled):
-            if self.meta.get("quantized"):
-                raise ValueError(f"speaker adaptation needs the float model; {self.name} is quantized "
-                                 "(drop --quantize)")
+            self.check_adaptable()
             speaker = adapt.restart(self.start_hidden) if isinstance(adapt, AdaptState) \
                 else adapt_initial(self.model, adapt.for_decoder(self.decoder.method), self.start_hidden)
         resampler = None if sample_rate == self.feature_cfg.sample_rate else self.resampler(sample_rate).initial_state()
@@ -124,6 +122,11 @@ class Recognizer:
             beams=self.beam.initial() if self.beam is not None else (),
             adapt=speaker,
         )
+
+    def check_adaptable(self) -> None:
+        """ValueError unless streams can adapt to their speakers here (learning needs the float model)."""
+        if self.meta.get("quantized"):
+            raise ValueError(f"speaker adaptation needs the float model; {self.name} is quantized (drop --quantize)")
 
     def adapt_limit(self, cfg: AdaptConfig) -> int:
         """Frames of model input a stream keeps to learn from: ``cfg.max_seconds``, in whole stacks."""

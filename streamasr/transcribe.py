@@ -182,8 +182,7 @@ def _command(args: argparse.Namespace) -> int:
     endpoint_cfg = dataclass_from_args(EndpointConfig, args)
     decoder = dataclass_from_args(DecoderConfig, args)
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
-    if adapt.enabled and args.quantize:
-        raise ValueError("--adapt-lr needs the float model: drop --quantize")
+    adapt.check_float(args.quantize)
     if not args.chunk_ms > 0:
         raise ValueError(f"--chunk-ms must be a positive number of milliseconds, got {args.chunk_ms}")
     if args.threads < 1:
