@@ -1,12 +1,14 @@
 """Unsupervised speaker adaptation: a stream learns its speaker's voice from its own output.
 
 A model trained on synthetic voices is unsure of itself on a person. Each time a stream's segment
-ends, one gradient step lowers the entropy of the model's output on the audio since the last step
-(no transcript needed), moving only the gain and bias of the LayerNorm after the input projection
-(1,024 numbers for the 512-wide model); the stream's later audio is recognised with them. They
+ends, one gradient step (a *lesson*) on the audio up to that end moves only the gain and bias of
+the LayerNorm after the input projection (1,024 numbers for the 512-wide model), towards surer
+output and towards the segment's own final text (no human transcript needed); the stream's
+audio from ``AdaptConfig.delay`` seconds after the segment end on is recognised with them. They
 live in the stream's state (``AdaptState``), so the shared model is never changed, streams batch
 together as before (the model call takes a LayerNorm per row), and a speaker's next stream can
-start from what their last one learnt.
+start from what their last one learnt. The delay lets a server learn on a thread of its own
+(``Learner``) while the stream goes on, and still give exactly what the engine gives alone.
 
     state = rec.initial_state(adapt=AdaptConfig(lr=3e-3))
     ... step / finish as usual ...
@@ -19,7 +21,10 @@ segments (README, "what we tried": the real voice's CER began to rise after ~1,5
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -52,6 +57,11 @@ class AdaptConfig:
     pull: float = field(default=0.0, metadata={"help": "after each step, the share of its distance from the "
                                                        "model's own LayerNorm a speaker's loses (default: "
                                                        "%(default)s)"})
+    # A fixed delay in audio time keeps every result independent of when the learning finished, so
+    # the server (which learns on its own thread, off the critical path) gives the engine's results.
+    delay: float = field(default=0.5, metadata={"help": "seconds of a stream's audio after a segment's learning "
+                                                        "starts before what it taught is used (the server learns "
+                                                        "meanwhile; default: %(default)s)"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr, (int, float)) or not 0.0 <= self.lr <= 0.1:
@@ -67,6 +77,8 @@ class AdaptConfig:
                              f"got {self.target!r}")
         if not isinstance(self.pull, (int, float)) or not 0.0 <= self.pull <= 1.0:
             raise ValueError(f"AdaptConfig.pull must be a share in [0, 1], got {self.pull!r}")
+        if not isinstance(self.delay, (int, float)) or not 0.0 <= self.delay <= 60.0:
+            raise ValueError(f"AdaptConfig.delay must be in [0, 60] s, got {self.delay!r}")
 
     @property
     def enabled(self) -> bool:
@@ -96,16 +108,40 @@ class AdaptState:
     weight: torch.Tensor  # float32 (hidden,) LayerNorm gain used for this stream
     bias: torch.Tensor  # float32 (hidden,) LayerNorm bias
     moments: torch.Tensor  # float32 (4, hidden) Adam's running mean of the gradient (gain, bias), then of its square
-    hidden: torch.Tensor  # float32 (layers, hidden) GRU state before ``frames``
-    frames: np.ndarray  # float32 (frames, n_mels) model input since the last step, whole stacks, capped
+    # GRU state a lesson starts from: the silence state streams start in, which a segment's start
+    # is close to, rather than the stream's own, which would depend on where a chunk ended.
+    hidden: torch.Tensor  # float32 (layers, hidden)
+    frames: np.ndarray  # float32 (frames, n_mels) model input since the last lesson, whole stacks, capped
     text: str = ""  # the stream's finals since ``frames`` began (what targets "transcript" and "both" learn towards)
-    segment: int = 0  # the stream's segment when ``frames`` began: a later one means a segment has ended
+    ended: int = 0  # how many of ``frames`` come before the last segment end (0: none has ended since)
+    end: int = 0  # the stream's model frame where that segment ended
     steps: int = 0  # Adam steps taken
     segments: int = 0  # segments learnt from
+    lesson: Future[AdaptState] | None = None  # a learning step handed to a learner, not yet used
+    due: int = 0  # the stream's model frame from which the last lesson is used
 
     def restart(self, hidden: torch.Tensor) -> AdaptState:
         """This speaker at the start of a new stream from GRU state ``hidden``: what was learnt is kept."""
-        return replace(self, hidden=hidden, frames=self.frames[:0], text="", segment=0)
+        return replace(self.settle(), hidden=hidden, frames=self.frames[:0], text="", ended=0, end=0, due=0)
+
+    def settle(self) -> AdaptState:
+        """This speaker with its pending lesson's LayerNorm and optimiser state (waits for the learner)."""
+        if self.lesson is None:
+            return self
+        taught = self.lesson.result()
+        return replace(self, weight=taught.weight, bias=taught.bias, moments=taught.moments, steps=taught.steps,
+                       segments=taught.segments, lesson=None)
+
+    def lesson_ready(self) -> bool:
+        """Whether a segment has ended since the last lesson, and that lesson was in use by then
+        (otherwise the speaker waits for the next segment end: a lesson starts from the last one's result)."""
+        return self.ended > 0 and self.due <= self.end
+
+    def take_lesson(self) -> tuple[AdaptState, AdaptState]:
+        """(what to learn from: the frames and the text up to the segment end; this speaker with
+        the frames after it, to learn later). Call ``settle`` first."""
+        lesson = replace(self, frames=self.frames[: self.ended], ended=0)
+        return lesson, replace(self, frames=self.frames[self.ended:], text="", ended=0, end=0)
 
 
 def initial(model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> AdaptState:
@@ -123,8 +159,9 @@ def initial(model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> Ada
 
 
 def collect(state: AdaptState, frames: np.ndarray, limit: int) -> AdaptState:
-    """``state`` with ``frames`` (whole stacks the model has just run) added, keeping at most ``limit``."""
-    room = limit - len(state.frames)
+    """``state`` with ``frames`` (whole stacks the model has just run) added, keeping at most ``limit``
+    since the last segment end (``limit`` more while a segment waits to be learnt)."""
+    room = limit + state.ended - len(state.frames)
     if room <= 0 or not len(frames) or state.segments >= state.cfg.max_segments:
         return state
     return replace(state, frames=np.concatenate([state.frames, frames[:room]]))
@@ -142,13 +179,13 @@ def _log_probs(model: AcousticModel, states: list[AdaptState], weight: torch.Ten
     batch = np.zeros((len(states), width, model.cfg.n_mels), np.float32)
     for row, s in enumerate(states):
         batch[row, : len(s.frames)] = s.frames
-    lengths = torch.tensor(steps)
     hidden = torch.stack([s.hidden for s in states], dim=1)
     if weight is None or bias is None:
         weight, bias = torch.stack([s.weight for s in states]), torch.stack([s.bias for s in states])
-    log_probs, _ = model(torch.from_numpy(batch), hidden, lengths if min(steps) != max(steps) else None,
-                         norm=(weight, bias))
-    return log_probs, lengths
+    # Padded, not packed: a row's outputs do not depend on the steps after its end, which the
+    # losses leave out, and the packed GRU's backward pass is the slower on a CPU.
+    log_probs, _ = model(torch.from_numpy(batch), hidden, norm=(weight, bias))
+    return log_probs, torch.tensor(steps)
 
 
 def entropy(model: AcousticModel, states: list[AdaptState],
@@ -173,20 +210,19 @@ def transcript_loss(model: AcousticModel, states: list[AdaptState], targets: lis
         torch.tensor([len(ids) for ids in targets]), blank=blank, reduction="none", zero_infinity=True) / lengths
 
 
-def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[torch.Tensor],
-               segments: list[int], encode: Callable[[str], list[int]] | None = None,
+def learn_many(model: AcousticModel, states: list[AdaptState], encode: Callable[[str], list[int]] | None = None,
                blank: int = 0) -> list[AdaptState]:
-    """Take each state's ``cfg.steps`` Adam steps on its frames, all streams in one batched call.
+    """Take each state's ``cfg.steps`` Adam steps on its frames, batching states of like length.
 
     Each stream's loss is its own (``cfg.target``: the entropy of the model's output, CTC towards
-    the text of its finals (``encode``d), or their sum), and its LayerNorm reaches only its own row, so one
-    backward pass gives every stream its own gradient. A state with too little audio, without
-    text to learn towards, or whose speaker has taught it ``max_segments`` times, only drops what
-    it holds. Afterwards each state collects anew from GRU state ``hiddens[i]`` in stream segment
-    ``segments[i]``.
+    the text of its finals (``encode``d), or their sum), and its LayerNorm reaches only its own
+    row, so one backward pass gives every stream of a batch its own gradient. A batch holds states
+    within ``_LENGTH_RATIO`` of each other's length, padded to the longest: on this CPU a batch of
+    16 equal lessons costs 29 ms each against 91 ms alone, but ragged ones cost more together than
+    alone (README). A state with too little audio, without text to learn towards, or whose speaker
+    has taught it ``max_segments`` times, only drops what it holds.
     """
-    out = [replace(s, hidden=h, frames=s.frames[:0], text="", segment=seg)
-           for s, h, seg in zip(states, hiddens, segments)]
+    out = [replace(s, frames=s.frames[:0], text="", ended=0, end=0) for s in states]
     targets: dict[int, list[int]] = {}
     for i, s in enumerate(states):
         if s.cfg.target != "entropy":
@@ -195,11 +231,8 @@ def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[tor
             targets[i] = encode(s.text.strip())
     ready = [i for i, s in enumerate(states) if s.cfg.enabled and s.segments < s.cfg.max_segments
              and model.output_steps(len(s.frames)) > 0 and (i not in targets or targets[i])]
-    by_cfg: dict[AdaptConfig, list[int]] = {}
-    for i in ready:
-        by_cfg.setdefault(states[i].cfg, []).append(i)
-    for cfg, rows in by_cfg.items():
-        group = [states[i] for i in rows]
+    for rows in _batches(states, ready):
+        cfg, group = states[rows[0]].cfg, [states[i] for i in rows]
         weight = torch.stack([s.weight for s in group])
         bias = torch.stack([s.bias for s in group])
         moments = torch.stack([s.moments for s in group])  # (streams, 4, hidden)
@@ -223,6 +256,90 @@ def learn_many(model: AcousticModel, states: list[AdaptState], hiddens: list[tor
             out[i] = replace(out[i], weight=weight[row].clone(), bias=bias[row].clone(),
                              moments=moments[row].clone(), steps=int(taken[row]), segments=states[i].segments + 1)
     return out
+
+
+_LENGTH_RATIO = 1.25  # the longest state of a learning batch holds at most this many times the shortest's frames
+
+
+def _batches(states: list[AdaptState], rows: list[int]) -> list[list[int]]:
+    """``rows`` of ``states`` in batches of one config and like length (``_LENGTH_RATIO``)."""
+    batches: list[list[int]] = []
+    for i in sorted(rows, key=lambda i: len(states[i].frames)):
+        last = batches[-1] if batches else None
+        if last is None or states[last[0]].cfg != states[i].cfg \
+                or len(states[i].frames) > _LENGTH_RATIO * len(states[last[0]].frames):
+            batches.append([i])
+        else:
+            last.append(i)
+    return batches
+
+
+def learn_now(model: AcousticModel, states: list[AdaptState], encode: Callable[[str], list[int]] | None = None,
+              blank: int = 0) -> list[Future[AdaptState]]:
+    """``learn_many`` on each state's own frames, on this thread: the lessons, already learnt."""
+    futures: list[Future[AdaptState]] = []
+    for taught in learn_many(model, states, encode, blank):
+        futures.append(Future())
+        futures[-1].set_result(taught)
+    return futures
+
+
+class Learner:
+    """Learns on its own thread, off the critical path (the server's inference worker).
+
+    ``submit`` hands over states to learn from and returns at once; while the thread runs one
+    batched ``learn_many``, newly submitted states queue up and all of them join the next. A stream
+    uses what it learnt ``AdaptConfig.delay`` seconds of audio later, and waits for the thread only
+    if it has not finished by then.
+    """
+
+    def __init__(self, model: AcousticModel, encode: Callable[[str], list[int]], blank: int) -> None:
+        self.model, self.encode, self.blank = model, encode, blank
+        self.seconds = 0.0  # wall seconds spent learning (read by /metrics)
+        self.lessons = 0  # states learnt from
+        self._queue: list[tuple[AdaptState, Future[AdaptState]]] = []
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="streamasr-learn", daemon=True)
+        self._thread.start()
+
+    def submit(self, states: list[AdaptState]) -> list[Future[AdaptState]]:
+        futures: list[Future[AdaptState]] = [Future() for _ in states]
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("learner closed")
+            self._queue.extend(zip(states, futures))
+            self._ready.notify()
+        return futures
+
+    def close(self) -> None:
+        """Learn what is queued, then stop the thread."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            began = time.perf_counter()
+            states = [s for s, _ in batch]
+            try:
+                taught = learn_many(self.model, states, self.encode, self.blank)
+            except Exception as e:  # noqa: BLE001 - each waiting stream gets it from its future
+                for _, future in batch:
+                    future.set_exception(e)
+                continue
+            finally:
+                self.seconds += time.perf_counter() - began
+                self.lessons += len(batch)
+            for (_, future), result in zip(batch, taught, strict=True):
+                future.set_result(result)
 
 
 def _adam(lr: float, params: tuple[torch.Tensor, torch.Tensor], grads: tuple[torch.Tensor, ...],

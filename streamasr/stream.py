@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from streamasr import beam, ctc, endpoint
-from streamasr.adapt import AdaptConfig, AdaptState, collect, learn_many
+from streamasr.adapt import AdaptConfig, AdaptState, Learner, collect, learn_now
 from streamasr.adapt import initial as adapt_initial
 from streamasr.audio import SAMPLE_RATE, Resampler, ResamplerState, pcm_to_float
 from streamasr.checkpoint import load_checkpoint
@@ -133,6 +134,10 @@ class Recognizer:
         frames = int(cfg.max_seconds * self.feature_cfg.sample_rate / self.feature_cfg.hop_length)
         return frames - frames % self.model.cfg.stack
 
+    def adapt_delay(self, cfg: AdaptConfig) -> int:
+        """Model frames of a stream after a lesson starts before it is used: ``cfg.delay``, rounded up."""
+        return math.ceil(round(cfg.delay / self.frame_seconds, 6))
+
 
 @dataclass(frozen=True, eq=False)
 class StreamState:
@@ -178,6 +183,7 @@ class _Decoded(NamedTuple):
     segment_start: int
     results: list[Result]
     beams: tuple[beam.Beam, ...] = ()
+    ended: int | None = None  # the model frame where the last segment ending in this step ended
 
 
 def _front_end(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray],
@@ -255,6 +261,36 @@ def _run_model(rec: Recognizer, states: list[StreamState],
     return out
 
 
+def _run_with_lessons(rec: Recognizer, states: list[StreamState], frames: list[np.ndarray]
+                      ) -> tuple[list[StreamState], list[tuple[np.ndarray, torch.Tensor]]]:
+    """``_run_model``, where a stream whose speaker's lesson comes due within its new frames runs
+    in two parts: up to the due frame with the LayerNorm it had, then with the lesson's. So the
+    lesson is used from the same frame however the audio was cut into chunks.
+
+    Returns the states (with those lessons settled) and the model's outputs.
+    """
+    stack, look = rec.model.cfg.stack, rec.model.cfg.stack * rec.model.cfg.lookahead
+    cuts: list[int | None] = []  # outputs before the lesson comes due, where it does within this step
+    for state, f in zip(states, frames, strict=True):
+        speaker = state.adapt
+        due = None if speaker is None or speaker.lesson is None else speaker.due - state.frame
+        cuts.append(due if due is not None and 0 < due < rec.model.output_steps(len(f)) else None)
+    split = [i for i, cut in enumerate(cuts) if cut is not None]
+    if not split:
+        return states, _run_model(rec, states, frames)
+    outputs = _run_model(rec, states, [f if cut is None else f[: cut * stack + look] for f, cut in zip(frames, cuts)])
+    states = list(states)
+    for i in split:
+        speaker = states[i].adapt
+        assert speaker is not None
+        states[i] = replace(states[i], adapt=speaker.settle())
+    rest = _run_model(rec, [replace(states[i], hidden=outputs[i][1]) for i in split],
+                      [frames[i][cuts[i] * stack:] for i in split])  # type: ignore[operator]
+    for i, (log_probs, hidden) in zip(split, rest, strict=True):
+        outputs[i] = (np.concatenate([outputs[i][0], log_probs]), hidden)
+    return states, outputs
+
+
 def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial: bool) -> _Decoded:
     """Greedy CTC over new frames with per-frame endpoint checks.
 
@@ -267,6 +303,7 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
     tokens, words, settled = state.tokens, state.words, state.settled
     segment, seg_start = state.segment, state.segment_start
     results: list[Result] = []
+    ended: int | None = None
     added = False  # whether the open segment got new tokens in this step
     last_id = state.last_id
     if len(log_probs):
@@ -285,14 +322,15 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
             if decision == "final":
                 words, settled = _settle(rec, growing, words, settled)
                 results.append(_result(rec, "final", segment, growing, seg_start, words, settled))
-                segment += 1
+                segment, ended = segment + 1, frame + 1
             if decision != "none":
                 growing, words, settled, seg_start, last_speech, added = [], (), 0, frame + 1, None, False
         tokens = tuple(growing)
     if tokens and added and partial:
         words, settled = _settle(rec, tokens, words, settled)
         results.append(_result(rec, "partial", segment, tokens, seg_start, words, settled))
-    return _Decoded(state.frame + len(log_probs), last_id, tokens, words, settled, segment, seg_start, results)
+    return _Decoded(state.frame + len(log_probs), last_id, tokens, words, settled, segment, seg_start, results,
+                    ended=ended)
 
 
 def _decode_beam(rec: Recognizer, dec: beam.BeamDecoder, state: StreamState, log_probs: np.ndarray,
@@ -305,6 +343,7 @@ def _decode_beam(rec: Recognizer, dec: beam.BeamDecoder, state: StreamState, log
     """
     beams, segment, seg_start = state.beams or dec.initial(), state.segment, state.segment_start
     results: list[Result] = []
+    ended: int | None = None
     space = rec.tokenizer.space
     for t, row in enumerate(log_probs.tolist()):
         frame = state.frame + t
@@ -315,12 +354,13 @@ def _decode_beam(rec: Recognizer, dec: beam.BeamDecoder, state: StreamState, log
             chosen = dec.end(beams)
             if decision == "final":
                 results.append(_result(rec, "final", segment, chosen.tokens, seg_start, (), 0))
-                segment += 1
+                segment, ended = segment + 1, frame + 1
             beams, seg_start = dec.restart(chosen), frame + 1
     tokens = beams[0].tokens
     if tokens and partial and tokens != state.tokens:
         results.append(_result(rec, "partial", segment, tokens, seg_start, (), 0))
-    return _Decoded(state.frame + len(log_probs), state.last_id, tokens, (), 0, segment, seg_start, results, beams)
+    return _Decoded(state.frame + len(log_probs), state.last_id, tokens, (), 0, segment, seg_start, results, beams,
+                    ended)
 
 
 def _settle(rec: Recognizer, tokens: list[ctc.Token] | tuple[ctc.Token, ...], words: tuple[Word, ...],
@@ -343,7 +383,8 @@ def _result(rec: Recognizer, kind: Literal["partial", "final"], segment: int,
 
 
 def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray | bytes],
-              encoding: str = "pcm_f32le", flush: bool = False) -> list[tuple[StreamState, list[Result]]]:
+              encoding: str = "pcm_f32le", flush: bool = False,
+              learner: Learner | None = None) -> list[tuple[StreamState, list[Result]]]:
     """Advance many streams by one chunk each, batching their front end and model work.
 
     Each stream's results are the same whether it runs alone or among others (up to float
@@ -351,7 +392,9 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
 
     Args:
         pcms: per stream, float32/int16 samples or little-endian bytes in ``encoding``.
-        flush: end of audio: drain the resampler too (used by ``finish``).
+        flush: end of audio: drain the resampler too (used by ``finish``). Nothing is learnt:
+            a stream that ends with its speaker would not use it (``learn_rest`` is for one that does not).
+        learner: speaker adaptation's learning runs there (the server's thread); None: here.
 
     Returns:
         Per stream: the new state and its results (finals for ended segments, then one partial
@@ -362,20 +405,24 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
         if state.finished:
             raise AudioError("audio after finish(); start a new stream")
         audio.append(pcm_to_float(pcm, encoding))
-    states = _learn(rec, states, [s.adapt is not None and s.segment > s.adapt.segment for s in states])
+    states = _learn(rec, states, learner, start=not flush)
     staged, frames = _front_end(rec, states, audio, flush)
-    outputs = _run_model(rec, states, frames)
+    states, outputs = _run_with_lessons(rec, states, frames)
     done: list[StreamState] = []
     results: list[list[Result]] = []
     for state, fe, f, (log_probs, hidden) in zip(states, staged, frames, outputs):
         d = _decode(rec, state, log_probs, partial=not flush)
         speaker = state.adapt
         if speaker is not None:  # the frames this step ran (not those only read as lookahead)
+            held = len(speaker.frames)
             speaker = collect(speaker, f[: rec.model.output_steps(len(f)) * rec.model.cfg.stack],
                               rec.adapt_limit(speaker.cfg))
-            if d.segment == state.segment and d.segment_start > state.segment_start:
+            if d.ended is not None:  # a segment ended: what came before it is the next lesson
+                ended = min(held + (d.ended - state.frame) * rec.model.cfg.stack, len(speaker.frames))
+                speaker = replace(speaker, ended=ended, end=d.ended)
+            elif d.segment_start > state.segment_start:
                 # The segment restarted for lack of speech: the silence is not worth learning from.
-                speaker = replace(speaker, hidden=hidden, frames=speaker.frames[:0], text="")
+                speaker = replace(speaker, frames=speaker.frames[: speaker.ended])
             speaker = _heard(speaker, d.results)
         done.append(StreamState(
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
@@ -386,35 +433,49 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
     return list(zip(done, results))
 
 
-def _learn(rec: Recognizer, states: list[StreamState], which: list[bool]) -> list[StreamState]:
-    """Speaker adaptation: the chosen streams learn from the audio since their last learning, in one
-    batched call (``adapt.learn_many``).
+def _learn(rec: Recognizer, states: list[StreamState], learner: Learner | None = None,
+           start: bool = True) -> list[StreamState]:
+    """Speaker adaptation at the start of a step: each stream uses its last lesson once its frame
+    has come (``cfg.delay`` seconds of audio after the segment end it learnt up to), and, if
+    ``start``, a stream whose segment has ended starts a lesson on the audio up to that end and
+    the finals' text: on ``learner`` (None: here, all in one batched call, ``adapt.learn_now``).
 
-    A stream learns once a segment has ended, before its next audio, so no result depends on
-    what its own audio taught. After a ``flush``, what it learns from does not depend on how the
-    audio was cut into chunks; after an endpoint it runs to the end of the chunk in which the
-    segment ended.
+    So no result depends on what its own audio taught, nor on when the learner finished, nor on
+    how the audio was cut into chunks (as long as the chunk in which a segment ends lasts less than
+    ``cfg.delay``: a lesson can start no earlier than the step after it).
     """
-    chosen: list[int] = []
-    speakers: list[AdaptState] = []
-    for i, (state, wanted) in enumerate(zip(states, which, strict=True)):
-        if wanted and state.adapt is not None:
-            chosen.append(i)
-            speakers.append(state.adapt)
+    out = list(states)
+    chosen: list[tuple[int, AdaptState]] = []  # (stream, what it learns from)
+    for i, state in enumerate(states):
+        speaker = state.adapt
+        if speaker is None:
+            continue
+        if speaker.lesson is not None and state.frame >= speaker.due:
+            speaker = speaker.settle()
+        if start and speaker.lesson_ready():
+            lesson, speaker = speaker.take_lesson()
+            chosen.append((i, lesson))
+        if speaker is not state.adapt:
+            out[i] = replace(state, adapt=speaker)
     if not chosen:
-        return states
-    taught = learn_many(rec.model, speakers, [states[i].hidden for i in chosen], [states[i].segment for i in chosen],
-                        rec.tokenizer.encode, rec.tokenizer.blank)
-    states = list(states)
-    for i, speaker in zip(chosen, taught, strict=True):
-        states[i] = replace(states[i], adapt=speaker)
-    return states
+        return out
+    lessons = [lesson for _, lesson in chosen]
+    futures = (learner.submit(lessons) if learner is not None
+               else learn_now(rec.model, lessons, rec.tokenizer.encode, rec.tokenizer.blank))
+    for (i, lesson), future in zip(chosen, futures, strict=True):
+        state = out[i]
+        assert state.adapt is not None
+        speaker = replace(state.adapt, lesson=future, due=lesson.end + rec.adapt_delay(lesson.cfg))
+        out[i] = replace(state, adapt=speaker if speaker.due > state.frame else speaker.settle())
+    return out
 
 
 def _heard(speaker: AdaptState, results: list[Result]) -> AdaptState:
     """``speaker`` with the text of the finals in ``results`` added (what target "transcript" learns towards)."""
     texts = [r.text for r in results if r.is_final and r.text]
-    return replace(speaker, text=" ".join([speaker.text, *texts]).strip()) if texts else speaker
+    if not texts or speaker.segments >= speaker.cfg.max_segments:  # the latter learns no more
+        return speaker
+    return replace(speaker, text=" ".join([speaker.text, *texts]).strip())
 
 
 def step(rec: Recognizer, state: StreamState, pcm: np.ndarray | bytes,
@@ -435,19 +496,27 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
         return replace(state, segment_start=state.frame), []
     words, settled = _settle(rec, state.tokens, state.words, state.settled)
     final = _result(rec, "final", state.segment, state.tokens, state.segment_start, words, settled)
-    speaker = _heard(state.adapt, [final]) if state.adapt is not None else None
+    speaker = None
+    if state.adapt is not None:  # the segment ends here, after all the frames held
+        speaker = _heard(replace(state.adapt, ended=len(state.adapt.frames), end=state.frame), [final])
     return replace(state, tokens=(), words=(), settled=0, segment=state.segment + 1,
                    segment_start=state.frame, adapt=speaker), [final]
 
 
 def learn_rest(rec: Recognizer, state: StreamState) -> StreamState:
-    """Speaker adaptation at the end of a stream: learn from the audio since the last learning
-    step, so that ``state.adapt`` can start the speaker's next stream (``Recognizer.initial_state``).
+    """Speaker adaptation at the end of a stream: learn from all the audio since the last lesson,
+    so that ``state.adapt`` can start the speaker's next stream (``Recognizer.initial_state``).
 
     ``finish`` leaves this out: a stream that ends with its speaker (a live connection) would pay
     a backward pass over its last segment, ahead of its last final, for nothing.
     """
-    return _learn(rec, [state], [True])[0]
+    speaker = state.adapt
+    if speaker is None:
+        return state
+    speaker = speaker.settle()
+    lesson, rest = replace(speaker, ended=len(speaker.frames)).take_lesson()
+    [taught] = learn_now(rec.model, [lesson], rec.tokenizer.encode, rec.tokenizer.blank)
+    return replace(state, adapt=replace(rest, lesson=taught).settle())
 
 
 def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:

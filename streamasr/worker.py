@@ -3,7 +3,9 @@
 Each stream owns its state and has at most one request in flight. Requests queue up on the event
 loop while the worker thread computes; when it is free it takes all of them (up to ``max_batch``)
 and runs them through ``stream.step_many``, so N streams cost one model call per step instead of N.
-The event loop never runs model work. Throughput knobs live in ``WorkerConfig``.
+The event loop never runs model work. Throughput knobs live in ``WorkerConfig``. Speaker
+adaptation learns on a second thread (``adapt.Learner``), so a stream's backward pass does not
+hold up the other streams' steps.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamasr.adapt import Learner
 from streamasr.results import Result
 from streamasr.stream import Recognizer, StreamState, finish, step_many
 
@@ -75,6 +78,7 @@ class InferenceWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamasr-infer")
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[_Request] = []
+        self.learner: Learner | None = None  # speaker adaptation's thread, while running
 
     @property
     def queue_depth(self) -> int:
@@ -84,6 +88,7 @@ class InferenceWorker:
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
         if self._task is None:
+            self.learner = Learner(self.rec.model, self.rec.tokenizer.encode, self.rec.tokenizer.blank)
             self._task = asyncio.get_running_loop().create_task(self._run(), name="streamasr-worker")
 
     async def close(self) -> None:
@@ -97,6 +102,8 @@ class InferenceWorker:
                 request.future.set_exception(RuntimeError("inference worker closed"))
         self._queue.clear()
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        if self.learner is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.learner.close)
 
     async def step(self, state: StreamState, pcm: np.ndarray) -> Outcome:
         """Advance one stream by ``pcm`` (float32 at its sample rate), batched with other streams."""
@@ -165,7 +172,8 @@ class InferenceWorker:
         steps = [i for i, r in enumerate(batch) if not r.finish]
         if steps:
             try:
-                done = step_many(self.rec, [batch[i].state for i in steps], [batch[i].pcm for i in steps])
+                done = step_many(self.rec, [batch[i].state for i in steps], [batch[i].pcm for i in steps],
+                                 learner=self.learner)
                 for i, outcome in zip(steps, done, strict=True):
                     outcomes[i] = outcome
             except Exception:  # noqa: BLE001 - isolate the failing stream: rerun each alone
@@ -186,6 +194,6 @@ class InferenceWorker:
         try:
             if request.finish:
                 return finish(self.rec, request.state)
-            return step_many(self.rec, [request.state], [request.pcm])[0]
+            return step_many(self.rec, [request.state], [request.pcm], learner=self.learner)[0]
         except Exception as e:  # noqa: BLE001 - handed to the stream's handler, which logs it
             return e

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import logging
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -56,6 +57,7 @@ def _speaker(rec: Recognizer, audio: np.ndarray, cfg: AdaptConfig) -> AdaptState
     ({"max_seconds": 0.5}, "AdaptConfig.max_seconds must be in [1, 600] s, got 0.5"),
     ({"max_segments": 0}, "AdaptConfig.max_segments must be an integer in [1, 1e6], got 0"),
     ({"pull": 1.5}, "AdaptConfig.pull must be a share in [0, 1], got 1.5"),
+    ({"delay": -1}, "AdaptConfig.delay must be in [0, 60] s, got -1"),
     ({"target": "labels"}, "AdaptConfig.target must be 'auto', 'entropy', 'transcript' or 'both', got 'labels'"),
 ])
 def test_config_errors_name_field_and_value(kwargs: dict[str, float], message: str) -> None:
@@ -82,8 +84,8 @@ def test_learning_makes_the_model_surer_of_the_speaker_and_leaves_the_shared_mod
     held = _speaker(rec, read_pcm(str(real_speech_flac)), AdaptConfig(lr=3e-3, steps=3))
     with torch.no_grad():
         before = float(adapt.entropy(rec.model, [held])[0])
-    [taught] = adapt.learn_many(rec.model, [held], [rec.start_hidden], [1])
-    assert taught.segments == 1 and taught.steps == 3 and len(taught.frames) == 0 and taught.segment == 1
+    [taught] = adapt.learn_many(rec.model, [held])
+    assert taught.segments == 1 and taught.steps == 3 and len(taught.frames) == 0
     with torch.no_grad():
         after = float(adapt.entropy(rec.model, [replace(taught, frames=held.frames)])[0])
     assert after < before - 0.01  # nats per frame
@@ -100,7 +102,7 @@ def test_steps_are_torch_adam_on_the_layernorm(speech_wav: Path) -> None:
     held = _speaker(rec, read_pcm(str(speech_wav)), cfg)
     state = held
     for _ in range(3):
-        [state] = adapt.learn_many(model, [replace(state, frames=held.frames)], [held.hidden], [0])
+        [state] = adapt.learn_many(model, [replace(state, frames=held.frames)])
     twin = copy.deepcopy(model)
     optimizer = torch.optim.Adam([twin.norm.weight, twin.norm.bias], lr=cfg.lr)
     for _ in range(3):
@@ -120,7 +122,7 @@ def test_pull_draws_a_speaker_back_towards_the_model(default_greedy: Recognizer,
     moved = {}
     for pull in (0.0, 0.25, 1.0):
         held = _speaker(rec, audio, AdaptConfig(lr=3e-3, pull=pull))
-        [moved[pull]] = adapt.learn_many(rec.model, [held], [rec.start_hidden], [1])
+        [moved[pull]] = adapt.learn_many(rec.model, [held])
     assert torch.equal(moved[1.0].weight, shipped) and moved[1.0].steps == 1  # all the way back
     torch.testing.assert_close(moved[0.25].weight - shipped, 0.75 * (moved[0.0].weight - shipped),
                                rtol=0, atol=1e-6)
@@ -136,20 +138,20 @@ def test_learning_towards_the_transcript_makes_it_likelier(default_greedy: Recog
     ids = [rec.tokenizer.encode(held.text)]
     with torch.no_grad():
         before = float(adapt.transcript_loss(rec.model, [held], ids, rec.tokenizer.blank)[0])
-    [taught] = adapt.learn_many(rec.model, [held], [rec.start_hidden], [1], rec.tokenizer.encode, rec.tokenizer.blank)
+    [taught] = adapt.learn_many(rec.model, [held], rec.tokenizer.encode, rec.tokenizer.blank)
     with torch.no_grad():
         after = float(adapt.transcript_loss(rec.model, [replace(taught, frames=held.frames)], ids,
                                             rec.tokenizer.blank)[0])
     assert after < before - 0.01 and taught.segments == 1 and taught.text == ""
     if target == "both":  # the sum moves it otherwise than the transcript alone
         [alone] = adapt.learn_many(rec.model, [replace(held, cfg=replace(cfg, target="transcript"))],
-                                   [rec.start_hidden], [1], rec.tokenizer.encode, rec.tokenizer.blank)
+                                   rec.tokenizer.encode, rec.tokenizer.blank)
         assert not torch.allclose(alone.weight, taught.weight)
     # Without text there is nothing to learn towards: what it held is dropped, nothing learnt.
-    [silent] = adapt.learn_many(rec.model, [replace(held, text="")], [rec.start_hidden], [1], rec.tokenizer.encode)
+    [silent] = adapt.learn_many(rec.model, [replace(held, text="")], rec.tokenizer.encode)
     assert silent.segments == 0 and len(silent.frames) == 0 and torch.equal(silent.weight, held.weight)
     with pytest.raises(ValueError, match="learning towards the transcript needs the tokenizer's encode"):
-        adapt.learn_many(rec.model, [held], [rec.start_hidden], [1])
+        adapt.learn_many(rec.model, [held])
 
 
 def test_a_stream_learns_towards_its_own_finals(default_greedy: Recognizer, real_speech_flac: Path) -> None:
@@ -161,10 +163,12 @@ def test_a_stream_learns_towards_its_own_finals(default_greedy: Recognizer, real
     state, [final] = flush_segment(rec, state)
     assert state.adapt is not None and state.adapt.text == final.text and final.text
     held = state.adapt
-    state, _ = step(rec, state, audio[:1600])  # it learns before this audio
-    assert state.adapt is not None and state.adapt.segments == 1 and state.adapt.text == ""
-    [expected] = adapt.learn_many(rec.model, [held], [state.hidden], [1], rec.tokenizer.encode, rec.tokenizer.blank)
-    assert torch.equal(state.adapt.weight, expected.weight)
+    state, _ = step(rec, state, audio[:1600])  # it starts learning before this audio ...
+    assert state.adapt is not None and state.adapt.lesson is not None and state.adapt.text == ""
+    assert torch.equal(state.adapt.weight, held.weight)  # ... and uses it only cfg.delay s later
+    [expected] = adapt.learn_many(rec.model, [held], rec.tokenizer.encode, rec.tokenizer.blank)
+    settled = state.adapt.settle()
+    assert settled.segments == 1 and settled.lesson is None and torch.equal(settled.weight, expected.weight)
 
 
 def test_streams_learn_together_as_they_would_alone(default_greedy: Recognizer, real_speech_flac: Path,
@@ -172,12 +176,55 @@ def test_streams_learn_together_as_they_would_alone(default_greedy: Recognizer, 
     rec, cfg = default_greedy, AdaptConfig(lr=3e-3)
     held = [_speaker(rec, read_pcm(str(real_speech_flac)), cfg), _speaker(rec, read_pcm(str(speech_wav)), cfg)]
     assert len(held[0].frames) != len(held[1].frames)  # ragged: the packed path
-    together = adapt.learn_many(rec.model, held, [rec.start_hidden] * 2, [1, 1])
+    together = adapt.learn_many(rec.model, held)
     for one, both in zip(held, together):
-        [alone] = adapt.learn_many(rec.model, [one], [rec.start_hidden], [1])
+        [alone] = adapt.learn_many(rec.model, [one])
         torch.testing.assert_close(both.weight, alone.weight, rtol=0, atol=1e-6)
         torch.testing.assert_close(both.bias, alone.bias, rtol=0, atol=1e-6)
     assert not torch.equal(together[0].weight, together[1].weight)
+
+
+def test_the_learner_thread_batches_what_queues_while_it_learns(default_greedy: Recognizer, real_speech_flac: Path,
+                                                                speech_wav: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, cfg = default_greedy, AdaptConfig(lr=3e-3)
+    held = [_speaker(rec, read_pcm(str(real_speech_flac)), cfg), _speaker(rec, read_pcm(str(speech_wav)), cfg)]
+    started, release = threading.Event(), threading.Event()
+    batches: list[int] = []
+    learn_many = adapt.learn_many
+
+    def held_up(model: torch.nn.Module, states: list[AdaptState], *args: object) -> list[AdaptState]:
+        batches.append(len(states))
+        started.set()
+        release.wait(30)
+        return learn_many(model, states, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(adapt, "learn_many", held_up)
+    learner = adapt.Learner(rec.model, rec.tokenizer.encode, rec.tokenizer.blank)
+    first = learner.submit(held[:1])
+    assert started.wait(30)
+    later = learner.submit(held) + learner.submit(held[1:])  # these queue while the first is learnt
+    assert not any(f.done() for f in first + later)
+    release.set()
+    taught = [f.result(30) for f in first + later]
+    learner.close()
+    assert batches == [1, 3]
+    expected = learn_many(rec.model, held)
+    for got, want in zip(taught, [expected[0], *expected, expected[1]]):
+        torch.testing.assert_close(got.weight, want.weight, rtol=0, atol=1e-6)
+        assert got.segments == 1
+    with pytest.raises(RuntimeError, match="learner closed"):
+        learner.submit(held)
+
+    def broken(*args: object) -> list[AdaptState]:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(adapt, "learn_many", broken)
+    learner = adapt.Learner(rec.model, rec.tokenizer.encode, rec.tokenizer.blank)
+    [failed] = learner.submit(held[:1])
+    with pytest.raises(RuntimeError, match="out of memory"):  # the stream that waits for it gets the error
+        replace(held[0], lesson=failed).settle()
+    learner.close()
 
 
 def test_a_stream_learns_when_each_segment_ends(default_greedy: Recognizer, real_speech_flac: Path) -> None:
@@ -186,21 +233,30 @@ def test_a_stream_learns_when_each_segment_ends(default_greedy: Recognizer, real
     two = np.concatenate([audio, np.zeros(24000, np.float32), audio])  # 1.5 s pause: two segments
     state = rec.initial_state(adapt=AdaptConfig(lr=3e-3))
     assert state.adapt is not None and torch.equal(state.adapt.weight, rec.model.norm.weight)
-    learnt_at: list[int] = []  # how many finals had come when each learning step came
-    finals = []
-    since = 0  # the model frame of the last learning step
+    started_at: list[int] = []  # how many finals had come when each lesson started
+    used_at: list[tuple[int, int]] = []  # the model frames of the step that first used it
+    ended_in = (0, 0)  # the model frames of the step in which the first segment ended
+    finals: list[Result] = []
+    since = 0  # the model frame up to which the last lesson learnt
     for i in range(0, len(two), 1600):
-        before = state.frame
+        before, lesson = state.frame, state.adapt.lesson if state.adapt else None
         state, results = step(rec, state, two[i:i + 1600])
         assert state.adapt is not None
-        if state.adapt.segments > len(learnt_at):  # it learnt first, then ran this chunk
-            learnt_at.append(len(finals))
-            since = before
-            assert state.adapt.segment == state.segment
-        # Every frame the model ran since the start or the last learning step is kept to learn from.
+        if state.adapt.lesson is not None and state.adapt.lesson is not lesson:  # it started, then ran this chunk
+            started_at.append(len(finals))
+            due = state.adapt.due
+            since = due - rec.adapt_delay(state.adapt.cfg)  # the frame where the segment ended ...
+            assert ended_in[0] < since <= ended_in[1]  # ... within the step that gave the final
+        if lesson is not None and state.adapt.lesson is None:
+            used_at.append((before, state.frame))
+            assert state.adapt.segments == 1 and not torch.equal(state.adapt.weight, rec.model.norm.weight)
+        # Every frame the model ran since the start or the last lesson's end is kept to learn from.
         assert len(state.adapt.frames) == (state.frame - since) * rec.model.cfg.stack
+        if any(r.is_final for r in results) and not finals:
+            ended_in = (before, state.frame)
         finals += [r for r in results if r.is_final]
-    assert learnt_at == [1]  # after the first final, before the next audio
+    assert started_at == [1]  # after the first final, before the next audio
+    assert len(used_at) == 1 and used_at[0][0] <= due <= used_at[0][1]  # cfg.delay s later, to the frame
     state, results = finish(rec, state)
     finals += results
     # finish leaves the last segment's learning out (a live stream ends with its speaker) ...
@@ -216,6 +272,38 @@ def test_a_stream_learns_when_each_segment_ends(default_greedy: Recognizer, real
         plain += [r for r in results if r.is_final]
     plain += finish(rec, plain_state)[1]
     assert finals[0].text == plain[0].text and len(finals) == len(plain) == 2
+
+
+def test_what_a_stream_learns_and_when_does_not_depend_on_its_chunks(default_greedy: Recognizer,
+                                                                     real_speech_flac: Path) -> None:
+    """Segments end by endpoint mid-chunk; chunks shorter than cfg.delay, regular or not, and a
+    learner thread give the same finals and the same LayerNorm as 100 ms chunks learnt inline."""
+    rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
+    audio = read_pcm(str(real_speech_flac))
+    pause = np.zeros(24000, np.float32)
+    three = np.concatenate([audio, pause, audio, pause, audio])
+
+    def run(sizes: list[int], learner: adapt.Learner | None = None) -> tuple[list[str], torch.Tensor]:
+        state, texts, at, k = rec.initial_state(adapt=cfg), [], 0, 0
+        while at < len(three):
+            size = sizes[k % len(sizes)]
+            [(state, results)] = step_many(rec, [state], [three[at:at + size]], learner=learner)
+            texts += [r.text for r in results if r.is_final]
+            at, k = at + size, k + 1
+        state, results = finish(rec, state)
+        assert state.adapt is not None and state.adapt.segments == 2  # learnt from the first two segments
+        return texts + [r.text for r in results if r.is_final], state.adapt.settle().weight
+
+    texts, weight = run([1600])
+    assert len(texts) == 3 and texts[1:] != [recognise(rec, audio, 1600)] * 2  # the later two heard otherwise
+    learner = adapt.Learner(rec.model, rec.tokenizer.encode, rec.tokenizer.blank)
+    try:
+        for sizes, by in (([4800], None), ([160, 7200, 3200, 800], None), ([2400, 1600], learner)):
+            other_texts, other_weight = run(sizes, by)
+            assert other_texts == texts
+            torch.testing.assert_close(other_weight, weight, rtol=0, atol=1e-5)  # float rounding
+    finally:
+        learner.close()
 
 
 def test_silence_is_dropped_not_learnt(default_greedy: Recognizer) -> None:
@@ -280,7 +368,7 @@ def test_eval_adapts_per_voice(default_greedy: Recognizer, real_speech_flac: Pat
     # Each file is one segment: the first file of each voice comes before any learning.
     assert [h.hyp for h in hyps[:2]] == plain[:2]
     assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000,
-                               "target": "entropy", "pull": 0.0}
+                               "target": "entropy", "pull": 0.0, "delay": 0.5}
     # What one voice learnt, replayed by hand, gives the third result.
     speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
     recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
@@ -343,14 +431,19 @@ def test_server_streams_learn_their_own_speaker_unless_they_decline(default_gree
             await c.stop()
             return c.ready.adapt, [first.text] + [r.text async for r in c.results() if r.is_final]
 
+    metrics: list[str] = []
+
     async def main() -> list[tuple[bool, list[str]]]:
         async with StreamServer(rec, ServerConfig(port=0), adapt=cfg) as server:
             both = await asyncio.gather(client(server.url, True), client(server.url, False))
+            metrics.append(server.metrics.render(0, server.worker))
         async with StreamServer(rec, ServerConfig(port=0)) as server:
             return [*both, await client(server.url, True)]
 
     with caplog.at_level(logging.INFO, logger="streamasr.server"):
         adapted, declined, unoffered = asyncio.run(asyncio.wait_for(main(), 60))
+    # The adapted stream's first segment went to the learner thread (the finish learns nothing).
+    assert "streamasr_lessons_total 1\n" in metrics[0] and "streamasr_learn_seconds_total 0\n" not in metrics[0]
     assert "at most 64 streams, speaker adaptation lr 0.02 towards entropy)" in caplog.text
     plain = engine(None)
     assert adapted == (True, engine(cfg)) and declined == unoffered == (False, plain)
