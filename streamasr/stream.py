@@ -270,22 +270,21 @@ def _run_with_lessons(rec: Recognizer, states: list[StreamState], frames: list[n
     Returns the states (with those lessons settled) and the model's outputs.
     """
     stack, look = rec.model.cfg.stack, rec.model.cfg.stack * rec.model.cfg.lookahead
-    cuts: list[int | None] = []  # outputs before the lesson comes due, where it does within this step
-    for state, f in zip(states, frames, strict=True):
+    split: dict[int, tuple[int, AdaptState]] = {}  # stream: (outputs before its lesson comes due, its speaker)
+    for i, (state, f) in enumerate(zip(states, frames, strict=True)):
         speaker = state.adapt
-        due = None if speaker is None or speaker.lesson is None else speaker.due - state.frame
-        cuts.append(due if due is not None and 0 < due < rec.model.output_steps(len(f)) else None)
-    split = [i for i, cut in enumerate(cuts) if cut is not None]
+        if speaker is not None and speaker.lesson is not None \
+                and 0 < speaker.due - state.frame < rec.model.output_steps(len(f)):
+            split[i] = (speaker.due - state.frame, speaker)
     if not split:
         return states, _run_model(rec, states, frames)
-    outputs = _run_model(rec, states, [f if cut is None else f[: cut * stack + look] for f, cut in zip(frames, cuts)])
+    outputs = _run_model(rec, states, [f[: split[i][0] * stack + look] if i in split else f
+                                       for i, f in enumerate(frames)])
     states = list(states)
-    for i in split:
-        speaker = states[i].adapt
-        assert speaker is not None
+    for i, (_, speaker) in split.items():
         states[i] = replace(states[i], adapt=speaker.settle())
     rest = _run_model(rec, [replace(states[i], hidden=outputs[i][1]) for i in split],
-                      [frames[i][cuts[i] * stack:] for i in split])  # type: ignore[operator]
+                      [frames[i][cut * stack:] for i, (cut, _) in split.items()])
     for i, (log_probs, hidden) in zip(split, rest, strict=True):
         outputs[i] = (np.concatenate([outputs[i][0], log_probs]), hidden)
     return states, outputs
@@ -438,14 +437,14 @@ def _learn(rec: Recognizer, states: list[StreamState], learner: Learner | None =
     """Speaker adaptation at the start of a step: each stream uses its last lesson once its frame
     has come (``cfg.delay`` seconds of audio after the segment end it learnt up to), and, if
     ``start``, a stream whose segment has ended starts a lesson on the audio up to that end and
-    the finals' text: on ``learner`` (None: here, all in one batched call, ``adapt.learn_now``).
+    the finals' text: on ``learner`` (None: here, in batches of like length, ``adapt.learn_now``).
 
     So no result depends on what its own audio taught, nor on when the learner finished, nor on
     how the audio was cut into chunks (as long as the chunk in which a segment ends lasts less than
     ``cfg.delay``: a lesson can start no earlier than the step after it).
     """
     out = list(states)
-    chosen: list[tuple[int, AdaptState]] = []  # (stream, what it learns from)
+    chosen: list[tuple[int, AdaptState, AdaptState]] = []  # (stream, what it learns from, the speaker after)
     for i, state in enumerate(states):
         speaker = state.adapt
         if speaker is None:
@@ -453,20 +452,17 @@ def _learn(rec: Recognizer, states: list[StreamState], learner: Learner | None =
         if speaker.lesson is not None and state.frame >= speaker.due:
             speaker = speaker.settle()
         if start and speaker.lesson_ready():
-            lesson, speaker = speaker.take_lesson()
-            chosen.append((i, lesson))
-        if speaker is not state.adapt:
+            chosen.append((i, *speaker.take_lesson()))
+        elif speaker is not state.adapt:
             out[i] = replace(state, adapt=speaker)
     if not chosen:
         return out
-    lessons = [lesson for _, lesson in chosen]
+    lessons = [lesson for _, lesson, _ in chosen]
     futures = (learner.submit(lessons) if learner is not None
                else learn_now(rec.model, lessons, rec.tokenizer.encode, rec.tokenizer.blank))
-    for (i, lesson), future in zip(chosen, futures, strict=True):
-        state = out[i]
-        assert state.adapt is not None
-        speaker = replace(state.adapt, lesson=future, due=lesson.end + rec.adapt_delay(lesson.cfg))
-        out[i] = replace(state, adapt=speaker if speaker.due > state.frame else speaker.settle())
+    for (i, lesson, speaker), future in zip(chosen, futures, strict=True):
+        speaker = replace(speaker, lesson=future, due=lesson.end + rec.adapt_delay(lesson.cfg))
+        out[i] = replace(out[i], adapt=speaker if speaker.due > out[i].frame else speaker.settle())
     return out
 
 
