@@ -90,6 +90,14 @@ class AdaptConfig:
         if self.enabled and quantize:
             raise ValueError("--adapt-lr needs the float model: drop --quantize")
 
+    def check_passes(self, passes: int) -> None:
+        """``--adapt-passes``: how many times a speaker's files are heard, the last one kept."""
+        if not isinstance(passes, int) or not 1 <= passes <= 100:
+            raise ValueError(f"--adapt-passes must be an integer in [1, 100], got {passes!r}")
+        if passes > 1 and not self.enabled:
+            raise ValueError(f"--adapt-passes {passes} hears the files again with what the voice taught: "
+                             f"it needs --adapt-lr (e.g. 0.003)")
+
     def for_decoder(self, method: str) -> AdaptConfig:
         """This config with target "auto" made what it means for decoder ``method`` ("beam", "greedy")."""
         if self.target != "auto":

@@ -69,26 +69,33 @@ def score(hyps: list[Hypothesis]) -> dict[str, float]:
 
 
 def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progress: bool = False,
-             adapt: AdaptConfig | None = None) -> tuple[dict[str, Any], list[Hypothesis]]:
+             adapt: AdaptConfig | None = None, passes: int = 1) -> tuple[dict[str, Any], list[Hypothesis]]:
     """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses.
 
     With ``adapt`` enabled, each voice is a speaker: its utterances, in manifest order, are each
     recognised with what the earlier ones taught, and with what its own earlier segments taught
-    (``streamasr.adapt``); the time includes learning.
+    (``streamasr.adapt``); the time includes learning. With ``passes`` N > 1 (adaptation only),
+    the utterances are heard N times and the last pass is scored (its time alone).
     """
+    cfg = adapt or AdaptConfig()
+    cfg.check_passes(passes)
     chunk = chunk_ms * rec.feature_cfg.sample_rate // 1000
-    hyps: list[Hypothesis] = []
     speakers: dict[str, Speaker] = {}
+    for n in range(1, passes):  # only to teach the voices
+        for utt in tqdm(items, desc=f"eval, learning pass {n} of {passes}", file=sys.stderr, disable=not progress,
+                        unit="utt"):
+            recognise(rec, read_pcm(utt.audio), chunk, speakers.setdefault(utt.voice, Speaker(cfg)))
+    hyps: list[Hypothesis] = []
     for utt in tqdm(items, desc="eval", file=sys.stderr, disable=not progress, unit="utt"):
         audio = read_pcm(utt.audio)
         began = time.perf_counter()
-        speaker = speakers.setdefault(utt.voice, Speaker(adapt)) if adapt is not None and adapt.enabled else None
+        speaker = speakers.setdefault(utt.voice, Speaker(cfg)) if cfg.enabled else None
         text = recognise(rec, audio, chunk, speaker)
         hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
                                time.perf_counter() - began))
     report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}
-    if adapt is not None and adapt.enabled:
-        report["adapt"] = adapt.for_decoder(rec.decoder.method).to_dict()
+    if cfg.enabled:
+        report["adapt"] = {**cfg.for_decoder(rec.decoder.method).to_dict(), "passes": passes}
     voices = sorted({h.voice for h in hyps if h.voice})
     if len(voices) > 1:
         report["voices"] = {v: score([h for h in hyps if h.voice == v]) for v in voices}
@@ -109,6 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="also draw WER and CER per manifest and voice to this PNG (needs matplotlib)")
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
     add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, --adapt-steps, --adapt-max-seconds, ...
+    p.add_argument("--adapt-passes", type=int, default=1, metavar="N",
+                   help="with --adapt-lr: hear each manifest N times, score the last pass (default: 1)")
     p.set_defaults(func=_main)
 
 
@@ -120,13 +129,14 @@ def _main(args: argparse.Namespace) -> int:
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise StreamAsrError("streamasr eval --plot needs matplotlib; install it with: pip install 'streamasr[plot]'")
     adapt.check_float(args.quantize)  # before loading the model and LM
+    adapt.check_passes(args.adapt_passes)
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.quantize, decoder)
     reports, all_hyps = {}, []
     for manifest in args.manifest:
         items = read_manifest(manifest)
         items = items[: args.limit] if args.limit > 0 else items
-        report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt)
+        report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt, passes=args.adapt_passes)
         reports[manifest] = report
         all_hyps += hyps
     if args.hyps:

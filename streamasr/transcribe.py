@@ -80,8 +80,8 @@ def transcribe_audio(
         progress: called after every chunk with (seconds done, seconds in total).
         speaker: speaker adaptation (``streamasr.adapt``): the stream starts from what the
             speaker's earlier streams taught, learns at each segment's end, and leaves what it
-            learnt in ``speaker.adapt``. The result then depends on ``chunk_ms`` a little (learning
-            happens at the end of the chunk in which a segment ends).
+            learnt in ``speaker.adapt`` (the result does not depend on ``chunk_ms`` either, for
+            chunks shorter than ``AdaptConfig.delay``).
 
     Returns:
         The transcript: one segment per non-empty final.
@@ -175,6 +175,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_dataclass_options(p, DecoderConfig)  # --method, --beam-size, --lm-weight, --insertion-bonus, ...
     # --adapt-lr, --adapt-steps, --adapt-max-seconds, ...: the files are one speaker, in the order given
     add_dataclass_options(p, AdaptConfig, prefix="adapt_")
+    p.add_argument("--adapt-passes", type=int, default=1, metavar="N",
+                   help="with --adapt-lr: hear the files N times and write the last pass, which the earlier "
+                        "ones have taught the voice (2: the real voice's 551 prompts 31.0 -> 28.5 %% WER; "
+                        "N times the time; default: 1)")
     p.set_defaults(func=_command)
 
 
@@ -183,6 +187,7 @@ def _command(args: argparse.Namespace) -> int:
     decoder = dataclass_from_args(DecoderConfig, args)
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     adapt.check_float(args.quantize)
+    adapt.check_passes(args.adapt_passes)
     if not args.chunk_ms > 0:
         raise ValueError(f"--chunk-ms must be a positive number of milliseconds, got {args.chunk_ms}")
     if args.threads < 1:
@@ -196,7 +201,10 @@ def _command(args: argparse.Namespace) -> int:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        done = _transcribe_files(rec, args, endpoint_cfg, Speaker(adapt) if adapt.enabled else None)
+        speaker = Speaker(adapt) if adapt.enabled else None
+        for n in range(1, args.adapt_passes):  # only to learn the voice: the last pass is written
+            _transcribe_files(rec, args, endpoint_cfg, speaker, f"learning the voice, pass {n} of {args.adapt_passes}")
+        done = _transcribe_files(rec, args, endpoint_cfg, speaker)
     finally:
         torch.set_num_threads(old_threads)  # main() may run in-process (tests, scripts)
     if args.format == "json" and args.output_dir is None:
@@ -208,21 +216,27 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace, endpoint_cfg: EndpointConfig,
-                      speaker: Speaker | None) -> list[Transcript]:
-    """Transcribe and write each file; report failures on stderr and go on. Returns the successes."""
+                      speaker: Speaker | None, learning: str = "") -> list[Transcript]:
+    """Transcribe and write each file; report failures on stderr and go on. Returns the successes.
+
+    With ``learning`` (the progress bar's label), nothing is written and failures are left for
+    the pass that writes to report: the pass only teaches ``speaker``.
+    """
     show = sys.stderr.isatty() if args.progress is None else args.progress
     done: list[Transcript] = []
     names: set[str] = set()
-    with _Progress(len(args.files), show) as bars:
+    with _Progress(len(args.files), show, learning or "files") as bars:
         for path in args.files:
             try:
                 transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, speaker)
-                _write(transcript, args.format, args.output_dir, names)
+                if not learning:
+                    _write(transcript, args.format, args.output_dir, names)
                 done.append(transcript)
             except BrokenPipeError:
                 raise  # stdout closed (e.g. piped into head): not this file's fault
             except (StreamAsrError, OSError) as e:  # OSError: unreadable input or unwritable output
-                bars.message(f"streamasr transcribe: error: {e}")
+                if not learning:
+                    bars.message(f"streamasr transcribe: error: {e}")
             bars.next_file()
     return done
 
@@ -245,7 +259,7 @@ def _write(transcript: Transcript, fmt: formats.Format, out_dir: Path | None, na
 class _Progress:
     """tqdm bars on stderr: files done, and audio seconds of the current file."""
 
-    def __init__(self, files: int, enabled: bool) -> None:
+    def __init__(self, files: int, enabled: bool, label: str = "files") -> None:
         self.enabled = enabled
         self.out = sys.stderr
         self.files: Any = None
@@ -254,7 +268,7 @@ class _Progress:
             from tqdm import tqdm  # imported only when bars are shown
 
             self._tqdm = tqdm
-            self.files = tqdm(total=files, unit="file", desc="files", file=self.out, position=0)
+            self.files = tqdm(total=files, unit="file", desc=label, file=self.out, position=0)
 
     def __enter__(self) -> _Progress:
         return self

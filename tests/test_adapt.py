@@ -30,6 +30,7 @@ from streamasr.results import Result
 from streamasr.server import ServerConfig, StreamServer
 from streamasr.stream import Recognizer, finish, flush_segment, learn_rest, step, step_many
 from streamasr.text import Tokenizer
+from streamasr.transcribe import transcribe_audio
 from conftest import make_tiny_model
 
 
@@ -368,13 +369,21 @@ def test_eval_adapts_per_voice(default_greedy: Recognizer, real_speech_flac: Pat
     # Each file is one segment: the first file of each voice comes before any learning.
     assert [h.hyp for h in hyps[:2]] == plain[:2]
     assert report["adapt"] == {"lr": 0.02, "steps": 3, "max_seconds": 30.0, "max_segments": 1000,
-                               "target": "entropy", "pull": 0.0, "delay": 0.5}
+                               "target": "entropy", "pull": 0.0, "delay": 0.5, "passes": 1}
     # What one voice learnt, replayed by hand, gives the third result.
     speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
     recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
     assert hyps[2].hyp == recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker)
     assert hyps[2].hyp != plain[2]  # what it learnt changed the result
     assert "adapt" not in evaluate(default_greedy, items[:1], 100)[0]
+    # Two passes: the second hears every recording with what the whole first pass taught.
+    report, again = evaluate(default_greedy, items, 100, adapt=AdaptConfig(lr=0.02, steps=3), passes=2)
+    # ``speaker`` has heard the voice's two recordings above: its first pass, by hand.
+    assert again[0].hyp == recognise(default_greedy, read_pcm(str(real_speech_flac)), 1600, speaker) != plain[0]
+    assert report["adapt"]["passes"] == 2 and len(again) == 3
+    with pytest.raises(ValueError, match="--adapt-passes 2 hears the files again with what the voice taught: "
+                                         "it needs --adapt-lr"):
+        evaluate(default_greedy, items, 100, passes=2)
 
 
 def test_eval_option(capsys: pytest.CaptureFixture[str], tiny_model_path: Path, speech_wav: Path,
@@ -398,6 +407,20 @@ def test_transcribe_option_treats_the_files_as_one_speaker(capsys: pytest.Captur
     assert main([*argv, "--adapt-lr", "0.02", "--adapt-steps", "3"]) == 0
     adapted = capsys.readouterr().out.splitlines()
     assert plain[0] == plain[1] == adapted[0] != adapted[1]  # the second file heard what the first taught
+    # Two passes: only the second is written, every file heard with what the first pass taught.
+    assert main([*argv, "--adapt-lr", "0.02", "--adapt-steps", "3", "--adapt-passes", "2"]) == 0
+    twice = capsys.readouterr().out.splitlines()
+    speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
+    rec = Recognizer.load(None, decoder=DecoderConfig(method="greedy"))
+    for _ in range(3):  # the first pass's two files, then the second pass's first
+        text = transcribe_audio(rec, read_pcm(str(real_speech_flac)), speaker=speaker).text
+    assert len(twice) == 2 and twice[0] == text and twice[0] not in (adapted[0], adapted[1])
+    for bad, message in (("0", "--adapt-passes must be an integer in [1, 100], got 0"),
+                         ("2", "--adapt-passes 2 hears the files again with what the voice taught: it needs "
+                               "--adapt-lr (e.g. 0.003)")):
+        extra = ["--adapt-lr", "0.003"] if bad == "0" else []
+        assert main([*argv, *extra, "--adapt-passes", bad]) == 2
+        assert capsys.readouterr().err == f"streamasr transcribe: error: {message}\n"
     assert main([*argv, "--adapt-lr", "0.003", "--quantize"]) == 2
     assert capsys.readouterr().err == "streamasr transcribe: error: --adapt-lr needs the float model: drop --quantize\n"
 
