@@ -59,9 +59,9 @@ class AdaptConfig:
                                                        "%(default)s)"})
     # A fixed delay in audio time keeps every result independent of when the learning finished, so
     # the server (which learns on its own thread, off the critical path) gives the engine's results.
-    delay: float = field(default=0.5, metadata={"help": "seconds of a stream's audio after a segment's learning "
-                                                        "starts before what it taught is used (the server learns "
-                                                        "meanwhile; default: %(default)s)"})
+    delay: float = field(default=0.5, metadata={"help": "seconds of a stream's audio after a segment ends before "
+                                                        "what it taught is used (the server learns meanwhile; "
+                                                        "default: %(default)s)"})
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr, (int, float)) or not 0.0 <= self.lr <= 0.1:

@@ -135,7 +135,7 @@ class Recognizer:
         return frames - frames % self.model.cfg.stack
 
     def adapt_delay(self, cfg: AdaptConfig) -> int:
-        """Model frames of a stream after a lesson starts before it is used: ``cfg.delay``, rounded up."""
+        """Model frames of a stream after a segment ends before its lesson is used: ``cfg.delay``, rounded up."""
         return math.ceil(round(cfg.delay / self.frame_seconds, 6))
 
 
