@@ -202,17 +202,23 @@ def entropy(model: AcousticModel, states: list[AdaptState],
 
     ``weight`` and ``bias`` (streams, hidden) replace the states' own LayerNorms (for gradients).
     """
-    log_probs, lengths = _log_probs(model, states, weight, bias)
-    per_frame = -(log_probs.exp() * log_probs).sum(-1)  # (streams, steps)
-    valid = torch.arange(per_frame.shape[1])[None] < lengths[:, None]
-    return (per_frame * valid).sum(1) / lengths
+    return _entropy(*_log_probs(model, states, weight, bias))
 
 
 def transcript_loss(model: AcousticModel, states: list[AdaptState], targets: list[list[int]], blank: int,
                     weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """CTC loss per frame of each state's frames against ``targets`` (its final text, as token ids,
     without blanks): float32 (streams,). ``weight`` and ``bias`` as in ``entropy``."""
-    log_probs, lengths = _log_probs(model, states, weight, bias)
+    return _ctc(*_log_probs(model, states, weight, bias), targets, blank)
+
+
+def _entropy(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    per_frame = -(log_probs.exp() * log_probs).sum(-1)  # (streams, steps)
+    valid = torch.arange(per_frame.shape[1])[None] < lengths[:, None]
+    return (per_frame * valid).sum(1) / lengths
+
+
+def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]], blank: int) -> torch.Tensor:
     return torch.nn.functional.ctc_loss(
         log_probs.transpose(0, 1), torch.tensor([t for ids in targets for t in ids]), lengths,
         torch.tensor([len(ids) for ids in targets]), blank=blank, reduction="none", zero_infinity=True) / lengths
@@ -249,11 +255,12 @@ def learn_many(model: AcousticModel, states: list[AdaptState], encode: Callable[
             weight.requires_grad_(True)
             bias.requires_grad_(True)
             with torch.enable_grad():
+                log_probs, lengths = _log_probs(model, group, weight, bias)  # one forward pass for both losses
                 loss = torch.zeros(())
                 if cfg.target != "entropy":
-                    loss = loss + transcript_loss(model, group, [targets[i] for i in rows], blank, weight, bias).sum()
+                    loss = loss + _ctc(log_probs, lengths, [targets[i] for i in rows], blank).sum()
                 if cfg.target != "transcript":
-                    loss = loss + entropy(model, group, weight, bias).sum()
+                    loss = loss + _entropy(log_probs, lengths).sum()
                 grads = torch.autograd.grad(loss, (weight, bias))
             with torch.no_grad():
                 weight, bias, moments, taken = _adam(cfg.lr, (weight.detach(), bias.detach()), grads, moments, taken)
