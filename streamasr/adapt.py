@@ -305,14 +305,17 @@ class Learner:
     ``submit`` hands over states to learn from and returns at once; while the thread runs one
     batched ``learn_many``, newly submitted states queue up and all of them join the next. A stream
     uses what it learnt ``AdaptConfig.delay`` seconds of audio later, and waits for the thread only
-    if it has not finished by then.
+    if it has not finished by then, so the thread can afford to wait ``gather`` seconds after a
+    lesson comes for others to join it: batches of like length cost less per lesson.
     """
 
-    def __init__(self, model: AcousticModel, encode: Callable[[str], list[int]], blank: int) -> None:
-        self.model, self.encode, self.blank = model, encode, blank
+    def __init__(self, model: AcousticModel, encode: Callable[[str], list[int]], blank: int,
+                 gather: float = 0.15) -> None:
+        self.model, self.encode, self.blank, self.gather = model, encode, blank, gather
         self.seconds = 0.0  # wall seconds spent learning (read by /metrics)
         self.lessons = 0  # states learnt from
         self._queue: list[tuple[AdaptState, Future[AdaptState]]] = []
+        self._since = 0.0  # monotonic time the oldest queued lesson came
         self._ready = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="streamasr-learn", daemon=True)
@@ -323,6 +326,8 @@ class Learner:
         with self._ready:
             if self._closed:
                 raise RuntimeError("learner closed")
+            if not self._queue:
+                self._since = time.monotonic()
             self._queue.extend(zip(states, futures))
             self._ready.notify()
         return futures
@@ -341,6 +346,8 @@ class Learner:
                     self._ready.wait()
                 if not self._queue:
                     return
+                while not self._closed and (left := self._since + self.gather - time.monotonic()) > 0:
+                    self._ready.wait(left)
                 batch, self._queue = self._queue, []
             began = time.perf_counter()
             states = [s for s, _ in batch]

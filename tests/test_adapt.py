@@ -216,6 +216,12 @@ def test_the_learner_thread_batches_what_queues_while_it_learns(default_greedy: 
         assert got.segments == 1
     with pytest.raises(RuntimeError, match="learner closed"):
         learner.submit(held)
+    # Lessons that come within ``gather`` of the first wait for each other (close stops the wait).
+    batches.clear()
+    learner = adapt.Learner(rec.model, rec.tokenizer.encode, rec.tokenizer.blank, gather=60)
+    gathered = learner.submit(held[:1]) + learner.submit(held[1:])
+    learner.close()
+    assert batches == [2] and all(f.done() for f in gathered)
 
     def broken(*args: object) -> list[AdaptState]:
         raise RuntimeError("out of memory")
