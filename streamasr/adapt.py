@@ -233,7 +233,7 @@ def learn_many(model: AcousticModel, states: list[AdaptState], encode: Callable[
     row, so one backward pass gives every stream of a batch its own gradient. A batch holds states
     within ``_LENGTH_RATIO`` of each other's length, padded to the longest: on this CPU a batch of
     16 equal lessons costs 29 ms each against 91 ms alone, but ragged ones cost more together than
-    alone (README). A state with too little audio, without text to learn towards, or whose speaker
+    alone (docs/benchmarks.md). A state with too little audio, without text to learn towards, or whose speaker
     has taught it ``max_segments`` times, only drops what it holds.
     """
     out = [replace(s, frames=s.frames[:0], text="", ended=0, end=0) for s in states]
