@@ -158,19 +158,29 @@ async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint
     Args:
         rec: a ``streamasr.stream.Recognizer``.
         endpoint: an ``EndpointConfig`` (default rules when None).
-        adapt: an ``AdaptConfig``: the stream learns its speaker's voice at each segment's end.
+        adapt: an ``AdaptConfig``: the stream learns its speaker's voice at each segment's end, on
+            a thread of its own (``adapt.Learner``), so captions never wait for it.
     """
-    from streamasr.stream import finish, step
+    from functools import partial
+
+    from streamasr.adapt import Learner
+    from streamasr.stream import finish, step_many
 
     loop = asyncio.get_running_loop()
     state = rec.initial_state(source.sample_rate, endpoint, adapt)
-    async for chunk in until(source.chunks(), stop):
-        state, results = await loop.run_in_executor(None, step, rec, state, chunk)
+    learner = Learner(rec.model, rec.tokenizer.encode, rec.tokenizer.blank) if state.adapt is not None else None
+    try:
+        async for chunk in until(source.chunks(), stop):
+            [(state, results)] = await loop.run_in_executor(None, partial(step_many, rec, [state], [chunk],
+                                                                          learner=learner))
+            for result in results:
+                on_result(result)
+        state, results = await loop.run_in_executor(None, finish, rec, state)
         for result in results:
             on_result(result)
-    state, results = await loop.run_in_executor(None, finish, rec, state)
-    for result in results:
-        on_result(result)
+    finally:
+        if learner is not None:
+            await loop.run_in_executor(None, learner.close)
 
 
 async def run_remote(source: AudioSource, url: str, start: Start, on_result: OnResult,

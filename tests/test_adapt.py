@@ -483,13 +483,24 @@ def test_server_streams_learn_their_own_speaker_unless_they_decline(default_gree
 
 
 def test_mic_learns_locally_and_the_options_refuse_what_cannot_work(
-        default_greedy: Recognizer, real_speech_flac: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        default_greedy: Recognizer, real_speech_flac: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
     audio = read_pcm(str(real_speech_flac))
     clip = tmp_path / "two.wav"  # two segments: a 1.5 s pause between them
     sf.write(clip, np.concatenate([audio, np.zeros(24000, np.float32), audio]), 16000, subtype="FLOAT")
     shown: list[Result] = []
+    learnt_on: list[str] = []  # the threads that learnt
+    learn_many = adapt.learn_many
+
+    def recorded(*args: object) -> list[AdaptState]:
+        learnt_on.append(threading.current_thread().name)
+        return learn_many(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(adapt, "learn_many", recorded)
     asyncio.run(mic.run_local(mic.FileSource(clip, realtime=False), rec, shown.append, adapt=cfg))
+    assert learnt_on == ["streamasr-learn"]  # the first segment, off the captions' thread
+    monkeypatch.undo()
     texts = " ".join(r.text for r in shown if r.is_final and r.text)
     both = read_pcm(str(clip))
     # FileSource gives 100 ms blocks, the chunks recognise() is given here.
