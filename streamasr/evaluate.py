@@ -81,18 +81,17 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
     cfg.check_passes(passes)
     chunk = chunk_ms * rec.feature_cfg.sample_rate // 1000
     speakers: dict[str, Speaker] = {}
-    for n in range(1, passes):  # only to teach the voices
-        for utt in tqdm(items, desc=f"eval, learning pass {n} of {passes}", file=sys.stderr, disable=not progress,
-                        unit="utt"):
-            recognise(rec, read_pcm(utt.audio), chunk, speakers.setdefault(utt.voice, Speaker(cfg)))
     hyps: list[Hypothesis] = []
-    for utt in tqdm(items, desc="eval", file=sys.stderr, disable=not progress, unit="utt"):
-        audio = read_pcm(utt.audio)
-        began = time.perf_counter()
-        speaker = speakers.setdefault(utt.voice, Speaker(cfg)) if cfg.enabled else None
-        text = recognise(rec, audio, chunk, speaker)
-        hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
-                               time.perf_counter() - began))
+    for n in range(1, passes + 1):  # the passes before the last only teach the voices
+        desc = "eval" if n == passes else f"eval, learning pass {n} of {passes}"
+        for utt in tqdm(items, desc=desc, file=sys.stderr, disable=not progress, unit="utt"):
+            audio = read_pcm(utt.audio)
+            began = time.perf_counter()
+            speaker = speakers.setdefault(utt.voice, Speaker(cfg)) if cfg.enabled else None
+            text = recognise(rec, audio, chunk, speaker)
+            if n == passes:
+                hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
+                                       time.perf_counter() - began))
     report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}
     if cfg.enabled:
         report["adapt"] = {**cfg.for_decoder(rec.decoder.method).to_dict(), "passes": passes}

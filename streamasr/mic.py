@@ -163,12 +163,11 @@ async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint
     """
     from functools import partial
 
-    from streamasr.adapt import Learner
     from streamasr.stream import finish, step_many
 
     loop = asyncio.get_running_loop()
     state = rec.initial_state(source.sample_rate, endpoint, adapt)
-    learner = Learner(rec.model, rec.tokenizer.encode, rec.tokenizer.blank) if state.adapt is not None else None
+    learner = rec.learner() if state.adapt is not None else None
     try:
         async for chunk in until(source.chunks(), stop):
             [(state, results)] = await loop.run_in_executor(None, partial(step_many, rec, [state], [chunk],

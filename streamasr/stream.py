@@ -134,6 +134,10 @@ class Recognizer:
         frames = int(cfg.max_seconds * self.feature_cfg.sample_rate / self.feature_cfg.hop_length)
         return frames - frames % self.model.cfg.stack
 
+    def learner(self) -> Learner:
+        """A thread that learns this model's speaker adaptation off the caller's (``adapt.Learner``)."""
+        return Learner(self.model, self.tokenizer.encode, self.tokenizer.blank)
+
     def adapt_delay(self, cfg: AdaptConfig) -> int:
         """Model frames of a stream after a segment ends before its lesson is used: ``cfg.delay``, rounded up."""
         return math.ceil(round(cfg.delay / self.frame_seconds, 6))

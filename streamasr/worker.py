@@ -88,7 +88,7 @@ class InferenceWorker:
     def start(self) -> None:
         """Start the batching loop on the running event loop."""
         if self._task is None:
-            self.learner = Learner(self.rec.model, self.rec.tokenizer.encode, self.rec.tokenizer.blank)
+            self.learner = self.rec.learner()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="streamasr-worker")
 
     async def close(self) -> None:
