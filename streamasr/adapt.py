@@ -21,11 +21,14 @@ segments (README, "what we tried": the real voice's CER began to rise after ~1,5
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -97,6 +100,12 @@ class AdaptConfig:
         if passes > 1 and not self.enabled:
             raise ValueError(f"--adapt-passes {passes} hears the files again with what the voice taught: "
                              f"it needs --adapt-lr (e.g. 0.003)")
+
+    def check_profile(self, path: str | Path | None) -> None:
+        """``--speaker FILE``: where a speaker's voice is kept between runs."""
+        if path is not None and not self.enabled:
+            raise ValueError(f"--speaker {path} keeps what the voice taught between runs: it needs --adapt-lr "
+                             f"(e.g. 0.003)")
 
     def for_decoder(self, method: str) -> AdaptConfig:
         """This config with target "auto" made what it means for decoder ``method`` ("beam", "greedy")."""
@@ -388,3 +397,63 @@ class Speaker:
     """
 
     adapt: AdaptConfig | AdaptState
+
+
+# A speaker profile: what a voice taught, kept in a file between runs (``--speaker FILE``). The
+# real voice's prompts heard a second time with what the first hearing taught: 31.0 -> 27.4 % WER.
+_PROFILE_FORMAT, _PROFILE_VERSION = "streamasr-speaker", 1
+
+
+def fingerprint(model: AcousticModel) -> str:
+    """A hash of the model's parameters: a profile fits only the model that learnt it."""
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_profile(path: str | Path, state: AdaptState, model: AcousticModel) -> None:
+    """Write what ``state``'s speaker has learnt (LayerNorm, Adam's state, counts) to ``path``;
+    atomically, so an interrupted save leaves the old profile whole."""
+    state = state.settle()
+    path = Path(path)
+    data = {"format": _PROFILE_FORMAT, "version": _PROFILE_VERSION, "model": fingerprint(model),
+            "weight": state.weight, "bias": state.bias, "moments": state.moments,
+            "steps": state.steps, "segments": state.segments}
+    part = path.with_name(path.name + ".part")
+    torch.save(data, part)
+    os.replace(part, path)
+
+
+def load_profile(path: str | Path, model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> AdaptState:
+    """The speaker ``save_profile`` kept in ``path``, at the start of a stream from GRU state
+    ``hidden``, learning on with ``cfg`` (resolved: not "auto")."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pickle, zip and torch errors alike: not a profile
+        raise ValueError(f"{path} is not a speaker profile (--speaker writes those): {e}") from e
+    if not isinstance(data, dict) or data.get("format") != _PROFILE_FORMAT:
+        raise ValueError(f"{path} is not a speaker profile (--speaker writes those)")
+    if data.get("version") != _PROFILE_VERSION:
+        raise ValueError(f"speaker profile {path} has version {data.get('version')!r}; this streamasr reads "
+                         f"version {_PROFILE_VERSION}")
+    fresh = initial(model, cfg, hidden)
+    if data.get("model") != fingerprint(model):
+        raise ValueError(f"speaker profile {path} was learnt by another model (fingerprint {data.get('model')}, "
+                         f"this model's {fingerprint(model)}); a profile fits only the model that learnt it: "
+                         f"give a new file to start the voice afresh")
+    shapes = {"weight": fresh.weight.shape, "bias": fresh.bias.shape, "moments": fresh.moments.shape}
+    for key, shape in shapes.items():
+        value = data.get(key)
+        if not isinstance(value, torch.Tensor) or value.shape != shape or value.dtype != torch.float32:
+            raise ValueError(f"speaker profile {path}: {key} must be a float32 tensor of shape {tuple(shape)}, "
+                             f"got {getattr(value, 'dtype', type(value).__name__)} "
+                             f"{tuple(getattr(value, 'shape', ()))}")
+    for key in ("steps", "segments"):
+        if not isinstance(data.get(key), int) or data[key] < 0:
+            raise ValueError(f"speaker profile {path}: {key} must be a count, got {data.get(key)!r}")
+    return replace(fresh, weight=data["weight"], bias=data["bias"], moments=data["moments"],
+                   steps=data["steps"], segments=data["segments"])

@@ -152,14 +152,18 @@ async def until(chunks: AsyncIterator[np.ndarray], stop: asyncio.Event | None) -
 
 
 async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint: Any = None,
-                    stop: asyncio.Event | None = None, adapt: Any = None) -> None:
+                    stop: asyncio.Event | None = None, adapt: Any = None) -> Any:
     """Recognise ``source`` in this process; model work runs in a thread, off the event loop.
 
     Args:
         rec: a ``streamasr.stream.Recognizer``.
         endpoint: an ``EndpointConfig`` (default rules when None).
-        adapt: an ``AdaptConfig``: the stream learns its speaker's voice at each segment's end, on
-            a thread of its own (``adapt.Learner``), so captions never wait for it.
+        adapt: an ``AdaptConfig``, or an ``AdaptState`` to go on from (a speaker profile): the
+            stream learns its speaker's voice at each segment's end, on a thread of its own
+            (``adapt.Learner``), so captions never wait for it.
+
+    Returns:
+        the finished ``StreamState``.
     """
     from functools import partial
 
@@ -177,6 +181,7 @@ async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint
         state, results = await loop.run_in_executor(None, finish, rec, state)
         for result in results:
             on_result(result)
+        return state
     finally:
         if learner is not None:
             await loop.run_in_executor(None, learner.close)
@@ -191,6 +196,15 @@ async def run_remote(source: AudioSource, url: str, start: Start, on_result: OnR
     async with StreamClient(url, start, token) as client:
         async for result in client.stream(until(source.chunks(), stop)):
             on_result(result)
+
+
+def _keep_speaker(rec: Any, state: Any, speaker: Any, profile: Path) -> None:
+    """Learn from the session's last segment and keep the voice in ``profile`` for the next one."""
+    from streamasr.stream import learn_rest
+
+    speaker.adapt = learn_rest(rec, state).adapt
+    kept = rec.save_speaker(speaker, profile)
+    print(f"streamasr mic: speaker profile {profile}: {kept.segments} segments learnt in all", file=sys.stderr)
 
 
 def _finals_only(on_result: OnResult) -> OnResult:
@@ -221,6 +235,9 @@ def register(sub: Any) -> None:
     from streamasr.adapt import AdaptConfig
 
     add_dataclass_options(parser, AdaptConfig, prefix="adapt_")  # local mode: --adapt-lr, --adapt-steps, ...
+    parser.add_argument("--speaker", type=Path, default=None, metavar="FILE",
+                        help="local mode, with --adapt-lr: a speaker profile; start from what FILE holds, if "
+                             "it exists, and keep in it what this session taught when it ends")
     parser.set_defaults(func=_mic_command)
 
 
@@ -245,6 +262,9 @@ def _mic_command(args: argparse.Namespace) -> int:
     if adapt.enabled and args.url:
         raise ValueError("--adapt-lr is for local recognition; with --url the server's own --adapt-lr decides "
                          "(and --no-adapt declines it)")
+    adapt.check_profile(args.speaker)
+    if args.speaker is not None and not args.adapt:
+        raise ValueError(f"--speaker {args.speaker} keeps what the voice taught: drop --no-adapt")
     printer = CaptionPrinter(sys.stdout, args.format)
 
     async def main() -> None:
@@ -265,7 +285,11 @@ def _mic_command(args: argparse.Namespace) -> int:
 
                 rec = await loop.run_in_executor(None, Recognizer.load, args.model, False, decoder)
                 shown = printer.show if args.partials else _finals_only(printer.show)
-                await run_local(source, rec, shown, start.endpoint, stop, adapt if args.adapt else None)
+                speaker = rec.speaker(adapt, args.speaker) if adapt.enabled and args.adapt else None
+                state = await run_local(source, rec, shown, start.endpoint, stop,
+                                        speaker.adapt if speaker is not None else None)
+                if speaker is not None and args.speaker is not None:
+                    await loop.run_in_executor(None, _keep_speaker, rec, state, speaker, args.speaker)
         finally:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(signal.SIGINT)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from streamasr import beam, ctc, endpoint
-from streamasr.adapt import AdaptConfig, AdaptState, Learner, collect, learn_now
+from streamasr.adapt import AdaptConfig, AdaptState, Learner, Speaker, collect, learn_now, load_profile, save_profile
 from streamasr.adapt import initial as adapt_initial
 from streamasr.audio import SAMPLE_RATE, Resampler, ResamplerState, pcm_to_float
 from streamasr.checkpoint import load_checkpoint
@@ -137,6 +137,21 @@ class Recognizer:
     def learner(self) -> Learner:
         """A thread that learns this model's speaker adaptation off the caller's (``adapt.Learner``)."""
         return Learner(self.model, self.tokenizer.encode, self.tokenizer.blank)
+
+    def speaker(self, cfg: AdaptConfig, profile: str | Path | None = None) -> Speaker:
+        """A speaker to adapt to, learning with ``cfg``: new, or as the file ``profile`` kept them
+        (``save_speaker``) when it exists."""
+        self.check_adaptable()
+        if profile is None or not Path(profile).exists():
+            return Speaker(cfg)
+        return Speaker(load_profile(profile, self.model, cfg.for_decoder(self.decoder.method), self.start_hidden))
+
+    def save_speaker(self, speaker: Speaker, profile: str | Path) -> AdaptState:
+        """Keep what ``speaker`` has learnt in the file ``profile`` for a later run; returns it."""
+        state = speaker.adapt if isinstance(speaker.adapt, AdaptState) \
+            else adapt_initial(self.model, speaker.adapt.for_decoder(self.decoder.method), self.start_hidden)
+        save_profile(profile, state, self.model)
+        return state
 
     def adapt_delay(self, cfg: AdaptConfig) -> int:
         """Model frames of a stream after a segment ends before its lesson is used: ``cfg.delay``, rounded up."""

@@ -179,6 +179,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="with --adapt-lr: hear the files N times and write the last pass, which the earlier "
                         "ones have taught the voice (2: the real voice's 551 prompts 31.0 -> 27.4 %% WER; "
                         "N times the time; default: 1)")
+    p.add_argument("--speaker", type=Path, default=None, metavar="FILE",
+                   help="with --adapt-lr: a speaker profile; start from what FILE holds, if it exists, and "
+                        "keep in it what this run taught, so the voice's next files start from there")
     p.set_defaults(func=_command)
 
 
@@ -188,6 +191,7 @@ def _command(args: argparse.Namespace) -> int:
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     adapt.check_float(args.quantize)
     adapt.check_passes(args.adapt_passes)
+    adapt.check_profile(args.speaker)
     if not args.chunk_ms > 0:
         raise ValueError(f"--chunk-ms must be a positive number of milliseconds, got {args.chunk_ms}")
     if args.threads < 1:
@@ -201,10 +205,14 @@ def _command(args: argparse.Namespace) -> int:
     old_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        speaker = Speaker(adapt) if adapt.enabled else None
+        speaker = rec.speaker(adapt, args.speaker) if adapt.enabled else None
         for n in range(1, args.adapt_passes):  # only to learn the voice: the last pass is written
             _transcribe_files(rec, args, endpoint_cfg, speaker, f"learning the voice, pass {n} of {args.adapt_passes}")
         done = _transcribe_files(rec, args, endpoint_cfg, speaker)
+        if speaker is not None and args.speaker is not None:
+            kept = rec.save_speaker(speaker, args.speaker)
+            print(f"streamasr transcribe: speaker profile {args.speaker}: {kept.segments} segments learnt "
+                  f"in all", file=sys.stderr)
     finally:
         torch.set_num_threads(old_threads)  # main() may run in-process (tests, scripts)
     if args.format == "json" and args.output_dir is None:

@@ -514,3 +514,72 @@ def test_mic_learns_locally_and_the_options_refuse_what_cannot_work(
     parser = build_parser()
     assert start_from_args(parser.parse_args(["mic"]), 16000, "pcm_f32le").adapt is True
     assert start_from_args(parser.parse_args(["client", str(clip), "--no-adapt"]), 16000, "pcm_f32le").adapt is False
+
+
+def test_a_speaker_profile_keeps_the_voice_between_runs(capsys: pytest.CaptureFixture[str], real_speech_flac: Path,
+                                                         tiny_model_path: Path, tmp_path: Path) -> None:
+    cfg = AdaptConfig(lr=0.02, steps=3)
+    speaker = Speaker(cfg)
+    rec = Recognizer.load(None, decoder=DecoderConfig(method="greedy"))
+    for _ in range(2):
+        transcribe_audio(rec, read_pcm(str(real_speech_flac)), speaker=speaker)
+    assert isinstance(speaker.adapt, AdaptState)
+    per_run = speaker.adapt.segments
+    argv = ["transcribe", "--method", "greedy", "--adapt-lr", "0.02", "--adapt-steps", "3",
+            str(real_speech_flac), str(real_speech_flac)]
+    assert main([*argv, "--adapt-passes", "2"]) == 0
+    twice = capsys.readouterr().out
+    profile = tmp_path / "voice.spk"
+    assert main([*argv, "--speaker", str(profile)]) == 0  # no such file yet: a new voice, kept at the end
+    first = capsys.readouterr()
+    assert f"streamasr transcribe: speaker profile {profile}: {per_run} segments learnt in all\n" in first.err
+    kept = torch.load(profile, weights_only=True)
+    assert torch.equal(kept["weight"], speaker.adapt.weight) and torch.equal(kept["bias"], speaker.adapt.bias)
+    # The next run starts where this one ended: the same as hearing the files a second time.
+    assert main([*argv, "--speaker", str(profile)]) == 0
+    second = capsys.readouterr()
+    assert second.out == twice != first.out
+    assert f"speaker profile {profile}: {2 * per_run} segments learnt in all" in second.err
+
+    saved = profile.read_bytes()
+    not_profile = tmp_path / "notes.spk"
+    not_profile.write_text("my voice\n")
+    old = dict(kept, version=99)
+    old_profile = tmp_path / "old.spk"
+    torch.save(old, old_profile)
+    for extra, message in (
+            (["--speaker", str(not_profile)], f"{not_profile} is not a speaker profile (--speaker writes those): "),
+            (["--speaker", str(old_profile)], f"speaker profile {old_profile} has version 99; this streamasr "
+                                              f"reads version 1\n"),
+            (["--speaker", str(profile), "--model", str(tiny_model_path)],
+             f"speaker profile {profile} was learnt by another model (fingerprint {kept['model']}, this model's "),
+    ):
+        assert main([*argv, *extra]) == 2
+        assert capsys.readouterr().err.startswith(f"streamasr transcribe: error: {message}")
+    assert profile.read_bytes() == saved  # a refused run leaves the profile alone
+    plain = [a for a in argv if a not in ("--adapt-lr", "0.02", "--adapt-steps", "3")]
+    assert main([*plain, "--speaker", str(profile)]) == 2
+    assert capsys.readouterr().err == (f"streamasr transcribe: error: --speaker {profile} keeps what the voice "
+                                       f"taught between runs: it needs --adapt-lr (e.g. 0.003)\n")
+
+
+def test_mic_keeps_the_voice_in_a_speaker_profile(default_greedy: Recognizer, real_speech_flac: Path,
+                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    audio = read_pcm(str(real_speech_flac))[:32000]  # 2 s: the file plays at real-time pace
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, audio, 16000, subtype="FLOAT")
+    profile = tmp_path / "me.spk"
+    argv = ["mic", "--from-file", str(clip), "--method", "greedy", "--adapt-lr", "0.02", "--adapt-steps", "3",
+            "--speaker", str(profile)]
+    speaker = Speaker(AdaptConfig(lr=0.02, steps=3))
+    for session in range(2):  # the second session starts from what the first taught
+        expected = recognise(default_greedy, audio, 1600, speaker)
+        assert main(argv) == 0
+        out = capsys.readouterr()
+        assert " ".join(out.out.split()) == expected
+        assert isinstance(speaker.adapt, AdaptState)
+        assert f"speaker profile {profile}: {speaker.adapt.segments} segments learnt in all" in out.err
+        kept = torch.load(profile, weights_only=True)
+        assert torch.equal(kept["weight"], speaker.adapt.weight) and kept["segments"] == speaker.adapt.segments
+    assert main([*argv, "--no-adapt"]) == 2
+    assert f"--speaker {profile} keeps what the voice taught: drop --no-adapt" in capsys.readouterr().err
