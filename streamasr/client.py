@@ -219,6 +219,10 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapt", action=argparse.BooleanOptionalAction, default=True,
                         help="let the stream learn the speaker's voice where speaker adaptation is on "
                              "(--no-adapt for audio with several speakers; default: True)")
+    parser.add_argument("--speaker", default=None, metavar="NAME",
+                        help="the speaker's profile: with a server, its name there (serve --speakers DIR); "
+                             "mic without --url: a file (with --adapt-lr). The stream starts from what the "
+                             "speaker's earlier streams taught and keeps what it teaches when it ends")
     add_dataclass_options(parser, EndpointConfig, prefix="endpoint-")
 
 
@@ -227,7 +231,8 @@ def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protoc
     from streamasr.endpoint import EndpointConfig
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,
-                 endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt)
+                 endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt,
+                 speaker=args.speaker)
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:

@@ -235,9 +235,6 @@ def register(sub: Any) -> None:
     from streamasr.adapt import AdaptConfig
 
     add_dataclass_options(parser, AdaptConfig, prefix="adapt_")  # local mode: --adapt-lr, --adapt-steps, ...
-    parser.add_argument("--speaker", type=Path, default=None, metavar="FILE",
-                        help="local mode, with --adapt-lr: a speaker profile; start from what FILE holds, if "
-                             "it exists, and keep in it what this session taught when it ends")
     parser.set_defaults(func=_mic_command)
 
 
@@ -262,7 +259,8 @@ def _mic_command(args: argparse.Namespace) -> int:
     if adapt.enabled and args.url:
         raise ValueError("--adapt-lr is for local recognition; with --url the server's own --adapt-lr decides "
                          "(and --no-adapt declines it)")
-    adapt.check_profile(args.speaker)
+    profile = None if args.url or args.speaker is None else Path(args.speaker)  # local mode: a file
+    adapt.check_profile(profile)
     if args.speaker is not None and not args.adapt:
         raise ValueError(f"--speaker {args.speaker} keeps what the voice taught: drop --no-adapt")
     printer = CaptionPrinter(sys.stdout, args.format)
@@ -285,11 +283,11 @@ def _mic_command(args: argparse.Namespace) -> int:
 
                 rec = await loop.run_in_executor(None, Recognizer.load, args.model, False, decoder)
                 shown = printer.show if args.partials else _finals_only(printer.show)
-                speaker = rec.speaker(adapt, args.speaker) if adapt.enabled and args.adapt else None
+                speaker = rec.speaker(adapt, profile) if adapt.enabled and args.adapt else None
                 state = await run_local(source, rec, shown, start.endpoint, stop,
                                         speaker.adapt if speaker is not None else None)
-                if speaker is not None and args.speaker is not None:
-                    await loop.run_in_executor(None, _keep_speaker, rec, state, speaker, args.speaker)
+                if speaker is not None and profile is not None:
+                    await loop.run_in_executor(None, _keep_speaker, rec, state, speaker, profile)
         finally:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(signal.SIGINT)

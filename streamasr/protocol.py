@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
@@ -54,11 +55,15 @@ class Start:
     # Learn the speaker's voice as the stream goes, where the server offers it (serve --adapt-lr);
     # false for a stream with several speakers, whose voices would pull it different ways.
     adapt: bool = True
+    # The name of the speaker's profile on the server (serve --speakers DIR): the stream starts from
+    # what the speaker's earlier streams taught, and keeps what it teaches when it stops.
+    speaker: str | None = None
 
     def to_json(self) -> str:
         return _dump({"type": "start", "sample_rate": self.sample_rate, "encoding": self.encoding,
                       "partials": self.partials, "words": self.words,
-                      "endpoint": self.endpoint.to_dict(), "hotwords": list(self.hotwords), "adapt": self.adapt})
+                      "endpoint": self.endpoint.to_dict(), "hotwords": list(self.hotwords), "adapt": self.adapt,
+                      "speaker": self.speaker})
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,17 @@ def _parse_hotwords(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+# A speaker profile's name is a file name on the server: no paths, no hidden files.
+SPEAKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _parse_speaker(value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not SPEAKER_NAME.fullmatch(value)):
+        raise _invalid("bad_field", f"start.speaker must be null or a name of 1 to 64 letters, digits, '_', '.' "
+                                    f"and '-' that starts with a letter or digit, got {str(value)[:80]!r}")
+    return value
+
+
 def _parse_start(obj: dict[str, Any]) -> Start:
     known = {"type", *(f.name for f in fields(Start))}
     unknown = sorted(set(obj) - known)
@@ -201,7 +217,8 @@ def _parse_start(obj: dict[str, Any]) -> Start:
         raise _invalid("bad_field", f"start.encoding must be one of {list(ENCODINGS)}, got {encoding!r}")
     return Start(sample_rate=rate, encoding=encoding, partials=_field(obj, "partials", bool, True),
                  words=_field(obj, "words", bool, True), endpoint=_parse_endpoint(obj.get("endpoint")),
-                 hotwords=_parse_hotwords(obj.get("hotwords", [])), adapt=_field(obj, "adapt", bool, True))
+                 hotwords=_parse_hotwords(obj.get("hotwords", [])), adapt=_field(obj, "adapt", bool, True),
+                 speaker=_parse_speaker(obj.get("speaker")))
 
 
 def parse_client(text: str | bytes) -> ClientMessage:

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -53,6 +54,7 @@ class ServerConfig:
     shutdown_timeout: float = 10.0  # seconds to deliver finals on SIGTERM/SIGINT before closing anyway
     token: str = ""  # bearer token clients must send ("" = none); the CLI also reads STREAMASR_TOKEN
     allowed_origins: str = ""  # comma-separated browser origins besides the server's own ("*": any page)
+    speakers: str = ""  # directory of speaker profiles that streams name in start.speaker ("": none; needs --adapt-lr)
 
     def __post_init__(self) -> None:
         checks: tuple[tuple[str, float, float], ...] = (
@@ -118,13 +120,19 @@ class StreamServer:
                 (``streamasr.adapt``: each stream learns its own speaker's voice); off when None.
 
         Raises:
-            ValueError: ``adapt`` is on and ``rec`` is quantized (learning needs the float model).
+            ValueError: ``adapt`` is on and ``rec`` is quantized (learning needs the float model), or
+                ``cfg.speakers`` names a directory of speaker profiles and ``adapt`` is off.
         """
         if adapt is not None and adapt.enabled:
             rec.check_adaptable()
         self.adapt = adapt if adapt is not None and adapt.enabled else None
         self.rec = rec
         self.cfg = cfg or ServerConfig()
+        if self.cfg.speakers:
+            if self.adapt is None:
+                raise ValueError(f"--speakers {self.cfg.speakers} keeps what streams' speakers taught: it needs "
+                                 f"--adapt-lr (e.g. 0.003)")
+            Path(self.cfg.speakers).mkdir(parents=True, exist_ok=True)
         self._sock = sock
         self._origins = {o.strip().rstrip("/") for o in self.cfg.allowed_origins.split(",") if o.strip()}
         self.worker = InferenceWorker(rec, worker_cfg)

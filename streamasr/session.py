@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,12 +23,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from streamasr import protocol
-from streamasr.adapt import AdaptConfig
+from streamasr.adapt import AdaptConfig, Speaker
 from streamasr.audio import SAMPLE_RATE
 from streamasr.errors import AudioError, ProtocolError
 from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
 from streamasr.results import Result
-from streamasr.stream import Recognizer, StreamState, flush_segment
+from streamasr.stream import Recognizer, StreamState, flush_segment, learn_rest
 from streamasr.worker import InferenceWorker
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Session:
         self.sent_partial: tuple[int, str] = (-1, "")  # (segment, text) of the last partial sent
         self.held: Result | None = None  # newer partial waiting for the rate limit
         self.partial_at = -1e9  # monotonic time of the last partial sent
+        self.profile: Path | None = None  # the speaker profile this stream keeps when it stops (start.speaker)
 
     def shutdown(self) -> None:
         """Ask the stream to finish with its finals (server shutdown)."""
@@ -86,8 +88,10 @@ class Session:
                 outcome = "shutdown"
                 return
             sample_rate = start.sample_rate
+            speaker = await self._speaker(start)
             try:
-                state = self.rec.initial_state(start.sample_rate, start.endpoint, self.adapt if start.adapt else None)
+                state = self.rec.initial_state(start.sample_rate, start.endpoint, speaker.adapt if speaker is not None
+                                               else self.adapt if start.adapt else None)
             except (AudioError, ValueError) as e:  # the engine's own checks, beyond the protocol's
                 raise ProtocolError("bad_field", str(e), protocol.CLOSE_INVALID_DATA) from e
             await self._send(Ready(self.id, self.rec.name, start.sample_rate, start.encoding,
@@ -181,6 +185,47 @@ class Session:
                                                "send a 'start' message first", protocol.CLOSE_POLICY)
         return parsed
 
+    async def _speaker(self, start: Start) -> Speaker | None:
+        """The speaker ``start`` names, as their profile on this server left them (new if none)."""
+        if start.speaker is None:
+            return None
+        if not self.cfg.speakers:
+            raise ProtocolError("bad_field", f"start.speaker {start.speaker!r}: this server keeps no speaker "
+                                             f"profiles (serve --speakers DIR)", protocol.CLOSE_INVALID_DATA)
+        if self.adapt is None or not start.adapt:
+            raise ProtocolError("bad_field", f"start.speaker {start.speaker!r} learns the speaker's voice: it "
+                                             f"needs start.adapt true", protocol.CLOSE_INVALID_DATA)
+        path = Path(self.cfg.speakers) / f"{start.speaker}.spk"
+        try:
+            speaker = await asyncio.get_running_loop().run_in_executor(None, self.rec.speaker, self.adapt, path)
+        except (OSError, ValueError) as e:  # another model's profile, or a damaged one: the operator's to see
+            log.warning("stream %s: speaker profile %s not used: %s", self.id, path, e)
+            raise ProtocolError("bad_field", f"start.speaker {start.speaker!r}: the server's profile of that name "
+                                             f"cannot be used (another model's, or damaged); start with another "
+                                             f"name", protocol.CLOSE_INVALID_DATA) from e
+        self.profile = path
+        return speaker
+
+    async def _keep(self, state: StreamState) -> None:
+        """Learn from the stream's last segment and keep its speaker's profile, off the event loop.
+        A profile that cannot be written is logged and counted; the stream's results are out already."""
+        path = self.profile
+        if path is None:
+            return
+
+        def keep() -> int:
+            taught = learn_rest(self.rec, state).adapt
+            assert taught is not None  # a stream that names its speaker adapts
+            return self.rec.save_speaker(Speaker(taught), path).segments
+
+        try:
+            segments = await asyncio.get_running_loop().run_in_executor(None, keep)
+        except OSError as e:
+            self.metrics.errors["speaker_not_kept"] += 1
+            log.error("stream %s: speaker profile %s not kept: %s", self.id, path, e)
+            return
+        log.info("stream %s: speaker profile %s kept (%d segments learnt in all)", self.id, path, segments)
+
     async def _read(self, start: Start) -> None:
         """Reader task: frames -> items, until ``stop``, an error or a disconnect."""
         limit = int(self.cfg.max_stream_seconds * start.sample_rate)
@@ -254,6 +299,7 @@ class Session:
                 await self._emit(start, results)
                 if isinstance(item, _Limit):
                     raise item.error
+                await self._keep(state)  # before "done": a client that reconnects at once finds it
                 await self._send(Done().to_json())
         except TimeoutError:
             await self._close(protocol.CLOSE_GOING_AWAY, "server shutting down")

@@ -20,7 +20,7 @@ from streamasr import adapt, mic
 from streamasr.adapt import AdaptConfig, AdaptState, Speaker
 from streamasr.beam import DecoderConfig
 from streamasr.cli import build_parser, main
-from streamasr.client import StreamClient, start_from_args
+from streamasr.client import ServerError, StreamClient, start_from_args
 from streamasr.data import Utterance, read_pcm
 from streamasr.endpoint import EndpointConfig
 from streamasr.evaluate import evaluate, recognise
@@ -548,7 +548,7 @@ def test_a_speaker_profile_keeps_the_voice_between_runs(capsys: pytest.CaptureFi
     old_profile = tmp_path / "old.spk"
     torch.save(old, old_profile)
     for extra, message in (
-            (["--speaker", str(not_profile)], f"{not_profile} is not a speaker profile (--speaker writes those): "),
+            (["--speaker", str(not_profile)], f"{not_profile} is not a speaker profile (--speaker writes those)\n"),
             (["--speaker", str(old_profile)], f"speaker profile {old_profile} has version 99; this streamasr "
                                               f"reads version 1\n"),
             (["--speaker", str(profile), "--model", str(tiny_model_path)],
@@ -583,3 +583,55 @@ def test_mic_keeps_the_voice_in_a_speaker_profile(default_greedy: Recognizer, re
         assert torch.equal(kept["weight"], speaker.adapt.weight) and kept["segments"] == speaker.adapt.segments
     assert main([*argv, "--no-adapt"]) == 2
     assert f"--speaker {profile} keeps what the voice taught: drop --no-adapt" in capsys.readouterr().err
+
+
+def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_speech_flac: Path,
+                                              tmp_path: Path) -> None:
+    """A real server on port 0 with --speakers: a stream that names its speaker starts from what the
+    speaker's last stream taught and keeps what it teaches, as the engine does with a Speaker."""
+    rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
+    audio = read_pcm(str(real_speech_flac))
+    speakers = tmp_path / "voices"
+    speakers.mkdir()
+    (speakers / "bob.spk").write_text("not a profile\n")
+
+    async def client(url: str, name: str | None, adapt_wanted: bool = True) -> list[str]:
+        start = Start(encoding="pcm_f32le", partials=False, adapt=adapt_wanted, speaker=name)
+        async with StreamClient(url, start) as c:
+            for i in range(0, len(audio), 1600):
+                await c.send_audio(audio[i:i + 1600])
+            await c.stop()
+            return [r.text async for r in c.results() if r.is_final]
+
+    async def refused(url: str, name: str | None, adapt_wanted: bool = True) -> str:
+        with pytest.raises(ServerError) as info:
+            await client(url, name, adapt_wanted)
+        return str(info.value)
+
+    async def main() -> tuple[list[list[str]], list[str]]:
+        async with StreamServer(rec, ServerConfig(port=0, speakers=str(speakers)), adapt=cfg) as server:
+            runs = [await client(server.url, "alice"), await client(server.url, "alice"),
+                    await client(server.url, None)]
+            errors = [await refused(server.url, "../alice"), await refused(server.url, "bob"),
+                      await refused(server.url, "alice", adapt_wanted=False)]
+        async with StreamServer(rec, ServerConfig(port=0), adapt=cfg) as server:
+            errors.append(await refused(server.url, "alice"))
+        return runs, errors
+
+    runs, errors = asyncio.run(asyncio.wait_for(main(), 120))
+    speaker = Speaker(cfg)
+    for run in runs[:2]:  # the second stream starts where the first one's profile left off
+        assert " ".join(run) == recognise(rec, audio, 1600, speaker)
+    assert runs[2] != runs[1] and " ".join(runs[2]) == recognise(rec, audio, 1600, Speaker(cfg))
+    kept = torch.load(speakers / "alice.spk", weights_only=True)
+    assert isinstance(speaker.adapt, AdaptState)
+    assert torch.equal(kept["weight"], speaker.adapt.weight) and kept["segments"] == speaker.adapt.segments == 2
+    assert errors[0].startswith("bad_field: start.speaker must be null or a name of 1 to 64 letters")
+    assert errors[1] == ("bad_field: start.speaker 'bob': the server's profile of that name cannot be used "
+                         "(another model's, or damaged); start with another name")
+    assert errors[2] == "bad_field: start.speaker 'alice' learns the speaker's voice: it needs start.adapt true"
+    assert errors[3] == ("bad_field: start.speaker 'alice': this server keeps no speaker profiles "
+                         "(serve --speakers DIR)")
+    assert (speakers / "bob.spk").read_text() == "not a profile\n"
+    with pytest.raises(ValueError, match="--speakers .* keeps what streams' speakers taught: it needs --adapt-lr"):
+        StreamServer(rec, ServerConfig(port=0, speakers=str(speakers)))
