@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 import time
 import weakref
@@ -428,9 +429,15 @@ def save_profile(path: str | Path, state: AdaptState, model: AcousticModel) -> N
     data = {"format": _PROFILE_FORMAT, "version": _PROFILE_VERSION, "model": fingerprint(model),
             "weight": state.weight, "bias": state.bias, "moments": state.moments,
             "steps": state.steps, "segments": state.segments}
-    part = path.with_name(path.name + ".part")
-    torch.save(data, part)
-    os.replace(part, path)
+    # A file of its own: streams of one speaker in two server processes may save at once.
+    handle, part = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(data, f)
+        os.replace(part, path)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise
 
 
 def load_profile(path: str | Path, model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> AdaptState:

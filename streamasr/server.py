@@ -16,10 +16,10 @@ import logging
 import os
 import signal
 import socket
-from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -132,7 +132,7 @@ class StreamServer:
             if self.adapt is None:
                 raise ValueError(f"--speakers {self.cfg.speakers} keeps what streams' speakers taught: it needs "
                                  f"--adapt-lr (e.g. 0.003)")
-            Path(self.cfg.speakers).mkdir(parents=True, exist_ok=True)
+            Path(self.cfg.speakers).mkdir(parents=True, exist_ok=True)  # OSError: the operator's to fix
         self._sock = sock
         self._origins = {o.strip().rstrip("/") for o in self.cfg.allowed_origins.split(",") if o.strip()}
         self.worker = InferenceWorker(rec, worker_cfg)
@@ -341,6 +341,9 @@ def _serve_command(args: argparse.Namespace) -> int:
     if args.threads < 1 or not 1 <= args.workers <= 256:
         raise ValueError(f"--threads must be >= 1 and --workers in [1, 256], got {args.threads} and {args.workers}")
     adapt.check_float(args.quantize)  # before loading the model and LM
+    if cfg.speakers and not adapt.enabled:
+        raise ValueError(f"--speakers {cfg.speakers} keeps what streams' speakers taught: it needs --adapt-lr "
+                         f"(e.g. 0.003)")
     if args.workers > 1:
         return _supervise(args, cfg, worker_cfg, decoder, adapt)
     torch.set_num_threads(args.threads)

@@ -586,7 +586,7 @@ def test_mic_keeps_the_voice_in_a_speaker_profile(default_greedy: Recognizer, re
 
 
 def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_speech_flac: Path,
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A real server on port 0 with --speakers: a stream that names its speaker starts from what the
     speaker's last stream taught and keeps what it teaches, as the engine does with a Speaker."""
     rec, cfg = default_greedy, AdaptConfig(lr=0.02, steps=3)
@@ -633,5 +633,9 @@ def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_s
     assert errors[3] == ("bad_field: start.speaker 'alice': this server keeps no speaker profiles "
                          "(serve --speakers DIR)")
     assert (speakers / "bob.spk").read_text() == "not a profile\n"
+    assert sorted(p.name for p in speakers.iterdir()) == ["alice.spk", "bob.spk"]  # no temporary file left
     with pytest.raises(ValueError, match="--speakers .* keeps what streams' speakers taught: it needs --adapt-lr"):
         StreamServer(rec, ServerConfig(port=0, speakers=str(speakers)))
+    assert main(["serve", "--speakers", str(speakers)]) == 2
+    assert capsys.readouterr().err == (f"streamasr serve: error: --speakers {speakers} keeps what streams' "
+                                       f"speakers taught: it needs --adapt-lr (e.g. 0.003)\n")
