@@ -608,7 +608,7 @@ def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_s
             await client(url, name, adapt_wanted)
         return str(info.value)
 
-    async def main() -> tuple[list[list[str]], list[str]]:
+    async def serve() -> tuple[list[list[str]], list[str]]:
         async with StreamServer(rec, ServerConfig(port=0, speakers=str(speakers)), adapt=cfg) as server:
             runs = [await client(server.url, "alice"), await client(server.url, "alice"),
                     await client(server.url, None)]
@@ -618,7 +618,7 @@ def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_s
             errors.append(await refused(server.url, "alice"))
         return runs, errors
 
-    runs, errors = asyncio.run(asyncio.wait_for(main(), 120))
+    runs, errors = asyncio.run(asyncio.wait_for(serve(), 120))
     speaker = Speaker(cfg)
     for run in runs[:2]:  # the second stream starts where the first one's profile left off
         assert " ".join(run) == recognise(rec, audio, 1600, speaker)
