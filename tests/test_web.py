@@ -156,3 +156,12 @@ def test_browser_page_says_when_the_stream_adapts_to_the_voice(tiny_recognizer: 
     assert last["messages"][0]["type"] == "ready" and last["messages"][0]["adapt"] is True
     assert any(v["status"].endswith(", adapting to your voice)") for v in views)
     assert last["closeCode"] == 1000 and last["status"] == "done"
+
+
+def test_browser_page_keeps_a_named_speakers_voice(tiny_recognizer: Recognizer, devtools_port: int,
+                                                  tmp_path: Path) -> None:
+    with threaded_server(tiny_recognizer, adapt=AdaptConfig(lr=3e-3), speakers=str(tmp_path)) as server:
+        views, last = run(drive(devtools_port, f"http://127.0.0.1:{server.port}/?speaker=ana"), timeout=45)
+    assert any(v["status"].endswith(", adapting to your voice (ana's profile))") for v in views)
+    assert last["closeCode"] == 1000 and last["status"] == "done"
+    assert (tmp_path / "ana.spk").is_file()  # kept when the page's stream stopped
