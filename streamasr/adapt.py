@@ -108,6 +108,8 @@ class AdaptConfig:
         if path is not None and not self.enabled:
             raise ValueError(f"--speaker {path} keeps what the voice taught between runs: it needs --adapt-lr "
                              f"(e.g. 0.003)")
+        if path is not None and not Path(path).parent.is_dir():  # found now, not after the whole run
+            raise ValueError(f"--speaker {path}: there is no directory {Path(path).parent} to keep it in")
 
     def for_decoder(self, method: str) -> AdaptConfig:
         """This config with target "auto" made what it means for decoder ``method`` ("beam", "greedy")."""

@@ -557,6 +557,9 @@ def test_a_speaker_profile_keeps_the_voice_between_runs(capsys: pytest.CaptureFi
         assert main([*argv, *extra]) == 2
         assert capsys.readouterr().err.startswith(f"streamasr transcribe: error: {message}")
     assert profile.read_bytes() == saved  # a refused run leaves the profile alone
+    assert main([*argv, "--speaker", str(tmp_path / "nowhere" / "voice.spk")]) == 2
+    assert capsys.readouterr().err == (f"streamasr transcribe: error: --speaker {tmp_path / 'nowhere' / 'voice.spk'}: "
+                                       f"there is no directory {tmp_path / 'nowhere'} to keep it in\n")
     plain = [a for a in argv if a not in ("--adapt-lr", "0.02", "--adapt-steps", "3")]
     assert main([*plain, "--speaker", str(profile)]) == 2
     assert capsys.readouterr().err == (f"streamasr transcribe: error: --speaker {profile} keeps what the voice "
