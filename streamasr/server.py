@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,9 @@ class ServerConfig:
     shutdown_timeout: float = 10.0  # seconds to deliver finals on SIGTERM/SIGINT before closing anyway
     token: str = ""  # bearer token clients must send ("" = none); the CLI also reads STREAMASR_TOKEN
     allowed_origins: str = ""  # comma-separated browser origins besides the server's own ("*": any page)
-    speakers: str = ""  # directory of speaker profiles that streams name in start.speaker ("": none; needs --adapt-lr)
+    speakers: str = field(default="", metadata={"help": "with --adapt-lr: keep the voice of each speaker a stream "
+                                                         "names (start.speaker) in DIR/NAME.spk, between streams "
+                                                         "(default: none)"})
 
     def __post_init__(self) -> None:
         checks: tuple[tuple[str, float, float], ...] = (
