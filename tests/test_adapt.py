@@ -514,6 +514,8 @@ def test_mic_learns_locally_and_the_options_refuse_what_cannot_work(
     parser = build_parser()
     assert start_from_args(parser.parse_args(["mic"]), 16000, "pcm_f32le").adapt is True
     assert start_from_args(parser.parse_args(["client", str(clip), "--no-adapt"]), 16000, "pcm_f32le").adapt is False
+    named = parser.parse_args(["mic", "--url", "ws://127.0.0.1:9/v1/stream", "--speaker", "ana"])
+    assert start_from_args(named, 16000, "pcm_f32le").speaker == "ana"  # the server's profile of that name
 
 
 def test_a_speaker_profile_keeps_the_voice_between_runs(capsys: pytest.CaptureFixture[str], real_speech_flac: Path,
