@@ -79,6 +79,7 @@ class Metrics:
         self.streams_total = 0
         self.errors: Counter[str] = Counter()  # by protocol error code / disconnect kind
         self.rejected: Counter[str] = Counter()  # handshakes refused, by reason
+        self.profiles: Counter[str] = Counter()  # speaker profiles (--speakers): new, loaded, kept, not_kept
 
     def render(self, active: int, worker: InferenceWorker) -> str:
         s = worker.stats
@@ -100,6 +101,9 @@ class Metrics:
              [(f'{{kind="{k}"}}', v) for k, v in sorted(self.errors.items())]),
             ("rejected_total", "counter", "Handshakes refused, by reason.",
              [(f'{{reason="{k}"}}', v) for k, v in sorted(self.rejected.items())]),
+            ("speaker_profiles_total", "counter", "Named speakers' profiles: streams that started a new one or "
+             "loaded one, profiles kept or not kept at a stream's end.",
+             [(f'{{event="{k}"}}', v) for k, v in sorted(self.profiles.items())]),
         ]
         lines: list[str] = []
         for name, kind, help_text, samples in rows:

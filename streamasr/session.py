@@ -196,6 +196,7 @@ class Session:
             raise ProtocolError("bad_field", f"start.speaker {start.speaker!r} learns the speaker's voice: it "
                                              f"needs start.adapt true", protocol.CLOSE_INVALID_DATA)
         path = Path(self.cfg.speakers) / f"{start.speaker}.spk"
+        known = path.exists()
         try:
             speaker = await asyncio.get_running_loop().run_in_executor(None, self.rec.speaker, self.adapt, path)
         except (OSError, ValueError) as e:  # another model's profile, or a damaged one: the operator's to see
@@ -204,6 +205,7 @@ class Session:
                                              f"cannot be used (another model's, or damaged); start with another "
                                              f"name", protocol.CLOSE_INVALID_DATA) from e
         self.profile = path
+        self.metrics.profiles["loaded" if known else "new"] += 1
         return speaker
 
     async def _keep(self, state: StreamState) -> None:
@@ -221,9 +223,10 @@ class Session:
         try:
             segments = await asyncio.get_running_loop().run_in_executor(None, keep)
         except OSError as e:
-            self.metrics.errors["speaker_not_kept"] += 1
+            self.metrics.profiles["not_kept"] += 1
             log.error("stream %s: speaker profile %s not kept: %s", self.id, path, e)
             return
+        self.metrics.profiles["kept"] += 1
         log.info("stream %s: speaker profile %s kept (%d segments learnt in all)", self.id, path, segments)
 
     async def _read(self, start: Start) -> None:

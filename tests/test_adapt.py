@@ -613,12 +613,15 @@ def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_s
             await client(url, name, adapt_wanted)
         return str(info.value)
 
+    metrics: list[str] = []
+
     async def serve() -> tuple[list[list[str]], list[str]]:
         async with StreamServer(rec, ServerConfig(port=0, speakers=str(speakers)), adapt=cfg) as server:
             runs = [await client(server.url, "alice"), await client(server.url, "alice"),
                     await client(server.url, None)]
             errors = [await refused(server.url, "../alice"), await refused(server.url, "bob"),
                       await refused(server.url, "alice", adapt_wanted=False)]
+            metrics.append(server.metrics.render(0, server.worker))
         async with StreamServer(rec, ServerConfig(port=0), adapt=cfg) as server:
             errors.append(await refused(server.url, "alice"))
         return runs, errors
@@ -639,6 +642,9 @@ def test_server_keeps_named_speakers_profiles(default_greedy: Recognizer, real_s
                          "(serve --speakers DIR)")
     assert (speakers / "bob.spk").read_text() == "not a profile\n"
     assert sorted(p.name for p in speakers.iterdir()) == ["alice.spk", "bob.spk"]  # no temporary file left
+    assert ('streamasr_speaker_profiles_total{event="kept"} 2\n'
+            'streamasr_speaker_profiles_total{event="loaded"} 1\n'
+            'streamasr_speaker_profiles_total{event="new"} 1\n') in metrics[0]
     with pytest.raises(ValueError, match="--speakers .* keeps what streams' speakers taught: it needs --adapt-lr"):
         StreamServer(rec, ServerConfig(port=0, speakers=str(speakers)))
     assert main(["serve", "--speakers", str(speakers)]) == 2
