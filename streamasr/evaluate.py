@@ -20,7 +20,7 @@ from streamasr.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
 from streamasr.data import Utterance, read_manifest, read_pcm
 from streamasr.errors import StreamAsrError
-from streamasr.stream import Recognizer, finish, learn_rest, step
+from streamasr.stream import Recognizer, finish, keep_speaker, step
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,8 @@ def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0, speake
         texts += [r.text for r in results if r.is_final]
     state, results = finish(rec, state)
     texts += [r.text for r in results if r.is_final]
-    taught = learn_rest(rec, state).adapt if speaker is not None else None
-    if speaker is not None and taught is not None:
-        speaker.adapt = taught
+    if speaker is not None:
+        keep_speaker(rec, state, speaker)
     return " ".join(t for t in texts if t)
 
 

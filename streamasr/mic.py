@@ -200,10 +200,9 @@ async def run_remote(source: AudioSource, url: str, start: Start, on_result: OnR
 
 def _keep_speaker(rec: Any, state: Any, speaker: Any, profile: Path) -> None:
     """Learn from the session's last segment and keep the voice in ``profile`` for the next one."""
-    from streamasr.stream import learn_rest
+    from streamasr.stream import keep_speaker
 
-    speaker.adapt = learn_rest(rec, state).adapt
-    kept = rec.save_speaker(speaker, profile)
+    kept = rec.save_speaker(keep_speaker(rec, state, speaker), profile)
     print(f"streamasr mic: speaker profile {profile}: {kept.segments} segments learnt in all", file=sys.stderr)
 
 

@@ -23,12 +23,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from streamasr import protocol
-from streamasr.adapt import AdaptConfig, Speaker
+from streamasr.adapt import AdaptConfig, AdaptState, Speaker
 from streamasr.audio import SAMPLE_RATE
 from streamasr.errors import AudioError, ProtocolError
 from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
 from streamasr.results import Result
-from streamasr.stream import Recognizer, StreamState, flush_segment, learn_rest
+from streamasr.stream import Recognizer, StreamState, flush_segment, keep_speaker
 from streamasr.worker import InferenceWorker
 
 if TYPE_CHECKING:
@@ -68,7 +68,8 @@ class Session:
         self.sent_partial: tuple[int, str] = (-1, "")  # (segment, text) of the last partial sent
         self.held: Result | None = None  # newer partial waiting for the rate limit
         self.partial_at = -1e9  # monotonic time of the last partial sent
-        self.profile: Path | None = None  # the speaker profile this stream keeps when it stops (start.speaker)
+        # The speaker ``start`` named and their profile's file, kept when the stream stops.
+        self.speaker: tuple[Speaker, Path] | None = None
 
     def shutdown(self) -> None:
         """Ask the stream to finish with its finals (server shutdown)."""
@@ -196,7 +197,6 @@ class Session:
             raise ProtocolError("bad_field", f"start.speaker {start.speaker!r} learns the speaker's voice: it "
                                              f"needs start.adapt true", protocol.CLOSE_INVALID_DATA)
         path = Path(self.cfg.speakers) / f"{start.speaker}.spk"
-        known = path.exists()
         try:
             speaker = await asyncio.get_running_loop().run_in_executor(None, self.rec.speaker, self.adapt, path)
         except (OSError, ValueError) as e:  # another model's profile, or a damaged one: the operator's to see
@@ -204,21 +204,19 @@ class Session:
             raise ProtocolError("bad_field", f"start.speaker {start.speaker!r}: the server's profile of that name "
                                              f"cannot be used (another model's, or damaged); start with another "
                                              f"name", protocol.CLOSE_INVALID_DATA) from e
-        self.profile = path
-        self.metrics.profiles["loaded" if known else "new"] += 1
+        self.speaker = speaker, path
+        self.metrics.profiles["loaded" if isinstance(speaker.adapt, AdaptState) else "new"] += 1
         return speaker
 
     async def _keep(self, state: StreamState) -> None:
         """Learn from the stream's last segment and keep its speaker's profile, off the event loop.
         A profile that cannot be written is logged and counted; the stream's results are out already."""
-        path = self.profile
-        if path is None:
+        if self.speaker is None:
             return
+        speaker, path = self.speaker
 
         def keep() -> int:
-            taught = learn_rest(self.rec, state).adapt
-            assert taught is not None  # a stream that names its speaker adapts
-            return self.rec.save_speaker(Speaker(taught), path).segments
+            return self.rec.save_speaker(keep_speaker(self.rec, state, speaker), path).segments
 
         try:
             segments = await asyncio.get_running_loop().run_in_executor(None, keep)

@@ -534,6 +534,16 @@ def learn_rest(rec: Recognizer, state: StreamState) -> StreamState:
     return replace(state, adapt=replace(rest, lesson=taught).settle())
 
 
+def keep_speaker(rec: Recognizer, state: StreamState, speaker: Speaker) -> Speaker:
+    """End of one of ``speaker``'s streams: learn from its audio since the last lesson
+    (``learn_rest``) and leave what the stream taught in ``speaker`` for their next stream (a
+    stream that did not adapt leaves it as it was). Returns ``speaker``."""
+    taught = learn_rest(rec, state).adapt
+    if taught is not None:
+        speaker.adapt = taught
+    return speaker
+
+
 def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:
     """End of audio: drain every buffer and emit the last final. The state accepts no more audio."""
     state, results = step_many(rec, [state], [np.zeros(0, np.float32)], flush=True)[0]

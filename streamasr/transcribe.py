@@ -108,9 +108,8 @@ def transcribe_audio(
             progress(min(start + chunk, len(audio)) / sample_rate, total)
     state, results = stream.finish(rec, state)
     finals.extend(results)
-    taught = stream.learn_rest(rec, state).adapt if speaker is not None else None
-    if speaker is not None and taught is not None:  # its last segment teaches the next file
-        speaker.adapt = taught
+    if speaker is not None:  # its last segment teaches the next file
+        stream.keep_speaker(rec, state, speaker)
     # An endpoint can close a segment that holds only spaces; it has no words to show.
     segments = tuple(Segment.from_result(r) for r in finals if r.text)
     return Transcript(file, " ".join(s.text for s in segments), round(total, 3), segments)
