@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(engine: str, done: int, total: int) -> None:
         if engine not in bars:
-            bars[engine] = tqdm(total=total, desc=engine, unit="utt", file=sys.stderr)
+            # initial: a resumed run's rate and ETA count only what this run makes
+            bars[engine] = tqdm(total=total, initial=done, desc=engine, unit="utt", file=sys.stderr)
         bars[engine].n = done
         bars[engine].refresh()
 

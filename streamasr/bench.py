@@ -4,7 +4,8 @@
 decoder) on one thread and on all threads, and how that time splits between the stages. ``server``
 is a load test of a real ``streamasr serve`` process (``streamasr.loadtest``): N concurrent
 websocket streams at real-time pace, stepped up until the service no longer keeps up, with a JSON
-report and a plot. To add a kind, write ``bench_KIND`` plus ``_register_KIND`` and list it in ``KINDS``.
+report and a plot. ``data`` times the training data pipeline (what one DataLoader worker does per
+utterance): how many workers keep a trainer fed. To add a kind, write ``bench_KIND`` plus ``_register_KIND`` and list it in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -190,6 +191,125 @@ def format_engine(result: EngineBench) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Training data pipeline (what one DataLoader worker does per utterance)
+
+DATA_STAGES = ("read", "waveform_aug", "features", "feature_aug")
+
+
+@dataclass(frozen=True)
+class DataBench:
+    """Result of ``bench_data``; times are seconds, summed over repeats."""
+
+    manifest: str
+    utterances: int
+    audio_seconds: float  # one pass over the utterances, before augmentation
+    step: int  # training step the augmentation strength is taken from
+    wall: tuple[float, ...]  # seconds per pass
+    stages: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        """Audio seconds one worker prepares per second of its time (median pass)."""
+        return self.audio_seconds / statistics.median(self.wall)
+
+    def to_dict(self) -> dict[str, Any]:
+        per_second = {k: 1000 * t / len(self.wall) / self.audio_seconds for k, t in self.stages.items()}
+        return {**asdict(self), "audio_seconds_per_second": self.rate, "ms_per_audio_second": per_second}
+
+
+def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat: int = 3) -> DataBench:
+    """Time ``SpeechDataset`` (decode, waveform augmentation, log-mel, feature augmentation) on one thread.
+
+    The rate says how many data workers a trainer needs: a GPU step that eats 4,000 audio seconds
+    per second needs 4,000 / rate of them. ``aug`` None times the pipeline without augmentation.
+    """
+    from streamasr import augment, data
+    from streamasr.features import FeatureConfig
+    from streamasr.text import Tokenizer
+
+    if not items or repeat < 1:
+        raise ValueError(f"need at least one utterance and repeat >= 1; got {len(items)} and repeat={repeat}")
+    dataset = data.SpeechDataset(items, FeatureConfig(), Tokenizer(), aug)
+    totals = dict.fromkeys(DATA_STAGES, 0.0)
+
+    def timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[stage] += time.perf_counter() - t0
+        return wrapper
+
+    # SpeechDataset looks these up at call time, so the real code path is timed unchanged.
+    patches = [(data, "read_pcm", "read"), (augment, "augment_waveform", "waveform_aug"),
+               (augment, "augment_features", "feature_aug"), (dataset, "features", "features")]
+    originals = [getattr(obj, attr) for obj, attr, _ in patches]
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a DataLoader worker runs on one thread
+    try:
+        dataset[0, step]  # warm-up: first calls build filter banks and caches
+        totals.update(dict.fromkeys(DATA_STAGES, 0.0))
+        for (obj, attr, stage), fn in zip(patches, originals):
+            setattr(obj, attr, timed(stage, fn))
+        wall: list[float] = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for i in range(len(items)):
+                dataset[i, step]
+            wall.append(time.perf_counter() - t0)
+    finally:
+        for (obj, attr, _), fn in zip(patches, originals):
+            setattr(obj, attr, fn)
+        torch.set_num_threads(old_threads)
+    seconds = sum(u.duration for u in items)
+    return DataBench(name, len(items), seconds, step, tuple(wall),
+                     {**totals, "other": max(0.0, sum(wall) - sum(totals.values()))})
+
+
+def format_data(result: DataBench) -> str:
+    d = result.to_dict()
+    lines = [f"data bench: {result.utterances} utterances of {result.manifest} ({result.audio_seconds:.0f} s), "
+             f"augmentation of step {result.step}, one thread, {len(result.wall)} passes",
+             f"{'stage':<13} {'ms/audio s':>11}   (mean over passes)"]
+    lines += [f"{stage:<13} {ms:>11.3f}" for stage, ms in d["ms_per_audio_second"].items()]
+    lines.append(f"one worker prepares {result.rate:.0f} audio seconds per second (median pass)")
+    return "\n".join(lines) + "\n"
+
+
+def _register_data(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = kinds.add_parser("data", help="training data pipeline: audio seconds one data worker prepares per second",
+                         description="Time what one training data worker does per utterance (read, waveform "
+                                     "augmentation, log-mel, feature augmentation) on a random sample of a "
+                                     "manifest, one thread: how many workers keep a trainer fed.")
+    p.add_argument("--manifest", type=Path, required=True, metavar="PATH", help="JSON-lines manifest")
+    p.add_argument("--utterances", type=int, default=200, metavar="N", help="random sample size (default: 200)")
+    p.add_argument("--step", type=int, default=10**6,
+                   help="training step whose augmentation strength to use (default: full strength)")
+    p.add_argument("--no-augment", action="store_true", help="time reading and features only")
+    p.add_argument("--repeat", type=int, default=3, help="timed passes; the median is reported (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.set_defaults(func=_data_command)
+
+
+def _data_command(args: argparse.Namespace) -> int:
+    import random
+
+    from streamasr.augment import AugmentConfig
+    from streamasr.data import read_manifest
+
+    if args.utterances < 1:
+        raise ValueError(f"--utterances must be at least 1, got {args.utterances}")
+    items = read_manifest(args.manifest)
+    items = random.Random(args.seed).sample(items, min(args.utterances, len(items)))
+    result = bench_data(items, str(args.manifest), None if args.no_augment else AugmentConfig(),
+                        args.step, args.repeat)
+    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n" if args.json else format_data(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -363,7 +483,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
 
 
 KINDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _register_engine, _register_server)
+    _register_engine, _register_server, _register_data)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -372,7 +492,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # so that the CLI can put an "unavailable" placeholder in its place.
     import streamasr.loadtest  # noqa: F401
 
-    p = subparsers.add_parser("bench", help="benchmarks (engine real-time factor, server load test)")
+    p = subparsers.add_parser("bench", help="benchmarks (engine real-time factor, server load test, training data pipeline)")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
     for add in KINDS:
         add(kinds)

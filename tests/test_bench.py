@@ -72,6 +72,31 @@ def test_bench_bad_arguments(tiny_recognizer: Recognizer) -> None:
         bench.bench_engine(tiny_recognizer, bench.synthetic_audio(0.5), repeat=0)
 
 
+def test_bench_data_times_the_training_pipeline(capsys: pytest.CaptureFixture[str], speech_wav: Path,
+                                               real_speech_flac: Path, tmp_path: Path) -> None:
+    from streamasr import augment, data
+
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"audio": str(p), "text": "hello", "duration": len(load_audio(p)) / 16000}
+            for p in (speech_wav, real_speech_flac)]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    originals = (data.read_pcm, augment.augment_waveform, augment.augment_features)
+    assert main(["bench", "data", "--manifest", str(manifest), "--repeat", "2", "--json"]) == 0
+    assert (data.read_pcm, augment.augment_waveform, augment.augment_features) == originals
+    report = json.loads(capsys.readouterr().out)
+    assert report["utterances"] == 2 and len(report["wall"]) == 2
+    assert report["audio_seconds"] == pytest.approx(sum(r["duration"] for r in rows))
+    assert all(report["stages"][k] > 0 for k in bench.DATA_STAGES)
+    assert report["audio_seconds_per_second"] > 0
+    plain = bench.bench_data(data.read_manifest(manifest), "m", None, repeat=1)
+    assert plain.stages["waveform_aug"] == plain.stages["feature_aug"] == 0.0 and plain.stages["features"] > 0
+    assert "one worker prepares" in bench.format_data(plain)
+    assert main(["bench", "data", "--manifest", str(manifest), "--utterances", "0"]) == 2
+    assert "--utterances must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["bench", "data", "--manifest", str(tmp_path / "none.jsonl")]) == 2
+    assert "none.jsonl does not exist" in capsys.readouterr().err
+
+
 def _program() -> loadtest.Program:
     """Two segments: "a b" ending after chunk 3, "c" closed by stop (chunk index 5 = len(chunks))."""
     return loadtest.Program("p", (b"\0\0",) * 5, (("a b", 3), ("c", 5)), ((("a", 1), ("b", 2)), (("c", 4),)))
