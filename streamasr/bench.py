@@ -193,7 +193,7 @@ def format_engine(result: EngineBench) -> str:
 # ---------------------------------------------------------------------------------------------
 # Training data pipeline (what one DataLoader worker does per utterance)
 
-DATA_STAGES = ("read", "waveform_aug", "features", "feature_aug")
+DATA_STAGES = ("read", "prepare", "waveform_aug", "features", "feature_aug")
 
 
 @dataclass(frozen=True)
@@ -204,32 +204,46 @@ class DataBench:
     utterances: int
     audio_seconds: float  # one pass over the utterances, before augmentation
     step: int  # training step the augmentation strength is taken from
-    wall: tuple[float, ...]  # seconds per pass
+    wall: tuple[float, ...]  # seconds per pass of one worker
     stages: dict[str, float]
+    # ``on_device``: the worker only reads and prepares; the rest runs batched on ``device``
+    device: str = ""
+    device_wall: tuple[float, ...] = ()  # seconds per pass of ``augment_batch`` over the same audio
 
     @property
     def rate(self) -> float:
         """Audio seconds one worker prepares per second of its time (median pass)."""
         return self.audio_seconds / statistics.median(self.wall)
 
+    @property
+    def device_rate(self) -> float | None:
+        """Audio seconds the device augments and turns into log-mel per second (median pass)."""
+        return self.audio_seconds / statistics.median(self.device_wall) if self.device_wall else None
+
     def to_dict(self) -> dict[str, Any]:
         per_second = {k: 1000 * t / len(self.wall) / self.audio_seconds for k, t in self.stages.items()}
-        return {**asdict(self), "audio_seconds_per_second": self.rate, "ms_per_audio_second": per_second}
+        return {**asdict(self), "audio_seconds_per_second": self.rate, "ms_per_audio_second": per_second,
+                "device_audio_seconds_per_second": self.device_rate}
 
 
-def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat: int = 3) -> DataBench:
-    """Time ``SpeechDataset`` (decode, waveform augmentation, log-mel, feature augmentation) on one thread.
+def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat: int = 3,
+               device: str | None = None, batch_seconds: float = 120.0) -> DataBench:
+    """Time ``SpeechDataset`` (read, prepare, waveform augmentation, log-mel, feature augmentation) on one thread.
 
     The rate says how many data workers a trainer needs: a GPU step that eats 4,000 audio seconds
     per second needs 4,000 / rate of them. ``aug`` None times the pipeline without augmentation.
+    With ``device`` (``train --augment-on device``) the workers only read and prepare, and the
+    rest is timed as ``augment_batch`` on that device, over batches of ``batch_seconds``.
     """
     from streamasr import augment, data
-    from streamasr.features import FeatureConfig
+    from streamasr.features import FeatureConfig, FeatureExtractor
     from streamasr.text import Tokenizer
 
     if not items or repeat < 1:
         raise ValueError(f"need at least one utterance and repeat >= 1; got {len(items)} and repeat={repeat}")
-    dataset = data.SpeechDataset(items, FeatureConfig(), Tokenizer(), aug)
+    if device is not None and aug is None:
+        raise ValueError("a device bench needs augmentation (there is nothing to time on the device without it)")
+    dataset = data.SpeechDataset(items, FeatureConfig(), Tokenizer(), aug, on_device=device is not None)
     totals = dict.fromkeys(DATA_STAGES, 0.0)
 
     def timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -242,8 +256,8 @@ def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat:
         return wrapper
 
     # SpeechDataset looks these up at call time, so the real code path is timed unchanged.
-    patches = [(data, "read_pcm", "read"), (augment, "augment_waveform", "waveform_aug"),
-               (augment, "augment_features", "feature_aug"), (dataset, "features", "features")]
+    patches = [(data, "read_pcm", "read"), (augment, "prepare", "prepare"), (augment, "apply_waveform", "waveform_aug"),
+               (augment, "apply_features", "feature_aug"), (dataset, "features", "features")]
     originals = [getattr(obj, attr) for obj, attr, _ in patches]
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker runs on one thread
@@ -255,16 +269,32 @@ def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat:
         wall: list[float] = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            for i in range(len(items)):
-                dataset[i, step]
+            prepared = [dataset[i, step] for i in range(len(items))]
             wall.append(time.perf_counter() - t0)
     finally:
         for (obj, attr, _), fn in zip(patches, originals):
             setattr(obj, attr, fn)
         torch.set_num_threads(old_threads)
     seconds = sum(u.duration for u in items)
-    return DataBench(name, len(items), seconds, step, tuple(wall),
-                     {**totals, "other": max(0.0, sum(wall) - sum(totals.values()))})
+    stages = {**totals, "other": max(0.0, sum(wall) - sum(totals.values()))}
+    if device is None:
+        return DataBench(name, len(items), seconds, step, tuple(wall), stages)
+    # The device's part, over duration-sorted batches as the trainer gets them; the trainer's threads.
+    order = data.bucket_batches([u.duration for u in items], batch_seconds, 0, 0)
+    batches = [data.collate_waves([prepared[i] for i in batch]) for batch in order]
+    features = FeatureExtractor(FeatureConfig()).to(device)
+
+    def run_device() -> float:
+        t0 = time.perf_counter()
+        for b in batches:
+            augment.augment_batch(b["waves"].to(device), b["wave_lens"], b["plans"], features)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    run_device()  # warm-up: kernels, FFT plans
+    device_wall = tuple(run_device() for _ in range(repeat))
+    return DataBench(name, len(items), seconds, step, tuple(wall), stages, device, device_wall)
 
 
 def format_data(result: DataBench) -> str:
@@ -274,6 +304,9 @@ def format_data(result: DataBench) -> str:
              f"{'stage':<13} {'ms/audio s':>11}   (mean over passes)"]
     lines += [f"{stage:<13} {ms:>11.3f}" for stage, ms in d["ms_per_audio_second"].items()]
     lines.append(f"one worker prepares {result.rate:.0f} audio seconds per second (median pass)")
+    if result.device_rate is not None:
+        lines.append(f"augmentation and log-mel on {result.device} ({torch.get_num_threads()} threads): "
+                     f"{result.device_rate:.0f} audio seconds per second (median pass)")
     return "\n".join(lines) + "\n"
 
 
@@ -287,6 +320,11 @@ def _register_data(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--step", type=int, default=10**6,
                    help="training step whose augmentation strength to use (default: full strength)")
     p.add_argument("--no-augment", action="store_true", help="time reading and features only")
+    p.add_argument("--augment-on-device", metavar="DEVICE",
+                   help="as 'train --augment-on device' does it: workers only read and prepare; time the "
+                        "rest batched on DEVICE (cpu, cuda)")
+    p.add_argument("--batch-seconds", type=float, default=120.0,
+                   help="audio per batch on the device (default: 120)")
     p.add_argument("--repeat", type=int, default=3, help="timed passes; the median is reported (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
@@ -301,10 +339,15 @@ def _data_command(args: argparse.Namespace) -> int:
 
     if args.utterances < 1:
         raise ValueError(f"--utterances must be at least 1, got {args.utterances}")
+    device = args.augment_on_device
+    if device is not None and device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"--augment-on-device takes cpu or cuda[:N], got {device!r}")
+    if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--augment-on-device {device}: torch {torch.__version__} sees no CUDA GPU")
     items = read_manifest(args.manifest)
     items = random.Random(args.seed).sample(items, min(args.utterances, len(items)))
     result = bench_data(items, str(args.manifest), None if args.no_augment else AugmentConfig(),
-                        args.step, args.repeat)
+                        args.step, args.repeat, device, args.batch_seconds)
     sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n" if args.json else format_data(result))
     return 0
 

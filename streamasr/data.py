@@ -99,31 +99,38 @@ class SpeechDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """Yields (log-mel (frames, n_mels), target ids) for an (index, step) pair.
 
     The augmentation RNG is seeded from (seed, step, index), so the same batch always comes out
-    the same, in any worker and after any resume.
+    the same, in any worker and after any resume. With ``on_device`` the items are (waveform,
+    target ids, augmentation plan or None) instead: the waveform only read, trimmed and
+    speed-perturbed, for ``collate_waves`` and ``augment.augment_batch`` on the training device.
     """
 
     def __init__(self, items: list[Utterance], feature_cfg: FeatureConfig, tokenizer: Tokenizer,
-                 aug: AugmentConfig | None, seed: int = 0) -> None:
+                 aug: AugmentConfig | None, seed: int = 0, on_device: bool = False) -> None:
         self.items, self.tokenizer, self.aug, self.seed = items, tokenizer, aug, seed
+        self.feature_cfg, self.on_device = feature_cfg, on_device
         self.features = FeatureExtractor(feature_cfg)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, ...]:
         index, step = key
         utt = self.items[index]
         audio = read_pcm(utt.audio)
-        feats_rng = None
+        target = torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
+        plan = None
         if self.aug is not None:
             rng = np.random.default_rng([self.seed, step, index])
-            strength = augment.strength_at(self.aug, step)
-            audio = augment.augment_waveform(audio, self.aug, rng, strength)
-            feats_rng = (rng, strength)
+            audio, plan = augment.prepare(audio, self.aug, rng, augment.strength_at(self.aug, step),
+                                          self.feature_cfg.n_mels, self.feature_cfg.num_frames)
+        if self.on_device:
+            return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), target, plan
+        if plan is not None:
+            audio = augment.apply_waveform(audio, plan)
         feats = self.features(torch.from_numpy(np.ascontiguousarray(audio)))
-        if self.aug is not None and feats_rng is not None:
-            feats = augment.augment_features(feats, self.aug, *feats_rng)
-        return feats, torch.tensor(self.tokenizer.encode(utt.text), dtype=torch.long)
+        if plan is not None:
+            feats = augment.apply_features(feats, plan)
+        return feats, target
 
 
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -134,6 +141,17 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.T
         "feat_lens": torch.tensor([len(b[0]) for b in batch]),
         "targets": torch.cat([b[1] for b in batch]),
         "target_lens": torch.tensor([len(b[1]) for b in batch]),
+    }
+
+
+def collate_waves(batch: list[tuple[torch.Tensor, torch.Tensor, augment.Plan | None]]) -> dict[str, Any]:
+    """Pad an ``on_device`` batch: waves (B, N), wave_lens (B,), targets, target_lens, plans (list)."""
+    return {
+        "waves": torch.nn.utils.rnn.pad_sequence([b[0] for b in batch], batch_first=True),
+        "wave_lens": torch.tensor([len(b[0]) for b in batch]),
+        "targets": torch.cat([b[1] for b in batch]),
+        "target_lens": torch.tensor([len(b[1]) for b in batch]),
+        "plans": [b[2] for b in batch],
     }
 
 

@@ -56,6 +56,11 @@ class FeatureExtractor:
             center=False, power=2.0,
         )
 
+    def to(self, device: torch.device | str) -> FeatureExtractor:
+        """Move the transform to ``device`` (log-mel of batches on the training GPU); returns self."""
+        self.mel = self.mel.to(device)
+        return self
+
     @torch.no_grad()
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
         """Log-mel of whole signals.
@@ -67,7 +72,7 @@ class FeatureExtractor:
             float32 (frames, n_mels) or (batch, frames, n_mels).
         """
         if audio.shape[-1] < self.cfg.win_length:
-            return torch.zeros(*audio.shape[:-1], 0, self.cfg.n_mels)
+            return torch.zeros(*audio.shape[:-1], 0, self.cfg.n_mels, device=audio.device)
         mel = self.mel(audio)  # (..., n_mels, frames)
         return torch.log(mel + self.cfg.log_floor).transpose(-1, -2).contiguous()
 

@@ -80,19 +80,27 @@ def test_bench_data_times_the_training_pipeline(capsys: pytest.CaptureFixture[st
     rows = [{"audio": str(p), "text": "hello", "duration": len(load_audio(p)) / 16000}
             for p in (speech_wav, real_speech_flac)]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    originals = (data.read_pcm, augment.augment_waveform, augment.augment_features)
+    originals = (data.read_pcm, augment.prepare, augment.apply_waveform, augment.apply_features)
     assert main(["bench", "data", "--manifest", str(manifest), "--repeat", "2", "--json"]) == 0
-    assert (data.read_pcm, augment.augment_waveform, augment.augment_features) == originals
+    assert (data.read_pcm, augment.prepare, augment.apply_waveform, augment.apply_features) == originals
     report = json.loads(capsys.readouterr().out)
     assert report["utterances"] == 2 and len(report["wall"]) == 2
     assert report["audio_seconds"] == pytest.approx(sum(r["duration"] for r in rows))
     assert all(report["stages"][k] > 0 for k in bench.DATA_STAGES)
-    assert report["audio_seconds_per_second"] > 0
+    assert report["audio_seconds_per_second"] > 0 and report["device_audio_seconds_per_second"] is None
+    assert main(["bench", "data", "--manifest", str(manifest), "--repeat", "1", "--augment-on-device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "augmentation and log-mel on cpu" in out and "one worker prepares" in out
+    on_device = bench.bench_data(data.read_manifest(manifest), "m", augment.AugmentConfig(), repeat=1, device="cpu")
+    assert on_device.stages["prepare"] > 0 and on_device.stages["waveform_aug"] == 0.0  # not in the worker
+    assert on_device.device_rate is not None and on_device.device_rate > 0
     plain = bench.bench_data(data.read_manifest(manifest), "m", None, repeat=1)
     assert plain.stages["waveform_aug"] == plain.stages["feature_aug"] == 0.0 and plain.stages["features"] > 0
     assert "one worker prepares" in bench.format_data(plain)
     assert main(["bench", "data", "--manifest", str(manifest), "--utterances", "0"]) == 2
     assert "--utterances must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["bench", "data", "--manifest", str(manifest), "--augment-on-device", "tpu"]) == 2
+    assert "--augment-on-device takes cpu or cuda[:N], got 'tpu'" in capsys.readouterr().err
     assert main(["bench", "data", "--manifest", str(tmp_path / "none.jsonl")]) == 2
     assert "none.jsonl does not exist" in capsys.readouterr().err
 

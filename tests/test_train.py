@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -46,16 +47,42 @@ def test_a_few_steps_reduce_the_loss_and_keep_fp32_weights(manifest: Path, tmp_p
     assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(manifest: Path, tmp_path: Path) -> None:
-    Trainer(config(manifest, tmp_path / "full", 6), SMALL, AugmentConfig()).run()
-    Trainer(config(manifest, tmp_path / "split", 3), SMALL, AugmentConfig()).run()
-    resumed = Trainer(config(manifest, tmp_path / "split", 6), SMALL, AugmentConfig())
+@pytest.mark.parametrize("augment_on", ["workers", "device"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(manifest: Path, tmp_path: Path, augment_on: str) -> None:
+    Trainer(config(manifest, tmp_path / "full", 6, augment_on=augment_on), SMALL, AugmentConfig()).run()
+    Trainer(config(manifest, tmp_path / "split", 3, augment_on=augment_on), SMALL, AugmentConfig()).run()
+    resumed = Trainer(config(manifest, tmp_path / "split", 6, augment_on=augment_on), SMALL, AugmentConfig())
     assert resumed.step == 3
     resumed.run()
     full = read_checkpoint(tmp_path / "full" / "last.pt")["state_dict"]
     split = read_checkpoint(tmp_path / "split" / "last.pt")["state_dict"]
     for name in full:
         torch.testing.assert_close(full[name], split[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_augment_on_device_gets_the_workers_features(manifest: Path, tmp_path: Path) -> None:
+    """--augment-on device: the same plans, applied to the batch by the trainer, give what the workers give."""
+    # Noise comes from another generator on the device, and the telephone's 8-bit mu-law turns
+    # rounding-level differences into whole quantisation steps.
+    aug = AugmentConfig(p_noise=0.0, p_telephone=0.0, warmup_steps=1)
+    on_workers = Trainer(config(manifest, tmp_path / "a", 5), SMALL, aug)
+    on_device = Trainer(config(manifest, tmp_path / "b", 5, augment_on="device"), SMALL, aug)
+    for batch, waves in itertools.islice(zip(on_workers.loader(), on_device.loader()), 4):  # endless sampler
+        assert "waves" in waves and len(waves["plans"]) == len(batch["feat_lens"])
+        feats, feat_lens = on_device.features_of(waves)
+        assert torch.equal(feat_lens, batch["feat_lens"])
+        for i, n in enumerate(feat_lens.tolist()):
+            got, want = feats[i, :n], batch["feats"][i, :n]
+            assert float((got - want).abs().mean()) < 1e-3  # float rounding (tests/test_augment.py)
+    plain = Trainer(config(manifest, tmp_path / "c", 5, augment=False, augment_on="device"), SMALL, aug)
+    batch = next(iter(plain.loader()))
+    assert batch["plans"] == [None] * len(batch["plans"])
+    assert plain.train_step(batch) > 0
+
+
+def test_augment_on_is_checked() -> None:
+    with pytest.raises(ValueError, match="TrainConfig.augment_on must be 'workers' or 'device', got 'gpu'"):
+        TrainConfig(augment_on="gpu")  # type: ignore[arg-type]
 
 
 def test_checkpoint_describes_data_and_metrics(manifest: Path, tmp_path: Path) -> None:
