@@ -20,7 +20,7 @@ import torch
 from streamasr.adapt import AdaptConfig, Speaker, fingerprint
 from streamasr.beam import DecoderConfig
 from streamasr.data import read_pcm
-from streamasr.stream import Recognizer, finish, learn_rest, step
+from streamasr.stream import Recognizer, finish, keep_speaker, step
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample_allison_real.flac"
 
@@ -49,7 +49,7 @@ def main() -> None:
                 state, _ = step(rec, state, audio[i:i + 1600])
             state, _ = finish(rec, state)
             began = time.perf_counter()
-            speaker.adapt = learn_rest(rec, state).adapt
+            keep_speaker(rec, state, speaker)
             rec.save_speaker(speaker, path)
             keeps.append(time.perf_counter() - began)
         size = path.stat().st_size

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
-python3 -m mypy streamasr
+python3 -m mypy streamasr scripts
 python3 -m pytest -q
