@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kokoro-casual", type=int, default=0,
                    help="the first N blend sentences again, each by another blend, with words run "
                         "together as people say them (flapped t, reduced function words; default: 0)")
+    p.add_argument("--kokoro-test", type=int, default=0,
+                   help="test sentences read by the 28 Kokoro voices in turn, in kokoro_test.jsonl "
+                        "(never trained on; made first)")
     p.add_argument("--kokoro-mixes", type=int, default=36, help="Kokoro two-voice mixtures")
     p.add_argument("--kokoro-threads", type=int, default=1, help="onnxruntime threads per job")
     p.add_argument("--log", type=Path, default=None, help="also log to this file")
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                             utterances=args.kokoro_utts, short=args.kokoro_short,
                             codes=args.kokoro_codes, numbers=args.kokoro_numbers,
                             blends=args.kokoro_blends,
-                            casual=args.kokoro_casual,
+                            casual=args.kokoro_casual, test=args.kokoro_test,
                             mixes=args.kokoro_mixes,
                             threads=args.kokoro_threads)
     except ValueError as e:

@@ -36,6 +36,7 @@ _R = TypeVar("_R")
 ENGINES: tuple[str, ...] = ("espeak", "flite", "festival", "hibari", "piper", "kokoro")
 HELDOUT_VOICE = "piper_joe"
 KOKORO_MANIFEST = "kokoro.jsonl"
+KOKORO_TEST_MANIFEST = "kokoro_test.jsonl"  # unseen sentences by the Kokoro voices; never trained on
 _CHUNK = {"festival": 40, "espeak": 25, "flite": 25, "hibari": 10, "piper": 5}
 
 

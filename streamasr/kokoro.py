@@ -21,6 +21,7 @@ import numpy as np
 
 from streamasr.corpus import (
     KOKORO_MANIFEST,
+    KOKORO_TEST_MANIFEST,
     CorpusConfig,
     extra_phrase,
     manifest_rows,
@@ -109,12 +110,15 @@ class KokoroConfig:
     mixes: int = 36  # extra speakers, each the average of two same-accent voices
     blends: int = 0  # extra utterances, each by its own speaker (kokoro_blend)
     casual: int = 0  # the blends' sentences again, by other blends, words run together (kokoro_casual)
+    # Test sentences read by the 28 voices in turn, in kokoro_test.jsonl (never trained on): the
+    # model card's (a) for the human-like training voices
+    test: int = 0
     threads: int = 1  # onnxruntime threads per worker
 
     def __post_init__(self) -> None:
         if not 0 <= self.utterances <= 10**6:
             raise ValueError(f"utterances must be in [0, 1e6], got {self.utterances}")
-        for name in ("short", "codes", "numbers", "blends", "casual"):
+        for name in ("short", "codes", "numbers", "blends", "casual", "test"):
             if not 0 <= getattr(self, name) <= 10**6:
                 raise ValueError(f"{name} must be in [0, 1e6], got {getattr(self, name)}")
         if not 0 <= self.mixes <= 1000:
@@ -246,6 +250,13 @@ def plan_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig, train: list[str]) -> list
     return out
 
 
+def plan_kokoro_test(cfg: CorpusConfig, kcfg: KokoroConfig, test: list[str]) -> list[Utt]:
+    """Test sentences in order, each read by the next of the 28 voices (unseen sentences, known voices)."""
+    audio = cfg.out.resolve() / "audio"
+    return [planned_utt(audio, cfg.seed, f"kokoro_{KOKORO_VOICES[k % len(KOKORO_VOICES)]}", f"test-{k % len(test):06d}",
+                        test[k % len(test)]) for k in range(kcfg.test if test else 0)]
+
+
 def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
                  progress: Callable[[str, int, int], None] | None = None) -> int:
     """Synthesise the missing Kokoro utterances, appending each chunk to ``kokoro.jsonl``.
@@ -262,6 +273,17 @@ def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
         raise ValueError(f"voices_dir {kcfg.voices_dir} lacks {missing[0]}.bin and "
                          f"{len(missing) - 1} more; expected npm kokoro-js@1.2.1 voices/")
     text = load_or_make_text(cfg.out / "text", cfg.seed, cfg.n_valid, cfg.n_test)
+    tests = plan_kokoro_test(cfg, kcfg, text["test"])
+    if tests:  # first: a few minutes, and what the model card reports
+        todo = [u for u in tests if wav_duration(u.path) is None]
+        jobs = [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed) for i in range(0, len(todo), 4)]
+        made = len(tests) - len(todo)
+        for done in map_jobs(kokoro_chunk, jobs, cfg.jobs):
+            made += len(done)
+            if progress is not None:
+                progress("kokoro test", made, len(tests))
+        write_jsonl_atomic(cfg.out / KOKORO_TEST_MANIFEST,
+                           list(manifest_rows([u for u in tests if wav_duration(u.path) is not None])))
     planned = plan_kokoro(cfg, kcfg, text["train"])
     manifest = cfg.out / KOKORO_MANIFEST
     # What is on disk: this plan's utterances, then those an earlier, wider plan made (a run with

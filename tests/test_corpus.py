@@ -36,6 +36,7 @@ from streamasr.kokoro import (
     casual_speech,
     kokoro_speakers,
     plan_kokoro,
+    plan_kokoro_test,
 )
 from streamasr.text import normalize
 from streamasr.tts import SAMPLE_RATE, to_pcm16k, trim_silence
@@ -331,6 +332,31 @@ def test_a_narrower_kokoro_run_keeps_what_a_wider_one_made(tmp_path: Path) -> No
     # A listed file that is gone is dropped.
     Path(rows[-1]["audio"]).unlink()
     assert build_kokoro(cfg, blends_only) == 5
+
+
+def test_kokoro_test_set_reads_test_sentences_and_stays_out_of_training(tmp_path: Path) -> None:
+    write_text(tmp_path, {**SENTENCES, "train": SENTENCES["train"] * 10})
+    for name in KOKORO_VOICES:
+        (tmp_path / f"{name}.bin").write_bytes(b"")
+    cfg = small_config(tmp_path)
+    kcfg = KokoroConfig(voices_dir=tmp_path, utterances=2, short=0, codes=0, numbers=0, mixes=0, test=30)
+    tests = plan_kokoro_test(cfg, kcfg, SENTENCES["test"])
+    assert [u.voice for u in tests[:29]] == [f"kokoro_{v}" for v in KOKORO_VOICES] + ["kokoro_af_alloy"]
+    assert [u.text for u in tests[:3]] == SENTENCES["test"] + SENTENCES["test"][:1]
+    assert all(u.uid.startswith("test-") for u in tests)
+    for u in [*tests, *plan_kokoro(cfg, kcfg, SENTENCES["train"] * 10)]:  # "synthesised" already
+        Path(u.path).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(u.path, np.zeros(1600, np.int16), SAMPLE_RATE, subtype="PCM_16")
+    progress: list[tuple[str, int, int]] = []
+    build_kokoro(cfg, kcfg, lambda *a: progress.append(a))
+    rows = [json.loads(line) for line in (tmp_path / "kokoro_test.jsonl").read_text().splitlines()]
+    assert len(rows) == 30 and rows[0]["audio"] == tests[0].path and rows[0]["voice"] == "kokoro_af_alloy"
+    assert rows[0]["text"] == "he opened the old wooden door"  # normalised, as every manifest
+    assert not [p for p in progress if p[0] == "kokoro test"]  # nothing was left to synthesise
+    train = {json.loads(line)["audio"] for line in (tmp_path / "train.jsonl").read_text().splitlines()}
+    assert not train & {r["audio"] for r in rows}
+    with pytest.raises(ValueError, match="test must be in \\[0, 1e6\\], got -1"):
+        KokoroConfig(voices_dir=tmp_path, test=-1)
 
 
 def test_blends_are_three_voices_of_one_accent_fixed_by_the_seed() -> None:
