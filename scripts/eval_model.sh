@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Score a model the way the model card does: (a) test, (b) heldout, (c) the real-voice dev set,
+# Score a model the way the model card does: (a) test, (b) heldout, (c) the real-voice dev set, and
+# (a) for the Kokoro voices (kokoro_test.jsonl, when make_corpus.py --kokoro-test made it),
 # 100 ms chunks through the streaming engine, one thread; beam + LM, greedy, and int8 greedy.
 #
 #   bash scripts/eval_model.sh MODEL OUT_DIR [CORPUS_DIR] [DEVSET_DIR]
@@ -17,6 +18,7 @@ sets=("$corpus/test.jsonl" "$corpus/heldout.jsonl" "$devset/dev.jsonl")
 for f in "$model" "${sets[@]}"; do
     [ -f "$f" ] || { echo "$0: $f does not exist (expected a checkpoint and the three manifests)" >&2; exit 2; }
 done
+if [ -f "$corpus/kokoro_test.jsonl" ]; then sets+=("$corpus/kokoro_test.jsonl"); fi
 mkdir -p "$out"
 manifests=()
 for f in "${sets[@]}"; do manifests+=(--manifest "$f"); done

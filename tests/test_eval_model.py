@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import ASSETS, SCRIPTS
 
 SCRIPT = SCRIPTS / "eval_model.sh"
@@ -18,21 +20,26 @@ def write_manifest(path: Path, voice: str) -> None:
     path.write_text(json.dumps(row) + "\n")
 
 
-def test_scores_the_three_sets_three_ways(tmp_path: Path, tiny_model_path: Path) -> None:
+@pytest.mark.parametrize("kokoro_test", [False, True])
+def test_scores_the_three_sets_three_ways(tmp_path: Path, tiny_model_path: Path, kokoro_test: bool) -> None:
     corpus, devset, out = tmp_path / "corpus", tmp_path / "devset", tmp_path / "out"
     write_manifest(corpus / "test.jsonl", "flite_rms")
     write_manifest(corpus / "heldout.jsonl", "piper_joe")
     write_manifest(devset / "dev.jsonl", "allison")
+    sets = ["test.jsonl", "heldout.jsonl", "dev.jsonl"]
+    if kokoro_test:  # (a) for the Kokoro voices, scored when the corpus has it
+        write_manifest(corpus / "kokoro_test.jsonl", "kokoro_af_alloy")
+        sets.append("kokoro_test.jsonl")
     done = subprocess.run(["bash", str(SCRIPT), str(tiny_model_path), str(out), str(corpus), str(devset)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     for name in ("beam", "greedy", "greedy_int8"):
         report = json.loads((out / f"model_eval_{name}.json").read_text())
-        assert [Path(m).name for m in report] == ["test.jsonl", "heldout.jsonl", "dev.jsonl"]
+        assert [Path(m).name for m in report] == sets
         assert all(r["all"]["utterances"] == 1 and r["all"]["wer"] >= 0 for r in report.values())
         assert name in done.stdout
     assert report[str(devset / "dev.jsonl")]["decoder"]["method"] == "greedy"
-    assert len((out / "hyps_beam.jsonl").read_text().splitlines()) == 3
+    assert len((out / "hyps_beam.jsonl").read_text().splitlines()) == len(sets)
     assert (out / "model_eval.png").read_bytes()[:4] == b"\x89PNG"
 
 
