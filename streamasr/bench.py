@@ -65,31 +65,37 @@ class EngineBench:
 
 
 @contextlib.contextmanager
-def _timed_stages() -> Iterator[dict[str, float]]:
-    """Wrap the stage functions of ``streamasr.stream`` with timers for the duration of the block.
+def _timed(patches: list[tuple[Any, str, str]]) -> Iterator[dict[str, float]]:
+    """Wrap each ``(object, attribute, stage)`` function with a timer for the duration of the block.
 
-    ``step_many`` looks the stages up as module globals at call time, so swapping them there
-    times the real code path without changing it. Not for use while other threads run streams.
+    The code under test looks these up at call time (module globals, instance attributes), so
+    swapping them there times the real code path without changing it. Yields seconds per stage.
     """
-    totals = dict.fromkeys(STAGES, 0.0)
-    originals = {name: getattr(stream, attr) for name, attr in STAGES.items()}
+    totals = dict.fromkeys((stage for _, _, stage in patches), 0.0)
+    originals = [getattr(obj, attr) for obj, attr, _ in patches]
 
-    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                totals[name] += time.perf_counter() - t0
+                totals[stage] += time.perf_counter() - t0
         return wrapper
 
     try:
-        for name, attr in STAGES.items():
-            setattr(stream, attr, timed(name, originals[name]))
+        for (obj, attr, stage), fn in zip(patches, originals):
+            setattr(obj, attr, timed(stage, fn))
         yield totals
     finally:
-        for name, attr in STAGES.items():
-            setattr(stream, attr, originals[name])
+        for (obj, attr, _), fn in zip(patches, originals):
+            setattr(obj, attr, fn)
+
+
+def _timed_stages() -> contextlib.AbstractContextManager[dict[str, float]]:
+    """Timers on the stage functions of ``streamasr.stream`` (``step_many`` calls them as module
+    globals). Not for use while other threads run streams."""
+    return _timed([(stream, attr, name) for name, attr in STAGES.items()])
 
 
 def _run_stream(rec: stream.Recognizer, audio: np.ndarray, chunk: int, endpoint_cfg: EndpointConfig,
@@ -244,36 +250,20 @@ def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat:
     if device is not None and aug is None:
         raise ValueError("a device bench needs augmentation (there is nothing to time on the device without it)")
     dataset = data.SpeechDataset(items, FeatureConfig(), Tokenizer(), aug, on_device=device is not None)
-    totals = dict.fromkeys(DATA_STAGES, 0.0)
-
-    def timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                totals[stage] += time.perf_counter() - t0
-        return wrapper
-
     # SpeechDataset looks these up at call time, so the real code path is timed unchanged.
     patches = [(data, "read_pcm", "read"), (augment, "prepare", "prepare"), (augment, "apply_waveform", "waveform_aug"),
-               (augment, "apply_features", "feature_aug"), (dataset, "features", "features")]
-    originals = [getattr(obj, attr) for obj, attr, _ in patches]
+               (dataset, "features", "features"), (augment, "apply_features", "feature_aug")]  # DATA_STAGES
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker runs on one thread
     try:
         dataset[0, step]  # warm-up: first calls build filter banks and caches
-        totals.update(dict.fromkeys(DATA_STAGES, 0.0))
-        for (obj, attr, stage), fn in zip(patches, originals):
-            setattr(obj, attr, timed(stage, fn))
         wall: list[float] = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            prepared = [dataset[i, step] for i in range(len(items))]
-            wall.append(time.perf_counter() - t0)
+        with _timed(patches) as totals:
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                prepared = [dataset[i, step] for i in range(len(items))]
+                wall.append(time.perf_counter() - t0)
     finally:
-        for (obj, attr, _), fn in zip(patches, originals):
-            setattr(obj, attr, fn)
         torch.set_num_threads(old_threads)
     seconds = sum(u.duration for u in items)
     stages = {**totals, "other": max(0.0, sum(wall) - sum(totals.values()))}
