@@ -325,8 +325,7 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, plans: Sequence[Pl
 
     feats = features(x)  # (batch, frames, n_mels)
     frames, bins = feats.shape[1], feats.shape[2]
-    cfg = features.cfg
-    feat_lens = torch.where(lengths >= cfg.win_length, (lengths - cfg.win_length) // cfg.hop_length + 1, 0)
+    feat_lens = features.cfg.frame_counts(lengths)
     warps = torch.tensor([p.vtlp or 1.0 for p in plans], device=device)
     src = torch.clamp(torch.arange(bins, device=device, dtype=torch.float32)[None] / warps[:, None], 0, bins - 1)
     lo = src.floor().long()

@@ -44,6 +44,10 @@ class FeatureConfig:
         """Frames a signal of ``samples`` samples yields (no padding: every frame is causal)."""
         return 0 if samples < self.win_length else (samples - self.win_length) // self.hop_length + 1
 
+    def frame_counts(self, samples: torch.Tensor) -> torch.Tensor:
+        """``num_frames`` of each length in an int64 tensor (a padded batch's signals)."""
+        return torch.where(samples >= self.win_length, (samples - self.win_length) // self.hop_length + 1, 0)
+
 
 class FeatureExtractor:
     """Cached torchaudio MelSpectrogram; ``center=False`` so each frame sees only past samples."""

@@ -237,9 +237,7 @@ class Trainer:
             return batch["feats"].to(self.device, non_blocking=True), batch["feat_lens"].to(self.device)
         waves, lengths = batch["waves"].to(self.device, non_blocking=True), batch["wave_lens"].to(self.device)
         if batch["plans"][0] is None:  # no augmentation: log-mel only
-            cfg = self.feature_cfg
-            feat_lens = torch.where(lengths >= cfg.win_length, (lengths - cfg.win_length) // cfg.hop_length + 1, 0)
-            return self.device_features(waves), feat_lens
+            return self.device_features(waves), self.feature_cfg.frame_counts(lengths)
         return augment.augment_batch(waves, lengths, batch["plans"], self.device_features)
 
     def train_step(self, batch: dict[str, Any], scale: float = 1.0) -> float:
