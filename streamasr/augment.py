@@ -125,9 +125,14 @@ def band_limit(audio: np.ndarray, low_pass: float, high_pass: float) -> np.ndarr
 
 def telephone(audio: np.ndarray) -> np.ndarray:
     """Narrow-band telephone channel: 8 kHz, 8-bit mu-law, back to 16 kHz (same length)."""
-    x = AF.resample(torch.from_numpy(np.clip(audio, -1, 1)), SAMPLE_RATE, 8000)
-    x = AF.mu_law_decoding(AF.mu_law_encoding(x.clamp(-1, 1), 256), 256)
-    return AF.resample(x, 8000, SAMPLE_RATE)[: len(audio)].numpy()
+    return telephone_channel(torch.from_numpy(audio)).numpy()
+
+
+def telephone_channel(x: torch.Tensor) -> torch.Tensor:
+    """``telephone`` of float32 (..., samples) on any device, rows alike."""
+    t = AF.resample(x.clamp(-1, 1), SAMPLE_RATE, 8000)
+    t = AF.mu_law_decoding(AF.mu_law_encoding(t.clamp(-1, 1), 256), 256)
+    return AF.resample(t, 8000, SAMPLE_RATE)[..., : x.shape[-1]]
 
 
 def eq_curve(rng: np.random.Generator, n: int, max_db: float) -> np.ndarray:
@@ -144,18 +149,24 @@ def eq_curve(rng: np.random.Generator, n: int, max_db: float) -> np.ndarray:
     return (curve * np.log(10) / 10).astype(np.float32)
 
 
-def vtlp(feats: torch.Tensor, factor: float) -> torch.Tensor:
+def vtlp(feats: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
     """Warp the mel axis by ``factor`` (>1 moves energy to higher bins: a shorter vocal tract).
 
     Args:
-        feats: float32 (frames, n_mels) log-mel.
+        feats: float32 (frames, n_mels) log-mel with one factor, or (batch, frames, n_mels) with a
+            (batch,) tensor of factors (1.0: unchanged).
     """
-    n = feats.shape[1]
-    src = torch.clamp(torch.arange(n, dtype=torch.float32) / factor, 0, n - 1)
+    rows = feats if feats.dim() == 3 else feats[None]
+    factors = torch.as_tensor(factor, dtype=torch.float32, device=feats.device).reshape(-1, 1)
+    n = rows.shape[2]
+    src = torch.clamp(torch.arange(n, dtype=torch.float32, device=feats.device) / factors, 0, n - 1)
     lo = src.floor().long()
     hi = torch.clamp(lo + 1, max=n - 1)
-    w = src - lo
-    return feats[:, lo] * (1 - w) + feats[:, hi] * w
+    w = (src - lo)[:, None, :]
+    frames = rows.shape[1]
+    out = (torch.gather(rows, 2, lo[:, None, :].expand(-1, frames, -1)) * (1 - w)
+           + torch.gather(rows, 2, hi[:, None, :].expand(-1, frames, -1)) * w)
+    return out if feats.dim() == 3 else out[0]
 
 
 @dataclass(frozen=True)
@@ -302,9 +313,7 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, plans: Sequence[Pl
         x = torch.fft.irfft(torch.fft.rfft(x, size) * response, size)[:, :n] * valid
     phoned = [i for i, p in enumerate(plans) if p.telephone]
     if phoned:
-        t = AF.resample(x[phoned].clamp(-1, 1), SAMPLE_RATE, 8000)
-        t = AF.resample(AF.mu_law_decoding(AF.mu_law_encoding(t.clamp(-1, 1), 256), 256), 8000, SAMPLE_RATE)
-        x[phoned] = t[:, :n] * valid[phoned]
+        x[phoned] = telephone_channel(x[phoned]) * valid[phoned]
     noisy = [i for i, p in enumerate(plans) if p.noise is not None]
     if noisy:
         params = torch.tensor([plans[i].noise[:2] for i in noisy], device=device)  # type: ignore[index]
@@ -326,13 +335,7 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, plans: Sequence[Pl
     feats = features(x)  # (batch, frames, n_mels)
     frames, bins = feats.shape[1], feats.shape[2]
     feat_lens = features.cfg.frame_counts(lengths)
-    warps = torch.tensor([p.vtlp or 1.0 for p in plans], device=device)
-    src = torch.clamp(torch.arange(bins, device=device, dtype=torch.float32)[None] / warps[:, None], 0, bins - 1)
-    lo = src.floor().long()
-    w = (src - lo)[:, None, :]
-    hi = torch.clamp(lo + 1, max=bins - 1)
-    feats = (torch.gather(feats, 2, lo[:, None, :].expand(-1, frames, -1)) * (1 - w)
-             + torch.gather(feats, 2, hi[:, None, :].expand(-1, frames, -1)) * w)
+    feats = vtlp(feats, torch.tensor([p.vtlp or 1.0 for p in plans]))
     eqs = [i for i, p in enumerate(plans) if p.eq is not None]
     if eqs:
         feats[eqs] += torch.from_numpy(np.stack([plans[i].eq for i in eqs])).to(device)[:, None, :]  # type: ignore[misc]
