@@ -257,6 +257,11 @@ def plan_kokoro_test(cfg: CorpusConfig, kcfg: KokoroConfig, test: list[str]) -> 
                         test[k % len(test)]) for k in range(kcfg.test if test else 0)]
 
 
+def _jobs(cfg: CorpusConfig, kcfg: KokoroConfig, todo: list[Utt]) -> list[tuple[KokoroConfig, tuple[Utt, ...], float, int]]:
+    """``kokoro_chunk`` jobs of four utterances each."""
+    return [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed) for i in range(0, len(todo), 4)]
+
+
 def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
                  progress: Callable[[str, int, int], None] | None = None) -> int:
     """Synthesise the missing Kokoro utterances, appending each chunk to ``kokoro.jsonl``.
@@ -276,9 +281,8 @@ def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
     tests = plan_kokoro_test(cfg, kcfg, text["test"])
     if tests:  # first: a few minutes, and what the model card reports
         todo = [u for u in tests if wav_duration(u.path) is None]
-        jobs = [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed) for i in range(0, len(todo), 4)]
         made = len(tests) - len(todo)
-        for done in map_jobs(kokoro_chunk, jobs, cfg.jobs):
+        for done in map_jobs(kokoro_chunk, _jobs(cfg, kcfg, todo), cfg.jobs):
             made += len(done)
             if progress is not None:
                 progress("kokoro test", made, len(tests))
@@ -294,10 +298,8 @@ def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
     count = write_jsonl_atomic(manifest, [*manifest_rows(planned), *earlier])
     todo = [u for u in planned if wav_duration(u.path) is None]
     logger.info("kokoro: %d utterances on disk, %d to synthesise", count, len(todo))
-    jobs = [(kcfg, tuple(todo[i:i + 4]), cfg.trim_keep, cfg.seed)
-            for i in range(0, len(todo), 4)]
     with open(manifest, "a", encoding="utf-8") as f:
-        for i, done in enumerate(map_jobs(kokoro_chunk, jobs, cfg.jobs)):
+        for i, done in enumerate(map_jobs(kokoro_chunk, _jobs(cfg, kcfg, todo), cfg.jobs)):
             for row in manifest_rows(done):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
