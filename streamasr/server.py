@@ -58,6 +58,12 @@ class ServerConfig:
                                                          "names (start.speaker) in DIR/NAME.spk, between streams "
                                                          "(default: none)"})
 
+    def check_speakers(self, adapting: bool) -> None:
+        """``--speakers`` keeps what adaptation learns, so it needs adaptation on."""
+        if self.speakers and not adapting:
+            raise ValueError(f"--speakers {self.speakers} keeps what streams' speakers taught: it needs --adapt-lr "
+                             f"(e.g. 0.003)")
+
     def __post_init__(self) -> None:
         checks: tuple[tuple[str, float, float], ...] = (
             ("port", 0, 65535), ("max_connections", 1, 100000), ("max_frame_bytes", 1024, 1 << 30),
@@ -135,9 +141,7 @@ class StreamServer:
         self.rec = rec
         self.cfg = cfg or ServerConfig()
         if self.cfg.speakers:
-            if self.adapt is None:
-                raise ValueError(f"--speakers {self.cfg.speakers} keeps what streams' speakers taught: it needs "
-                                 f"--adapt-lr (e.g. 0.003)")
+            self.cfg.check_speakers(self.adapt is not None)
             Path(self.cfg.speakers).mkdir(parents=True, exist_ok=True)  # OSError: the operator's to fix
         self._sock = sock
         self._origins = {o.strip().rstrip("/") for o in self.cfg.allowed_origins.split(",") if o.strip()}
@@ -347,9 +351,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     if args.threads < 1 or not 1 <= args.workers <= 256:
         raise ValueError(f"--threads must be >= 1 and --workers in [1, 256], got {args.threads} and {args.workers}")
     adapt.check_float(args.quantize)  # before loading the model and LM
-    if cfg.speakers and not adapt.enabled:
-        raise ValueError(f"--speakers {cfg.speakers} keeps what streams' speakers taught: it needs --adapt-lr "
-                         f"(e.g. 0.003)")
+    cfg.check_speakers(adapt.enabled)  # here too: --workers N checks before starting its processes
     if args.workers > 1:
         return _supervise(args, cfg, worker_cfg, decoder, adapt)
     torch.set_num_threads(args.threads)
