@@ -174,8 +174,9 @@ def game_clips(game: str, tree: Path, english: str = "us", scummvm: Path | None 
         disk = sky.Disk(tree / sky.GAME_DIR)
         language = sky.LANGUAGES[english]
         text_tree = sky.find_text_tree((scummvm / sky.SCUMMVM).read_bytes(), sky.text_sections(disk, language))
-        for line in sky.game_lines(disk, text_tree, language):
-            yield Clip(game, line.clip, line.text, line.role, f"file {line.file}", sky.decoder(disk, line.file))
+        for sky_line in sky.game_lines(disk, text_tree, language):
+            yield Clip(game, sky_line.clip, sky_line.text, sky_line.role, f"file {sky_line.file}",
+                       sky.decoder(disk, sky_line.file))
 
 
 def _mp3_decoder(archive: queen.Archive, entry: str, rate: int) -> Callable[[], tuple[np.ndarray, int]]:

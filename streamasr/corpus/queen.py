@@ -78,7 +78,9 @@ class Archive:
 
 def segments(sentence: str) -> list[str]:
     """A sentence's spoken pieces: cut at ``*`` + a 2-character command, commands dropped."""
-    pieces, piece, i = [], [], 0
+    pieces: list[str] = []
+    piece: list[str] = []
+    i = 0
     while i < len(sentence):
         if sentence[i] == "*":
             pieces.append("".join(piece))

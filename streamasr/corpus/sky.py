@@ -103,7 +103,7 @@ def decode_line(data: bytes, tree: Tree, index: int) -> str | None:
         skip = data[skip_table + block + k]
         offset += (skip & 0x7F) << 3 if skip & 0x80 else skip
     pos = (bits_base + (offset >> 2)) * 8 + (offset & 3) * 2  # bit address, MSB first
-    chars = []
+    chars: list[int] = []
     try:
         while len(chars) < 1000:
             node = 0
@@ -132,7 +132,7 @@ def tree_candidates(binary: bytes) -> list[Tree]:
     node is reached from node 0 exactly once. Node 0 is the root, so node 1 is one of its children.
     """
     b = np.frombuffer(binary, dtype=np.uint8)
-    n = len(b) - 3 * _TREE_NODES
+    n = len(b) - 3 * _TREE_NODES + 1  # possible start positions
     if n <= 0:
         return []
     left, right = b[:n], b[1:n + 1]
