@@ -103,7 +103,9 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("eval", help="WER, CER and real-time factor on a manifest")
     p.add_argument("--manifest", required=True, action="append", help="JSON-lines manifest (repeatable)")
-    p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    p.add_argument("--model", action="append", default=None,
+                   help="checkpoint (default: the bundled model); repeat it to score models side by side "
+                        "(\"bundled\" names the bundled model)")
     p.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation of the model")
     p.add_argument("--chunk-ms", type=int, default=100, help="feed the engine in chunks of this size (0: whole file)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N utterances of each manifest")
@@ -129,27 +131,89 @@ def _main(args: argparse.Namespace) -> int:
     adapt.check_float(args.quantize)  # before loading the model and LM
     adapt.check_passes(args.adapt_passes)
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, args.quantize, decoder)
-    reports, all_hyps = {}, []
-    for manifest in args.manifest:
-        items = read_manifest(manifest)
-        items = items[: args.limit] if args.limit > 0 else items
-        report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt, passes=args.adapt_passes)
-        reports[manifest] = report
-        all_hyps += hyps
+    models = [None if m in (None, "bundled") else m for m in (args.model or [None])]
+    by_model: dict[str, dict[str, Any]] = {}
+    all_hyps: list[dict[str, Any]] = []
+    for model in models:
+        rec = Recognizer.load(model, args.quantize, decoder)
+        label = model or "bundled"
+        by_model[label] = {}
+        for manifest in args.manifest:
+            items = read_manifest(manifest)
+            items = items[: args.limit] if args.limit > 0 else items
+            report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt, passes=args.adapt_passes)
+            by_model[label][manifest] = report
+            all_hyps += [{**h.__dict__, "model": label} if len(models) > 1 else h.__dict__ for h in hyps]
     if args.hyps:
-        Path(args.hyps).write_text("".join(json.dumps(h.__dict__) + "\n" for h in all_hyps))
-    if args.plot:
-        plot_reports(reports, Path(args.plot), f"{rec.name} · {decoder.method} · chunks {args.chunk_ms} ms")
-    if args.json:
-        print(json.dumps(reports, indent=2))
+        Path(args.hyps).write_text("".join(json.dumps(h) + "\n" for h in all_hyps))
+    title = f"{decoder.method} · chunks {args.chunk_ms} ms"
+    if len(by_model) == 1:
+        (label, reports), = by_model.items()
+        if args.plot:
+            plot_reports(reports, Path(args.plot), f"{rec.name} · {title}")
+        if args.json:
+            print(json.dumps(reports, indent=2))
+            return 0
+        print(f"{'manifest / voice':<40} {'utts':>6} {'WER':>7} {'CER':>7} {'RTF':>7}")
+        for manifest, report in reports.items():
+            rows = [(Path(manifest).name, report["all"])] + [("  " + v, s) for v, s in report.get("voices", {}).items()]
+            for name, s in rows:
+                print(f"{name:<40} {s['utterances']:>6} {s['wer']:>7.3f} {s['cer']:>7.3f} {s['rtf']:>7.4f}")
         return 0
-    print(f"{'manifest / voice':<40} {'utts':>6} {'WER':>7} {'CER':>7} {'RTF':>7}")
-    for manifest, report in reports.items():
-        rows = [(Path(manifest).name, report["all"])] + [("  " + v, s) for v, s in report.get("voices", {}).items()]
-        for name, s in rows:
-            print(f"{name:<40} {s['utterances']:>6} {s['wer']:>7.3f} {s['cer']:>7.3f} {s['rtf']:>7.4f}")
+    if args.plot:
+        plot_comparison(by_model, Path(args.plot), title)
+    if args.json:
+        print(json.dumps(by_model, indent=2))
+        return 0
+    print(compare_table(by_model))
     return 0
+
+
+def compare_table(by_model: dict[str, dict[str, Any]]) -> str:
+    """Text table: a row per manifest (and voice), WER / CER columns per model, side by side."""
+    labels = list(by_model)
+    first = by_model[labels[0]]
+    lines = [f"{'manifest / voice':<36} {'utts':>6} " + " ".join(f"{'WER / CER ' + str(i + 1):>16}" for i in range(len(labels)))]
+    for manifest, report in first.items():
+        keys = [(Path(manifest).name, None)] + [("  " + v, v) for v in report.get("voices", {})]
+        for name, voice in keys:
+            cells = []
+            for label in labels:
+                r = by_model[label][manifest]
+                s = r["all"] if voice is None else r.get("voices", {}).get(voice)
+                cells.append(f"{100 * s['wer']:7.1f} / {100 * s['cer']:5.1f}" if s else f"{'-':>16}")
+            n = (report["all"] if voice is None else report["voices"][voice])["utterances"]
+            lines.append(f"{name:<36} {n:>6} " + " ".join(f"{c:>16}" for c in cells))
+    lines += [f"model {i + 1}: {label}" for i, label in enumerate(labels)]
+    return "\n".join(lines)
+
+
+def plot_comparison(by_model: dict[str, dict[str, Any]], path: Path, title: str) -> None:
+    """WER per manifest, one bar per model, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(by_model)
+    manifests = list(by_model[labels[0]])
+    y = np.arange(len(manifests))
+    height = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.5 * len(manifests) * max(1, len(labels) / 2)))
+    for i, label in enumerate(labels):
+        wer = [100 * by_model[label][m]["all"]["wer"] for m in manifests]
+        offset = y - 0.4 + height * (i + 0.5)
+        ax.barh(offset, wer, height=height, label=label)
+        for yi, w in zip(offset, wer):
+            ax.text(w + 0.5, yi, f"{w:.1f}", va="center", fontsize=7)
+    ax.set_yticks(y, [f"{Path(m).parent.name}/{Path(m).name}" for m in manifests], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("WER (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_reports(reports: dict[str, dict[str, Any]], path: Path, title: str) -> None:

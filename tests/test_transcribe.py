@@ -13,12 +13,16 @@ import pytest
 import soundfile as sf
 
 from streamasr import formats
+from streamasr.checkpoint import save_checkpoint
 from streamasr.cli import main
 from streamasr.endpoint import EndpointConfig
 from streamasr.errors import AudioError
+from streamasr.features import FeatureConfig
 from streamasr.results import Word
 from streamasr.stream import Recognizer
+from streamasr.text import Tokenizer
 from streamasr.transcribe import Segment, Transcript, transcribe_audio, transcribe_file
+from tests.conftest import make_tiny_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SHORT = ["--silence-after-speech", "0.3"]  # several segments even from the tiny random model
@@ -286,3 +290,26 @@ def test_eval_plot_draws_a_png_per_voice(capsys: pytest.CaptureFixture[str], tin
                        "--plot", png)
     assert code == 0 and "alice" in out and "bob" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_eval_scores_models_side_by_side(capsys: pytest.CaptureFixture[str], tiny_model_path: Path,
+                                         speech_wav: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, make_tiny_model(seed=5), FeatureConfig(), Tokenizer(), {"name": "other"})
+    manifests = []
+    for name in ("a", "b"):
+        manifest = tmp_path / f"{name}.jsonl"
+        manifest.write_text(json.dumps({"audio": str(speech_wav), "text": "a test", "duration": 3.765}) + "\n")
+        manifests += ["--manifest", manifest]
+    argv = ["eval", *manifests, "--model", tiny_model_path, "--model", other, "--method", "greedy"]
+    code, out, _ = cli(capsys, *argv, "--json")
+    report = json.loads(out)
+    assert code == 0 and list(report) == [str(tiny_model_path), str(other)]
+    assert all(list(r) == [str(m) for m in manifests[1::2]] for r in report.values())
+    png = tmp_path / "compare.png"
+    code, out, _ = cli(capsys, *argv, "--plot", png)
+    lines = out.splitlines()
+    assert code == 0 and lines[1].startswith("a.jsonl") and lines[2].startswith("b.jsonl")
+    assert len(lines[1].split("/")) == 3  # WER / CER for each of the two models
+    assert f"model 2: {other}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
