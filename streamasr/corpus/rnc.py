@@ -94,23 +94,25 @@ def _reverse(code: int, length: int) -> int:
 
 
 class _Table:
-    """A canonical Huffman table read from the stream: (reversed code, length, symbol) entries."""
+    """A canonical Huffman table read from the stream: codes (stored bit-reversed) by length."""
 
     def __init__(self, bits: _Bits) -> None:
         count = bits.read(5)
         lengths = [bits.read(4) for _ in range(count)]
-        self.entries: list[tuple[int, int, int]] = []
+        self.codes: dict[tuple[int, int], int] = {}  # (length, reversed code) -> symbol
         code = 0
         for length in range(1, 17):
             for symbol, size in enumerate(lengths):
                 if size == length:
-                    self.entries.append((_reverse(code, length), length, symbol))
+                    self.codes[(length, _reverse(code, length))] = symbol
                     code += 1
             code <<= 1
+        self.lengths = sorted({length for length, _ in self.codes})
 
     def value(self, bits: _Bits) -> int:
-        for code, length, symbol in self.entries:
-            if bits.peek(length) == code:
+        for length in self.lengths:
+            symbol = self.codes.get((length, bits.peek(length)))
+            if symbol is not None:
                 bits.skip(length)
                 if symbol < 2:
                     return symbol
@@ -150,8 +152,11 @@ def unpack(data: bytes) -> bytes:
                 if back > len(out):
                     raise ValueError(f"RNC match reaches {back} bytes back with {len(out)} written")
                 start = len(out) - back
-                for i in range(count):  # byte by byte: a match may overlap what it writes
-                    out.append(out[start + i])
+                if count <= back:
+                    out += out[start:start + count]
+                else:  # the match overlaps what it writes: byte by byte
+                    for i in range(count):
+                        out.append(out[start + i])
         if len(out) >= size:
             break
     if len(out) != size:
