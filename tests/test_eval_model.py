@@ -22,7 +22,7 @@ def write_manifest(path: Path, voice: str) -> None:
 
 @pytest.mark.parametrize("kokoro_test", [False, True])
 def test_scores_the_three_sets_three_ways(tmp_path: Path, tiny_model_path: Path, kokoro_test: bool) -> None:
-    corpus, devset, out = tmp_path / "corpus", tmp_path / "devset", tmp_path / "out"
+    corpus, devset, games, out = tmp_path / "corpus", tmp_path / "devset", tmp_path / "games", tmp_path / "out"
     write_manifest(corpus / "test.jsonl", "flite_rms")
     write_manifest(corpus / "heldout.jsonl", "piper_joe")
     write_manifest(devset / "dev.jsonl", "allison")
@@ -30,7 +30,9 @@ def test_scores_the_three_sets_three_ways(tmp_path: Path, tiny_model_path: Path,
     if kokoro_test:  # (a) for the Kokoro voices, scored when the corpus has it
         write_manifest(corpus / "kokoro_test.jsonl", "kokoro_af_alloy")
         sets.append("kokoro_test.jsonl")
-    done = subprocess.run(["bash", str(SCRIPT), str(tiny_model_path), str(out), str(corpus), str(devset)],
+        write_manifest(games / "bass" / "test.jsonl", "bass:npc-m0s64")  # a game's held-out roles
+        sets.append("test.jsonl")
+    done = subprocess.run(["bash", str(SCRIPT), str(tiny_model_path), str(out), str(corpus), str(devset), str(games)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     for name in ("beam", "greedy", "greedy_int8"):
