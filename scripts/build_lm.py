@@ -27,9 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from streamasr import lm
+from streamasr.engine import lm
 from streamasr.corpus import code_phrase, number_phrase, short_phrase
-from streamasr.text import normalize
+from streamasr.engine.text import normalize
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streamasr.importers import common_voice_rows, librispeech_rows, write_manifest
+from streamasr.corpus.importers import common_voice_rows, librispeech_rows, write_manifest
 
 
 def main(argv: list[str] | None = None) -> int:

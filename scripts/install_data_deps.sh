@@ -39,7 +39,7 @@ $sudo mkdir -p "$help_dir"
 (cd "$tmp/root" && find . -type f \( -path "*/help/C/*" -o -path "*/HTML/en/*" -o -path "*/help/en/*" \
     -o -name "*.en.html" \) \( -name "*.page" -o -name "*.xml" -o -name "*.docbook" -o -name "*.html" \) \
     -print0 | $sudo xargs -0 cp --parents -t "$help_dir")
-# Applications' messages for the LM (streamasr.importers.ui_strings): the German catalogs, since
+# Applications' messages for the LM (streamasr.corpus.importers.ui_strings): the German catalogs, since
 # every catalog holds the English originals and German's are among the most complete. Those of the
 # packages above (unpacked and installed), and of more applications, downloaded for them alone.
 ui_dir=/usr/local/share/streamasr/ui

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streamasr.corpus import ENGINES, CorpusConfig, build_corpus, manifest_stats, parse_amounts
-from streamasr.kokoro import KokoroConfig, build_kokoro
+from streamasr.corpus.kokoro import KokoroConfig, build_kokoro
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from streamasr.importers import ASTERISK_SOUNDS, ASTERISK_TEXT, asterisk_devset
+from streamasr.corpus.importers import ASTERISK_SOUNDS, ASTERISK_TEXT, asterisk_devset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,9 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from streamasr.data import read_manifest
+from streamasr.training.data import read_manifest
 from streamasr.errors import StreamAsrError
-from streamasr.importers import HELP_DIRS, UI_DIRS, WORDNET_DIRS, lm_extra_text
+from streamasr.corpus.importers import HELP_DIRS, UI_DIRS, WORDNET_DIRS, lm_extra_text
 
 
 def read_sentences(path: Path) -> list[str]:

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamasr.data import manifest_stats, mix, read_manifest, write_manifest
+from streamasr.training.data import manifest_stats, mix, read_manifest, write_manifest
 from streamasr.errors import StreamAsrError
 
 

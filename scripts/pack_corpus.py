@@ -32,8 +32,8 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-from streamasr.audio import SAMPLE_RATE
-from streamasr.data import read_manifest, read_pcm
+from streamasr.engine.audio import SAMPLE_RATE
+from streamasr.training.data import read_manifest, read_pcm
 from streamasr.errors import StreamAsrError
 
 # Bytes reserved per file and per manifest line when filling a zip (measured: ~110 bytes of zip

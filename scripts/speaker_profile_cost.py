@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from streamasr.adapt import AdaptConfig, Speaker, fingerprint
-from streamasr.beam import DecoderConfig
-from streamasr.data import read_pcm
-from streamasr.stream import Recognizer, finish, keep_speaker, step
+from streamasr.engine.adapt import AdaptConfig, Speaker, fingerprint
+from streamasr.engine.beam import DecoderConfig
+from streamasr.training.data import read_pcm
+from streamasr.engine.stream import Recognizer, finish, keep_speaker, step
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample_allison_real.flac"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streamasr.adapt import AdaptConfig, AdaptState, Speaker
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.adapt import AdaptConfig, AdaptState, Speaker
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.results import Result, Word
-from streamasr.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
+from streamasr.engine.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
 from streamasr.transcribe import Transcript, transcribe_file
 
 __all__ = ["AdaptConfig", "AdaptState", "EndpointConfig", "Recognizer", "Result", "Speaker", "StreamState", "Word",

@@ -18,12 +18,12 @@ from streamasr.errors import StreamAsrError
 # ``streamasr transcribe`` does not pay for the server's imports and vice versa.
 COMMANDS = {
     "transcribe": "streamasr.transcribe",
-    "train": "streamasr.train",
-    "eval": "streamasr.evaluate",
+    "train": "streamasr.training.train",
+    "eval": "streamasr.training.evaluate",
     "bench": "streamasr.bench",
-    "serve": "streamasr.server",
+    "serve": "streamasr.service.server",
     "client": "streamasr.client",
-    "mic": "streamasr.mic",
+    "mic": "streamasr.client.mic",
 }
 
 

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamasr import formats, stream
-from streamasr.adapt import AdaptConfig, Speaker
-from streamasr.audio import SAMPLE_RATE, load_audio, pcm_to_float
-from streamasr.beam import DecoderConfig
+from streamasr import formats
+
+from streamasr.engine import stream
+from streamasr.engine.adapt import AdaptConfig, Speaker
+from streamasr.engine.audio import SAMPLE_RATE, load_audio, pcm_to_float
+from streamasr.engine.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Word
 
@@ -78,7 +80,7 @@ def transcribe_audio(
         sample_rate: Hz of ``audio``; the engine resamples anything other than 16 kHz.
         file: the name recorded in the transcript.
         progress: called after every chunk with (seconds done, seconds in total).
-        speaker: speaker adaptation (``streamasr.adapt``): the stream starts from what the
+        speaker: speaker adaptation (``streamasr.engine.adapt``): the stream starts from what the
             speaker's earlier streams taught, learns at each segment's end, and leaves what it
             learnt in ``speaker.adapt`` (the result does not depend on ``chunk_ms`` either, for
             chunks shorter than ``AdaptConfig.delay``).
@@ -125,7 +127,7 @@ def transcribe_file(
 ) -> Transcript:
     """Decode an audio file (any format soundfile or ffmpeg reads) and transcribe it.
 
-    With ``speaker`` (``streamasr.adapt``), the file is recognised with what that speaker's
+    With ``speaker`` (``streamasr.engine.adapt``), the file is recognised with what that speaker's
     earlier files taught, and teaches it too (``transcribe_audio``).
 
     Raises:

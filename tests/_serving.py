@@ -13,11 +13,11 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from streamasr.adapt import AdaptConfig
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.adapt import AdaptConfig
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.results import Result
-from streamasr.server import ServerConfig, StreamServer
-from streamasr.stream import Recognizer, finish, step
+from streamasr.service.server import ServerConfig, StreamServer
+from streamasr.engine.stream import Recognizer, finish, step
 
 T = TypeVar("T")
 SHORT_ENDPOINT = EndpointConfig(silence_after_speech=0.3)  # several segments from the sample files

@@ -9,13 +9,13 @@ from types import ModuleType
 import pytest
 import torch
 
-from streamasr import lm
-from streamasr.beam import DecoderConfig
-from streamasr.checkpoint import save_checkpoint
-from streamasr.features import FeatureConfig
-from streamasr.model import AcousticModel, ModelConfig
-from streamasr.stream import Recognizer
-from streamasr.text import Tokenizer
+from streamasr.engine import lm
+from streamasr.engine.beam import DecoderConfig
+from streamasr.engine.checkpoint import save_checkpoint
+from streamasr.engine.features import FeatureConfig
+from streamasr.engine.model import AcousticModel, ModelConfig
+from streamasr.engine.stream import Recognizer
+from streamasr.engine.text import Tokenizer
 
 # One torch thread: a second intra-op thread stalls whenever another process holds a core on
 # these 2-vCPU machines, which made the suite ~7x slower.

@@ -16,20 +16,22 @@ import pytest
 import soundfile as sf
 import torch
 
-from streamasr import adapt, mic
-from streamasr.adapt import AdaptConfig, AdaptState, Speaker
-from streamasr.beam import DecoderConfig
+from streamasr.engine import adapt
+
+from streamasr.client import mic
+from streamasr.engine.adapt import AdaptConfig, AdaptState, Speaker
+from streamasr.engine.beam import DecoderConfig
 from streamasr.cli import build_parser, main
 from streamasr.client import ServerError, StreamClient, start_from_args
-from streamasr.data import Utterance, read_pcm
-from streamasr.endpoint import EndpointConfig
-from streamasr.evaluate import evaluate, recognise
-from streamasr.features import FeatureConfig
-from streamasr.protocol import Start
+from streamasr.training.data import Utterance, read_pcm
+from streamasr.engine.endpoint import EndpointConfig
+from streamasr.training.evaluate import evaluate, recognise
+from streamasr.engine.features import FeatureConfig
+from streamasr.service.protocol import Start
 from streamasr.results import Result
-from streamasr.server import ServerConfig, StreamServer
-from streamasr.stream import Recognizer, finish, flush_segment, learn_rest, step, step_many
-from streamasr.text import Tokenizer
+from streamasr.service.server import ServerConfig, StreamServer
+from streamasr.engine.stream import Recognizer, finish, flush_segment, learn_rest, step, step_many
+from streamasr.engine.text import Tokenizer
 from streamasr.transcribe import transcribe_audio
 from conftest import make_tiny_model
 
@@ -469,7 +471,7 @@ def test_server_streams_learn_their_own_speaker_unless_they_decline(default_gree
         async with StreamServer(rec, ServerConfig(port=0)) as server:
             return [*both, await client(server.url, True)]
 
-    with caplog.at_level(logging.INFO, logger="streamasr.server"):
+    with caplog.at_level(logging.INFO, logger="streamasr.service.server"):
         adapted, declined, unoffered = asyncio.run(asyncio.wait_for(main(), 60))
     # The adapted stream's first segment went to the learner thread (the finish learns nothing).
     assert "streamasr_lessons_total 1\n" in metrics[0] and "streamasr_learn_seconds_total 0\n" not in metrics[0]

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from streamasr.audio import SAMPLE_RATE, Resampler, check_finite, load_audio, pcm_to_float, resample
+from streamasr.engine.audio import SAMPLE_RATE, Resampler, check_finite, load_audio, pcm_to_float, resample
 from streamasr.errors import AudioError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -43,7 +43,7 @@ def test_stereo_22k_is_mixed_then_resampled() -> None:
 @needs_ffmpeg
 def test_mp3_through_ffmpeg_matches_soundfile(tmp_path: Path) -> None:
     """libsndfile decodes mp3 itself; the ffmpeg fallback must give the same signal."""
-    from streamasr.audio import _load_with_ffmpeg
+    from streamasr.engine.audio import _load_with_ffmpeg
 
     via_ffmpeg = _load_with_ffmpeg(ASSETS / "sample_allison_weasels.mp3", SAMPLE_RATE)
     via_soundfile = load_audio(ASSETS / "sample_allison_weasels.mp3")

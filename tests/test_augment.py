@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from streamasr import augment
-from streamasr.audio import load_audio
-from streamasr.augment import AugmentConfig
-from streamasr.features import FeatureConfig, FeatureExtractor
+from streamasr.training import augment
+from streamasr.engine.audio import load_audio
+from streamasr.training.augment import AugmentConfig
+from streamasr.engine.features import FeatureConfig, FeatureExtractor
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamasr import ctc, lm
-from streamasr.audio import load_audio
-from streamasr.beam import DEFAULT_OOV_PENALTY, Beam, BeamDecoder, DecoderConfig
+from streamasr.engine import ctc, lm
+from streamasr.engine.audio import load_audio
+from streamasr.engine.beam import DEFAULT_OOV_PENALTY, Beam, BeamDecoder, DecoderConfig
 from streamasr.cli import main
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import ModelError
 from streamasr.results import Result
-from streamasr.stream import Recognizer, finish, flush_segment, step
-from streamasr.text import DEFAULT_VOCAB, Tokenizer
+from streamasr.engine.stream import Recognizer, finish, flush_segment, step
+from streamasr.engine.text import DEFAULT_VOCAB, Tokenizer
 
 TOK = Tokenizer()
 ID = {c: i for i, c in enumerate(DEFAULT_VOCAB)}

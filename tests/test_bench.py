@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from streamasr import bench, loadtest, stream
-from streamasr.adapt import AdaptConfig
-from streamasr.audio import load_audio
-from streamasr.beam import DecoderConfig
+from streamasr import bench
+
+from streamasr.bench import loadtest
+
+from streamasr.engine import stream
+from streamasr.engine.adapt import AdaptConfig
+from streamasr.engine.audio import load_audio
+from streamasr.engine.beam import DecoderConfig
 from streamasr.cli import main
-from streamasr.stream import Recognizer
+from streamasr.engine.stream import Recognizer
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,7 @@ def test_bench_bad_arguments(tiny_recognizer: Recognizer) -> None:
 
 def test_bench_data_times_the_training_pipeline(capsys: pytest.CaptureFixture[str], speech_wav: Path,
                                                real_speech_flac: Path, tmp_path: Path) -> None:
-    from streamasr import augment, data
+    from streamasr.training import augment, data
 
     manifest = tmp_path / "m.jsonl"
     rows = [{"audio": str(p), "text": "hello", "duration": len(load_audio(p)) / 16000}

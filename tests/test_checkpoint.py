@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamasr.checkpoint import default_model_path, load_checkpoint, read_checkpoint, save_checkpoint
+from streamasr.engine.checkpoint import default_model_path, load_checkpoint, read_checkpoint, save_checkpoint
 from streamasr.errors import ModelError
-from streamasr.features import FeatureConfig
-from streamasr.model import AcousticModel, ModelConfig
-from streamasr.text import Tokenizer
+from streamasr.engine.features import FeatureConfig
+from streamasr.engine.model import AcousticModel, ModelConfig
+from streamasr.engine.text import Tokenizer
 
 
 def _model() -> AcousticModel:

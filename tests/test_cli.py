@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streamasr import checkpoint, cli
+from streamasr import cli
+
+from streamasr.engine import checkpoint
 from streamasr.cli import main
 
 

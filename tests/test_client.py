@@ -14,12 +14,12 @@ import pytest
 import soundfile as sf
 from _serving import SHORT_ENDPOINT, finals, offline, run, running, threaded_server
 
-from streamasr.audio import load_audio
+from streamasr.engine.audio import load_audio
 from streamasr.cli import main as cli_main
 from streamasr.client import CaptionPrinter, ServerError, StreamClient
-from streamasr.protocol import Start
+from streamasr.service.protocol import Start
 from streamasr.results import Result
-from streamasr.stream import Recognizer
+from streamasr.engine.stream import Recognizer
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from streamasr.corpus import (
     short_phrase,
     write_manifests,
 )
-from streamasr.kokoro import (
+from streamasr.corpus.kokoro import (
     BLEND_VOICE,
     CASUAL_VOICE,
     KOKORO_VOICES,
@@ -38,8 +38,8 @@ from streamasr.kokoro import (
     plan_kokoro,
     plan_kokoro_test,
 )
-from streamasr.text import normalize
-from streamasr.tts import SAMPLE_RATE, to_pcm16k, trim_silence
+from streamasr.engine.text import normalize
+from streamasr.corpus.tts import SAMPLE_RATE, to_pcm16k, trim_silence
 
 SENTENCES = {
     "train": ["The cat sat on the mat.", "A quick brown fox jumps.", "Time flies like an arrow."],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamasr import ctc
+from streamasr.engine import ctc
 from streamasr.results import Word
-from streamasr.text import DEFAULT_VOCAB, Tokenizer
+from streamasr.engine.text import DEFAULT_VOCAB, Tokenizer
 
 TOK = Tokenizer()
 ID = {c: i for i, c in enumerate(DEFAULT_VOCAB)}

@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import load_script
 
-from streamasr.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest, read_pcm,
+from streamasr.training.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest, read_pcm,
                             write_manifest)
 from streamasr.errors import StreamAsrError
-from streamasr.features import FeatureConfig
-from streamasr.text import Tokenizer
+from streamasr.engine.features import FeatureConfig
+from streamasr.engine.text import Tokenizer
 
 def test_manifest_round_trip_and_relative_paths(tmp_path: Path, speech_wav: Path) -> None:
     items = [Utterance(str(speech_wav), "hello world", 3.7, "rms")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamasr.endpoint import EndpointConfig, check
+from streamasr.engine.endpoint import EndpointConfig, check
 
 FRAME = 0.04  # seconds per model frame
 

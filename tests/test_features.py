@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamasr.audio import load_audio
-from streamasr.features import FeatureConfig, FeatureExtractor
+from streamasr.engine.audio import load_audio
+from streamasr.engine.features import FeatureConfig, FeatureExtractor
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamasr.importers import (
+from streamasr.corpus.importers import (
     asterisk_devset,
     asterisk_transcripts,
     clean_sentence,
@@ -30,7 +30,7 @@ from streamasr.importers import (
     wordnet_sentences,
     write_manifest,
 )
-from streamasr.text import normalize
+from streamasr.engine.text import normalize
 from conftest import load_script
 
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import TINY_LM_TEXT, load_script
 
-from streamasr import lm
+from streamasr.engine import lm
 from streamasr.errors import ModelError
-from streamasr.text import DEFAULT_VOCAB, normalize
+from streamasr.engine.text import DEFAULT_VOCAB, normalize
 
 ID = {c: i for i, c in enumerate(DEFAULT_VOCAB)}
 HISTORIES = ["", "the ", "the numb", "followed the", "don't", "zzqx", "xq the nu", "'''", "  "]

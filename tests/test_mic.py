@@ -16,13 +16,13 @@ import pytest
 import soundfile as sf
 from _serving import finals, offline, run, running, threaded_server
 
-from streamasr import mic
-from streamasr.audio import load_audio
+from streamasr.client import mic
+from streamasr.engine.audio import load_audio
 from streamasr.cli import main as cli_main
 from streamasr.errors import AudioError
-from streamasr.protocol import Start
+from streamasr.service.protocol import Start
 from streamasr.results import Result
-from streamasr.stream import Recognizer
+from streamasr.engine.stream import Recognizer
 
 
 class FakeSoundDevice(types.SimpleNamespace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamasr.model import AcousticModel, ModelConfig, quantize, with_lookahead
+from streamasr.engine.model import AcousticModel, ModelConfig, quantize, with_lookahead
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,14 @@ def test_wheel_ships_and_loads_the_runtime_files(tmp_path: Path) -> None:
     wheel = next((tmp_path / "dist").glob("streamasr-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("streamasr/models/default.pt", "streamasr/models/lm.npz", "streamasr/models/words.npz",
-                     "streamasr/web/index.html"):
+                     "streamasr/service/web/index.html", "streamasr/corpus/games.py"):
         assert required in names, f"{required} missing from {wheel.name}"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
     code = (
         "import streamasr, numpy as np\n"
+        "import streamasr.service.server, streamasr.training.train, streamasr.bench, streamasr.client.mic\n"
         "from streamasr import Recognizer, step, finish\n"
         "assert streamasr.__file__.startswith(%r), streamasr.__file__\n"
         "rec = Recognizer.load()\n"

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from streamasr import protocol
-from streamasr.endpoint import EndpointConfig
+from streamasr.service import protocol
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import ProtocolError
-from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
+from streamasr.service.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
 from streamasr.results import Result, Word
 
 

@@ -19,13 +19,13 @@ from _serving import SHORT_ENDPOINT, exchange, finals, offline, run, running
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from streamasr import protocol, worker
-from streamasr.audio import load_audio, resample
+from streamasr.service import protocol, worker
+from streamasr.engine.audio import load_audio, resample
 from streamasr.client import ServerError, StreamClient
-from streamasr.protocol import Start
+from streamasr.service.protocol import Start
 from streamasr.results import Result
-from streamasr.server import ServerConfig, StreamServer
-from streamasr.stream import Recognizer, finish, flush_segment, step
+from streamasr.service.server import ServerConfig, StreamServer
+from streamasr.engine.stream import Recognizer, finish, flush_segment, step
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_bad_input_gets_typed_error_and_close_code_while_others_are_served(
     assert close_code == close
     assert finals(good_results) == expected  # the other stream never noticed
     assert left == 0  # every state freed
-    disconnects = [r for r in caplog.records if r.name == "streamasr.session" and "disconnected" in r.message]
+    disconnects = [r for r in caplog.records if r.name == "streamasr.service.session" and "disconnected" in r.message]
     assert len(disconnects) == 2 and sum(code in r.message for r in disconnects) == 1  # logged once
 
 
@@ -273,7 +273,7 @@ def test_internal_error_closes_1011_and_spares_the_batch(tiny_recognizer: Recogn
     messages, close_code, results = run(main())
     assert messages[-1]["code"] == "internal" and close_code == 1011
     assert finals(results) == offline(tiny_recognizer, speech)
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "streamasr.session"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "streamasr.service.session"]
     assert len(errors) == 1 and errors[0].exc_info is not None
 
 

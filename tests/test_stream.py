@@ -10,13 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from streamasr import stream
-from streamasr.audio import load_audio, resample
-from streamasr.beam import DecoderConfig
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine import stream
+from streamasr.engine.audio import load_audio, resample
+from streamasr.engine.beam import DecoderConfig
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError
 from streamasr.results import Result
-from streamasr.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
+from streamasr.engine.stream import Recognizer, StreamState, finish, flush_segment, step, step_many
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # A short silence rule, so that the tiny random model's output falls into several segments.

@@ -1,6 +1,6 @@
 import pytest
 
-from streamasr.text import DEFAULT_VOCAB, Tokenizer, normalize, number_to_words, ordinal_to_words
+from streamasr.engine.text import DEFAULT_VOCAB, Tokenizer, normalize, number_to_words, ordinal_to_words
 
 
 @pytest.mark.parametrize(("n", "words"), [

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamasr.augment import AugmentConfig
-from streamasr.checkpoint import load_checkpoint, read_checkpoint
+from streamasr.training.augment import AugmentConfig
+from streamasr.engine.checkpoint import load_checkpoint, read_checkpoint
 from streamasr.cli import main
-from streamasr.data import Utterance, write_manifest
-from streamasr.model import ModelConfig
+from streamasr.training.data import Utterance, write_manifest
+from streamasr.engine.model import ModelConfig
 from streamasr.errors import ModelError, StreamAsrError
-from streamasr.train import TrainConfig, Trainer, export_model, lr_at, time_scale
+from streamasr.training.train import TrainConfig, Trainer, export_model, lr_at, time_scale
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SMALL = ModelConfig(hidden=24, layers=1, dropout=0.0)

@@ -13,14 +13,14 @@ import pytest
 import soundfile as sf
 
 from streamasr import formats
-from streamasr.checkpoint import save_checkpoint
+from streamasr.engine.checkpoint import save_checkpoint
 from streamasr.cli import main
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError
-from streamasr.features import FeatureConfig
+from streamasr.engine.features import FeatureConfig
 from streamasr.results import Word
-from streamasr.stream import Recognizer
-from streamasr.text import Tokenizer
+from streamasr.engine.stream import Recognizer
+from streamasr.engine.text import Tokenizer
 from streamasr.transcribe import Segment, Transcript, transcribe_audio, transcribe_file
 from tests.conftest import make_tiny_model
 

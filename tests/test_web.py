@@ -16,10 +16,10 @@ import pytest
 from _serving import offline, run, threaded_server
 from websockets.asyncio.client import ClientConnection, connect
 
-from streamasr import protocol
-from streamasr.adapt import AdaptConfig
-from streamasr.audio import load_audio, resample
-from streamasr.stream import Recognizer
+from streamasr.service import protocol
+from streamasr.engine.adapt import AdaptConfig
+from streamasr.engine.audio import load_audio, resample
+from streamasr.engine.stream import Recognizer
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.requires_browser,

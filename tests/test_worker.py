@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from _serving import run
 
-from streamasr.audio import load_audio
-from streamasr.stream import Recognizer, step
-from streamasr.worker import InferenceWorker, WorkerConfig
+from streamasr.engine.audio import load_audio
+from streamasr.engine.stream import Recognizer, step
+from streamasr.service.worker import InferenceWorker, WorkerConfig
 
 
 async def _steps(rec: Recognizer, cfg: WorkerConfig, audio: np.ndarray, streams: int,

@@ -7,8 +7,8 @@ splits are reused once written, utterances whose WAV exists are not synthesised 
 manifests are rebuilt from the files on disk.
 
 This module holds the configuration, the plan, the manifests and the orchestration; the
-engine workers and audio post-processing are in :mod:`streamasr.tts`, the slow incremental
-Kokoro stage in :mod:`streamasr.kokoro`.
+engine workers and audio post-processing are in :mod:`streamasr.corpus.tts`, the slow incremental
+Kokoro stage in :mod:`streamasr.corpus.kokoro`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from streamasr.importers import load_or_make_text
-from streamasr.importers import write_manifest as write_jsonl_atomic
-from streamasr.text import normalize, number_to_words, ordinal_to_words
-from streamasr.tts import VOICES, Utt, synth_chunk, wav_duration
+from streamasr.corpus.importers import load_or_make_text
+from streamasr.corpus.importers import write_manifest as write_jsonl_atomic
+from streamasr.engine.text import normalize, number_to_words, ordinal_to_words
+from streamasr.corpus.tts import VOICES, Utt, synth_chunk, wav_duration
 
 logger = logging.getLogger(__name__)
 _J = TypeVar("_J")

@@ -37,9 +37,9 @@ import torch
 import torchaudio
 
 from streamasr.corpus import queen, sky
-from streamasr.importers import write_manifest
-from streamasr.text import normalize
-from streamasr.tts import trim_silence
+from streamasr.corpus.importers import write_manifest
+from streamasr.engine.text import normalize
+from streamasr.corpus.tts import trim_silence
 
 logger = logging.getLogger(__name__)
 

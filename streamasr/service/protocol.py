@@ -16,8 +16,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from streamasr.audio import ENCODINGS, SAMPLE_RATE, pcm_to_float
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.audio import ENCODINGS, SAMPLE_RATE, pcm_to_float
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError, ProtocolError
 from streamasr.results import Result, Word
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from streamasr.client import CaptionPrinter, StreamClient, add_stream_options, start_from_args, token_from_args
 from streamasr.errors import AudioError
-from streamasr.protocol import Start
+from streamasr.service.protocol import Start
 from streamasr.results import Result
 
 OnResult = Callable[[Result], None]
@@ -113,7 +113,7 @@ class FileSource:
     """An audio file played as if it were a microphone (real-time pace unless ``realtime=False``)."""
 
     def __init__(self, path: str | Path, block_seconds: float = 0.1, realtime: bool = True) -> None:
-        from streamasr.audio import SAMPLE_RATE, load_audio
+        from streamasr.engine.audio import SAMPLE_RATE, load_audio
 
         self.audio = load_audio(path)
         self.sample_rate = SAMPLE_RATE
@@ -156,7 +156,7 @@ async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint
     """Recognise ``source`` in this process; model work runs in a thread, off the event loop.
 
     Args:
-        rec: a ``streamasr.stream.Recognizer``.
+        rec: a ``streamasr.engine.stream.Recognizer``.
         endpoint: an ``EndpointConfig`` (default rules when None).
         adapt: an ``AdaptConfig``, or an ``AdaptState`` to go on from (a speaker profile): the
             stream learns its speaker's voice at each segment's end, on a thread of its own
@@ -167,7 +167,7 @@ async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint
     """
     from functools import partial
 
-    from streamasr.stream import finish, step_many
+    from streamasr.engine.stream import finish, step_many
 
     loop = asyncio.get_running_loop()
     state = rec.initial_state(source.sample_rate, endpoint, adapt)
@@ -200,7 +200,7 @@ async def run_remote(source: AudioSource, url: str, start: Start, on_result: OnR
 
 def _keep_speaker(rec: Any, state: Any, speaker: Any, profile: Path) -> None:
     """Learn from the session's last segment and keep the voice in ``profile`` for the next one."""
-    from streamasr.stream import keep_speaker
+    from streamasr.engine.stream import keep_speaker
 
     kept = rec.save_speaker(keep_speaker(rec, state, speaker), profile)
     print(f"streamasr mic: speaker profile {profile}: {kept.segments} segments learnt in all", file=sys.stderr)
@@ -227,11 +227,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--from-file", default=None, metavar="FILE",
                         help="play FILE at real-time pace instead of the microphone (demos, tests)")
     add_stream_options(parser)
-    from streamasr.beam import DecoderConfig
+    from streamasr.engine.beam import DecoderConfig
     from streamasr.cli import add_dataclass_options
 
     add_dataclass_options(parser, DecoderConfig)  # local mode: --method, --beam-size, --lm-weight, ...
-    from streamasr.adapt import AdaptConfig
+    from streamasr.engine.adapt import AdaptConfig
 
     add_dataclass_options(parser, AdaptConfig, prefix="adapt_")  # local mode: --adapt-lr, --adapt-steps, ...
     parser.set_defaults(func=_mic_command)
@@ -248,11 +248,11 @@ def _mic_command(args: argparse.Namespace) -> int:
     device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     source: AudioSource = FileSource(args.from_file) if args.from_file else MicSource(device, args.sample_rate)
     start = start_from_args(args, source.sample_rate, "pcm_f32le")
-    from streamasr.beam import DecoderConfig
+    from streamasr.engine.beam import DecoderConfig
     from streamasr.cli import dataclass_from_args
 
     decoder = dataclass_from_args(DecoderConfig, args)
-    from streamasr.adapt import AdaptConfig
+    from streamasr.engine.adapt import AdaptConfig
 
     adapt = dataclass_from_args(AdaptConfig, args, prefix="adapt_")
     if adapt.enabled and args.url:
@@ -278,7 +278,7 @@ def _mic_command(args: argparse.Namespace) -> int:
             if args.url:
                 await run_remote(source, args.url, start, printer.show, token_from_args(args), stop)
             else:
-                from streamasr.stream import Recognizer
+                from streamasr.engine.stream import Recognizer
 
                 rec = await loop.run_in_executor(None, Recognizer.load, args.model, False, decoder)
                 shown = printer.show if args.partials else _finals_only(printer.show)

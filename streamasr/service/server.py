@@ -26,12 +26,12 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from streamasr import protocol
-from streamasr.adapt import AdaptConfig
-from streamasr.beam import DecoderConfig
-from streamasr.session import Session
-from streamasr.stream import Recognizer
-from streamasr.worker import InferenceWorker, WorkerConfig
+from streamasr.service import protocol
+from streamasr.engine.adapt import AdaptConfig
+from streamasr.engine.beam import DecoderConfig
+from streamasr.service.session import Session
+from streamasr.engine.stream import Recognizer
+from streamasr.service.worker import InferenceWorker, WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class StreamServer:
             sock: a listening socket to accept on instead of binding ``cfg.host:cfg.port`` (the
                 worker processes of ``streamasr serve --workers N`` share their parent's).
             adapt: speaker adaptation for every stream that does not decline it in ``start``
-                (``streamasr.adapt``: each stream learns its own speaker's voice); off when None.
+                (``streamasr.engine.adapt``: each stream learns its own speaker's voice); off when None.
 
         Raises:
             ValueError: ``adapt`` is on and ``rec`` is quantized (learning needs the float model), or
@@ -150,7 +150,7 @@ class StreamServer:
         self.sessions: set[Session] = set()
         self._slots = asyncio.Semaphore(self.cfg.max_connections)
         self._server: Server | None = None
-        web = resources.files("streamasr") / "web"
+        web = resources.files("streamasr.service") / "web"
         self._pages = {path: ((web / name).read_text(encoding="utf-8"), ctype)
                        for path, (name, ctype) in WEB_FILES.items()}
 

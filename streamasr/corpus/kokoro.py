@@ -32,8 +32,8 @@ from streamasr.corpus import (
     write_jsonl_atomic,
     write_manifests,
 )
-from streamasr.importers import load_or_make_text
-from streamasr.tts import Utt, to_pcm16k, wav_duration, write_wav_atomic
+from streamasr.corpus.importers import load_or_make_text
+from streamasr.corpus.tts import Utt, to_pcm16k, wav_duration, write_wav_atomic
 
 logger = logging.getLogger(__name__)
 _MODELS: dict[str, Any] = {}  # per worker process: the loaded Kokoro session, vocab, styles

@@ -2,7 +2,7 @@
 
 ``engine`` measures the real-time factor of one stream through the whole engine (front end, model,
 decoder) on one thread and on all threads, and how that time splits between the stages. ``server``
-is a load test of a real ``streamasr serve`` process (``streamasr.loadtest``): N concurrent
+is a load test of a real ``streamasr serve`` process (``streamasr.bench.loadtest``): N concurrent
 websocket streams at real-time pace, stepped up until the service no longer keeps up, with a JSON
 report and a plot. ``data`` times the training data pipeline (what one DataLoader worker does per
 utterance): how many workers keep a trainer fed. To add a kind, write ``bench_KIND`` plus ``_register_KIND`` and list it in ``KINDS``.
@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamasr import stream
-from streamasr.audio import SAMPLE_RATE, load_audio
-from streamasr.beam import DecoderConfig
-from streamasr.adapt import AdaptConfig
+from streamasr.engine import stream
+from streamasr.engine.audio import SAMPLE_RATE, load_audio
+from streamasr.engine.beam import DecoderConfig
+from streamasr.engine.adapt import AdaptConfig
 from streamasr.cli import add_dataclass_options, dataclass_argv, dataclass_from_args
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine.endpoint import EndpointConfig
 
-# Engine stages timed by ``bench_engine``: report name -> function name in streamasr.stream.
+# Engine stages timed by ``bench_engine``: report name -> function name in streamasr.engine.stream.
 STAGES = {"front_end": "_front_end", "model": "_run_model", "decoder": "_decode", "adapt": "_learn"}
 
 
@@ -93,7 +93,7 @@ def _timed(patches: list[tuple[Any, str, str]]) -> Iterator[dict[str, float]]:
 
 
 def _timed_stages() -> contextlib.AbstractContextManager[dict[str, float]]:
-    """Timers on the stage functions of ``streamasr.stream`` (``step_many`` calls them as module
+    """Timers on the stage functions of ``streamasr.engine.stream`` (``step_many`` calls them as module
     globals). Not for use while other threads run streams."""
     return _timed([(stream, attr, name) for name, attr in STAGES.items()])
 
@@ -241,9 +241,9 @@ def bench_data(items: list[Any], name: str, aug: Any, step: int = 10**6, repeat:
     With ``device`` (``train --augment-on device``) the workers only read and prepare, and the
     rest is timed as ``augment_batch`` on that device, over batches of ``batch_seconds``.
     """
-    from streamasr import augment, data
-    from streamasr.features import FeatureConfig, FeatureExtractor
-    from streamasr.text import Tokenizer
+    from streamasr.training import augment, data
+    from streamasr.engine.features import FeatureConfig, FeatureExtractor
+    from streamasr.engine.text import Tokenizer
 
     if not items or repeat < 1:
         raise ValueError(f"need at least one utterance and repeat >= 1; got {len(items)} and repeat={repeat}")
@@ -324,8 +324,8 @@ def _register_data(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _data_command(args: argparse.Namespace) -> int:
     import random
 
-    from streamasr.augment import AugmentConfig
-    from streamasr.data import read_manifest
+    from streamasr.training.augment import AugmentConfig
+    from streamasr.training.data import read_manifest
 
     if args.utterances < 1:
         raise ValueError(f"--utterances must be at least 1, got {args.utterances}")
@@ -393,13 +393,13 @@ def _engine_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Server load test (the load generator is streamasr.loadtest)
+# Server load test (the load generator is streamasr.bench.loadtest)
 
 DEFAULT_LEVELS = "1,10,50,100,200,300,400,500,600,800,1000"
 
 
 def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from streamasr.loadtest import LoadConfig
+    from streamasr.bench.loadtest import LoadConfig
 
     p = kinds.add_parser("server", help="load test: N concurrent real-time websocket streams, stepped up",
                          description="Start a real server (or target --url) and stream real speech at real-time "
@@ -428,9 +428,9 @@ def _register_server(kinds: argparse._SubParsersAction[argparse.ArgumentParser])
 def _server_command(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from streamasr import loadrun
+    from streamasr.bench import loadrun
     from streamasr.errors import StreamAsrError
-    from streamasr.loadtest import LoadConfig
+    from streamasr.bench.loadtest import LoadConfig
 
     for module, needed in (("psutil", not args.merge), ("matplotlib", args.plot)):
         if needed and importlib.util.find_spec(module) is None:
@@ -468,8 +468,8 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     import asyncio
     import tempfile
 
-    from streamasr import loadrun, loadtest
-    from streamasr.data import read_manifest
+    from streamasr.bench import loadrun, loadtest
+    from streamasr.training.data import read_manifest
 
     torch.set_num_threads(1)  # the load generator shares the machine with the server
     decoder = dataclass_from_args(DecoderConfig, args)
@@ -478,7 +478,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     if args.manifest:
         paths = [u.audio for u in read_manifest(args.manifest)]
     else:
-        paths = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "assets").glob("*.[fw][la][av]*"))
+        paths = sorted(str(p) for p in (Path(__file__).resolve().parents[2] / "assets").glob("*.[fw][la][av]*"))
     chunk = round(cfg.chunk_ms * SAMPLE_RATE / 1000)
     signals = loadtest.join_files(paths, cfg.seconds, cfg.programs, cfg.seed, load_audio, cfg.gap)
     programs = [loadtest.make_program(rec, audio, chunk, name, adapt) for name, audio in signals]
@@ -523,7 +523,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``streamasr bench KIND`` to the CLI, one sub-subcommand per entry of ``KINDS``."""
     # Import first: a missing dependency (websockets) must fail before "bench" is half-registered,
     # so that the CLI can put an "unavailable" placeholder in its place.
-    import streamasr.loadtest  # noqa: F401
+    import streamasr.bench.loadtest  # noqa: F401
 
     p = subparsers.add_parser("bench", help="benchmarks (engine real-time factor, server load test, training data pipeline)")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")

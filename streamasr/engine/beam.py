@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
-from streamasr.ctc import Token
+from streamasr.engine.ctc import Token
 from streamasr.errors import ModelError
-from streamasr.lm import BOUNDARY, CharLM, WordLM
-from streamasr.text import Tokenizer
+from streamasr.engine.lm import BOUNDARY, CharLM, WordLM
+from streamasr.engine.text import Tokenizer
 
 NEG_INF = float("-inf")
 MAX_CANDIDATES = 16  # most characters tried per frame (the likeliest ones above min_log_prob)

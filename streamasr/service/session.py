@@ -22,17 +22,17 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from streamasr import protocol
-from streamasr.adapt import AdaptConfig, AdaptState, Speaker
-from streamasr.audio import SAMPLE_RATE
+from streamasr.service import protocol
+from streamasr.engine.adapt import AdaptConfig, AdaptState, Speaker
+from streamasr.engine.audio import SAMPLE_RATE
 from streamasr.errors import AudioError, ProtocolError
-from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
+from streamasr.service.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
 from streamasr.results import Result
-from streamasr.stream import Recognizer, StreamState, flush_segment, keep_speaker
-from streamasr.worker import InferenceWorker
+from streamasr.engine.stream import Recognizer, StreamState, flush_segment, keep_speaker
+from streamasr.service.worker import InferenceWorker
 
 if TYPE_CHECKING:
-    from streamasr.server import Metrics, ServerConfig
+    from streamasr.service.server import Metrics, ServerConfig
 
 log = logging.getLogger(__name__)
 

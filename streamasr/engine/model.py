@@ -90,7 +90,7 @@ class AcousticModel(nn.Module):
             lengths: int64 (batch,) valid output steps per row, when rows differ in length; the
                 returned hidden state is then each row's state after its own last step.
             norm: float32 (batch, hidden) gain and bias that replace the LayerNorm's own, one row
-                per stream (speaker adaptation, ``streamasr.adapt``).
+                per stream (speaker adaptation, ``streamasr.engine.adapt``).
 
         Returns:
             log-probs float32 (batch, ``output_steps(frames)``, vocab) and the new hidden state.

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from streamasr.audio import SAMPLE_RATE
+from streamasr.engine.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Load test harness: the server process, CPU and memory monitors, and the levels of a sweep.
 
 ``streamasr bench server`` starts ``streamasr serve`` in a child process (``serve_process``), then
-for each level runs N concurrent streams from ``streamasr.loadtest`` while ``Monitor`` samples the
+for each level runs N concurrent streams from ``streamasr.bench.loadtest`` while ``Monitor`` samples the
 server's process tree, this process and the machine, and ``/metrics`` gives the worker's counters.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamasr.loadtest import LoadConfig, Program, StreamLog, iter_schedule, run_stream, summarise
+from streamasr.bench.loadtest import LoadConfig, Program, StreamLog, iter_schedule, run_stream, summarise
 
 
 def machine() -> dict[str, Any]:
@@ -46,7 +46,7 @@ def serve_process(serve_args: list[str], log_path: Path) -> Iterator[tuple[int, 
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "streamasr", "serve", "--port", "0", *serve_args]
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

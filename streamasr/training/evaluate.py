@@ -15,12 +15,12 @@ import jiwer
 import numpy as np
 from tqdm import tqdm
 
-from streamasr.adapt import AdaptConfig, Speaker
-from streamasr.beam import DecoderConfig
+from streamasr.engine.adapt import AdaptConfig, Speaker
+from streamasr.engine.beam import DecoderConfig
 from streamasr.cli import add_dataclass_options, dataclass_from_args
-from streamasr.data import Utterance, read_manifest, read_pcm
+from streamasr.training.data import Utterance, read_manifest, read_pcm
 from streamasr.errors import StreamAsrError
-from streamasr.stream import Recognizer, finish, keep_speaker, step
+from streamasr.engine.stream import Recognizer, finish, keep_speaker, step
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
 
     With ``adapt`` enabled, each voice is a speaker: its utterances, in manifest order, are each
     recognised with what the earlier ones taught, and with what its own earlier segments taught
-    (``streamasr.adapt``); the time includes learning. With ``passes`` N > 1 (adaptation only),
+    (``streamasr.engine.adapt``); the time includes learning. With ``passes`` N > 1 (adaptation only),
     the utterances are heard N times and the last pass is scored (its time alone).
     """
     cfg = adapt or AdaptConfig()

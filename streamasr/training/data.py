@@ -13,12 +13,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from streamasr import augment, importers
-from streamasr.audio import SAMPLE_RATE, load_audio
-from streamasr.augment import AugmentConfig
+from streamasr.training import augment
+
+from streamasr.corpus import importers
+from streamasr.engine.audio import SAMPLE_RATE, load_audio
+from streamasr.training.augment import AugmentConfig
 from streamasr.errors import StreamAsrError
-from streamasr.features import FeatureConfig, FeatureExtractor
-from streamasr.text import Tokenizer
+from streamasr.engine.features import FeatureConfig, FeatureExtractor
+from streamasr.engine.text import Tokenizer
 
 
 @dataclass(frozen=True)

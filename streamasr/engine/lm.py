@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from streamasr.errors import ModelError
-from streamasr.text import DEFAULT_VOCAB, normalize
+from streamasr.engine.text import DEFAULT_VOCAB, normalize
 
 BITS = 5  # bits per symbol in a context code
 BOUNDARY = 0  # <s> in a context, </s> when predicted

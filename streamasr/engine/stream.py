@@ -15,19 +15,19 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 
-from streamasr import beam, ctc, endpoint
-from streamasr.adapt import AdaptConfig, AdaptState, Learner, Speaker, collect, learn_now, load_profile, save_profile
-from streamasr.adapt import initial as adapt_initial
-from streamasr.audio import SAMPLE_RATE, Resampler, ResamplerState, pcm_to_float
-from streamasr.checkpoint import load_checkpoint
-from streamasr.endpoint import EndpointConfig
+from streamasr.engine import beam, ctc, endpoint
+from streamasr.engine.adapt import AdaptConfig, AdaptState, Learner, Speaker, collect, learn_now, load_profile, save_profile
+from streamasr.engine.adapt import initial as adapt_initial
+from streamasr.engine.audio import SAMPLE_RATE, Resampler, ResamplerState, pcm_to_float
+from streamasr.engine.checkpoint import load_checkpoint
+from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError
-from streamasr.features import FeatureConfig, FeatureExtractor
-from streamasr.lm import CharLM, WordLM
-from streamasr.model import AcousticModel
-from streamasr.model import quantize as quantize_model
+from streamasr.engine.features import FeatureConfig, FeatureExtractor
+from streamasr.engine.lm import CharLM, WordLM
+from streamasr.engine.model import AcousticModel
+from streamasr.engine.model import quantize as quantize_model
 from streamasr.results import Result, Word
-from streamasr.text import Tokenizer
+from streamasr.engine.text import Tokenizer
 
 
 class Recognizer:
@@ -103,7 +103,7 @@ class Recognizer:
         """A fresh stream that accepts PCM at ``sample_rate``.
 
         Args:
-            adapt: speaker adaptation (``streamasr.adapt``): an ``AdaptConfig`` to start learning a
+            adapt: speaker adaptation (``streamasr.engine.adapt``): an ``AdaptConfig`` to start learning a
                 new speaker, or the ``adapt`` of the speaker's last stream to go on from what it
                 learnt; None (or a config with ``lr`` 0) leaves the stream unadapted.
         """

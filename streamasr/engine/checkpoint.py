@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from streamasr.errors import ModelError
-from streamasr.features import FeatureConfig
-from streamasr.model import AcousticModel, ModelConfig
-from streamasr.text import Tokenizer
+from streamasr.engine.features import FeatureConfig
+from streamasr.engine.model import AcousticModel, ModelConfig
+from streamasr.engine.text import Tokenizer
 
 FORMAT_VERSION = 1
 

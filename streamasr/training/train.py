@@ -18,15 +18,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from streamasr import augment, ctc
-from streamasr.augment import AugmentConfig
-from streamasr.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from streamasr.data import (SpeechDataset, StepSampler, Utterance, collate, collate_waves, manifest_stats,
+from streamasr.training import augment
+
+from streamasr.engine import ctc
+from streamasr.training.augment import AugmentConfig
+from streamasr.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from streamasr.training.data import (SpeechDataset, StepSampler, Utterance, collate, collate_waves, manifest_stats,
                             read_manifest)
 from streamasr.errors import ModelError, StreamAsrError
-from streamasr.features import FeatureConfig, FeatureExtractor
-from streamasr.model import AcousticModel, ModelConfig, with_lookahead
-from streamasr.text import Tokenizer
+from streamasr.engine.features import FeatureConfig, FeatureExtractor
+from streamasr.engine.model import AcousticModel, ModelConfig, with_lookahead
+from streamasr.engine.text import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from streamasr.model import AcousticModel
+from streamasr.engine.model import AcousticModel
 
 # torch.optim.Adam's defaults; the update below is its algorithm, one row per stream.
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8

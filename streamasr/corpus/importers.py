@@ -30,7 +30,7 @@ from typing import Any
 
 import soundfile as sf
 
-from streamasr.text import ORDINAL_SUFFIX, normalize
+from streamasr.engine.text import ORDINAL_SUFFIX, normalize
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-from streamasr import protocol
+from streamasr.service import protocol
 from streamasr.errors import StreamAsrError
-from streamasr.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
+from streamasr.service.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
 from streamasr.results import Result
 
 DEFAULT_URL = f"ws://127.0.0.1:8765{protocol.PATH}"
@@ -209,7 +209,7 @@ class CaptionPrinter:
 def add_stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``client`` and ``mic``: output format, partials, words, endpointing, token."""
     from streamasr.cli import add_dataclass_options
-    from streamasr.endpoint import EndpointConfig
+    from streamasr.engine.endpoint import EndpointConfig
 
     parser.add_argument("--format", choices=("text", "jsonl"), default="text",
                         help="text: partials in place, finals as lines; jsonl: one JSON result per line")
@@ -228,7 +228,7 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
 
 def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protocol.Encoding) -> Start:
     from streamasr.cli import dataclass_from_args
-    from streamasr.endpoint import EndpointConfig
+    from streamasr.engine.endpoint import EndpointConfig
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,
                  endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt,
@@ -257,7 +257,7 @@ def register(sub: Any) -> None:
 
 
 def _client_command(args: argparse.Namespace) -> int:
-    from streamasr.audio import SAMPLE_RATE, load_audio
+    from streamasr.engine.audio import SAMPLE_RATE, load_audio
 
     if not 1 <= args.chunk_ms <= 10000:
         raise ValueError(f"--chunk-ms must be in [1, 10000] ms, got {args.chunk_ms}")

@@ -32,10 +32,10 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from streamasr.adapt import AdaptConfig
-from streamasr.audio import SAMPLE_RATE
-from streamasr.protocol import Start, Stop
-from streamasr.stream import Recognizer, finish, step
+from streamasr.engine.adapt import AdaptConfig
+from streamasr.engine.audio import SAMPLE_RATE
+from streamasr.service.protocol import Start, Stop
+from streamasr.engine.stream import Recognizer, finish, step
 
 
 @dataclass(frozen=True)

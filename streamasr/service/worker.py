@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamasr.adapt import Learner
+from streamasr.engine.adapt import Learner
 from streamasr.results import Result
-from streamasr.stream import Recognizer, StreamState, finish, step_many
+from streamasr.engine.stream import Recognizer, StreamState, finish, step_many
 
 log = logging.getLogger(__name__)
 

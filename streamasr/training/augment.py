@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from streamasr.audio import SAMPLE_RATE
+from streamasr.engine.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

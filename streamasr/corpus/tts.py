@@ -4,7 +4,7 @@ Each engine worker takes a chunk of planned utterances (:class:`Utt`) and writes
 mono int16 WAV per utterance, trimmed of long silences (:func:`to_pcm16k`) and written
 atomically (:func:`write_wav_atomic`). Espeak, flite and festival run as subprocesses; hibari
 and piper are Python packages whose models are cached per worker process. The corpus plan and
-orchestration live in :mod:`streamasr.corpus`, the Kokoro stage in :mod:`streamasr.kokoro`.
+orchestration live in :mod:`streamasr.corpus`, the Kokoro stage in :mod:`streamasr.corpus.kokoro`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from streamasr.audio import SAMPLE_RATE
+from streamasr.engine.audio import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The websocket service: protocol, batching worker, per-connection session, server."""

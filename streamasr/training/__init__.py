@@ -1,0 +1,1 @@
+"""Training: manifests and batches, augmentation, the trainer, evaluation."""
