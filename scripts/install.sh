@@ -5,8 +5,10 @@
 #   scripts/install.sh --test     # plus what the tests use: TTS engines, sox, Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/python.sh
 
 packages=(ffmpeg libportaudio2)
+if [ -n "${NEEDS_VENV:-}" ]; then packages+=(python3-venv); fi
 extras="mic"
 if [ "${1:-}" = "--test" ]; then
     packages+=(espeak-ng flite sox chromium)
@@ -25,4 +27,8 @@ if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+if [ -n "${NEEDS_VENV:-}" ]; then
+    echo "the system Python is externally managed (PEP 668): installing into .venv/" >&2
+    python3 -m venv .venv
+fi
+"$PY" -m pip install -q --disable-pip-version-check -e ".[${extras}]"

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-streamasr transcribe assets/sample_* --format txt
+source scripts/python.sh
+"$PY" -m streamasr transcribe assets/sample_* --format txt

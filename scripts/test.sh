@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
-python3 -m mypy streamasr scripts
-python3 -m pytest -q
+source scripts/python.sh
+"$PY" -m mypy streamasr scripts
+"$PY" -m pytest -q
