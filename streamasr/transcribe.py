@@ -23,7 +23,7 @@ from streamasr.engine import stream
 from streamasr.engine.adapt import AdaptConfig, Speaker
 from streamasr.engine.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.engine.beam import DecoderConfig
-from streamasr.cli import add_dataclass_options, dataclass_from_args
+from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Word

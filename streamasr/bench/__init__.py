@@ -29,7 +29,7 @@ from streamasr.engine import stream
 from streamasr.engine.audio import SAMPLE_RATE, load_audio
 from streamasr.engine.beam import DecoderConfig
 from streamasr.engine.adapt import AdaptConfig
-from streamasr.cli import add_dataclass_options, dataclass_argv, dataclass_from_args
+from streamasr.options import add_dataclass_options, dataclass_argv, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
 
 # Engine stages timed by ``bench_engine``: report name -> function name in streamasr.engine.stream.

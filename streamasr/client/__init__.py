@@ -208,7 +208,7 @@ class CaptionPrinter:
 
 def add_stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``client`` and ``mic``: output format, partials, words, endpointing, token."""
-    from streamasr.cli import add_dataclass_options
+    from streamasr.options import add_dataclass_options
     from streamasr.engine.endpoint import EndpointConfig
 
     parser.add_argument("--format", choices=("text", "jsonl"), default="text",
@@ -227,7 +227,7 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
 
 
 def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protocol.Encoding) -> Start:
-    from streamasr.cli import dataclass_from_args
+    from streamasr.options import dataclass_from_args
     from streamasr.engine.endpoint import EndpointConfig
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,

@@ -228,7 +228,7 @@ def register(sub: Any) -> None:
                         help="play FILE at real-time pace instead of the microphone (demos, tests)")
     add_stream_options(parser)
     from streamasr.engine.beam import DecoderConfig
-    from streamasr.cli import add_dataclass_options
+    from streamasr.options import add_dataclass_options
 
     add_dataclass_options(parser, DecoderConfig)  # local mode: --method, --beam-size, --lm-weight, ...
     from streamasr.engine.adapt import AdaptConfig
@@ -249,7 +249,7 @@ def _mic_command(args: argparse.Namespace) -> int:
     source: AudioSource = FileSource(args.from_file) if args.from_file else MicSource(device, args.sample_rate)
     start = start_from_args(args, source.sample_rate, "pcm_f32le")
     from streamasr.engine.beam import DecoderConfig
-    from streamasr.cli import dataclass_from_args
+    from streamasr.options import dataclass_from_args
 
     decoder = dataclass_from_args(DecoderConfig, args)
     from streamasr.engine.adapt import AdaptConfig

@@ -309,7 +309,7 @@ async def serve_until_signalled(rec: Recognizer, cfg: ServerConfig, worker_cfg: 
 
 def register(sub: Any) -> None:
     """Add the ``serve`` subcommand."""
-    from streamasr.cli import add_dataclass_options
+    from streamasr.options import add_dataclass_options
 
     parser: argparse.ArgumentParser = sub.add_parser(
         "serve", help="websocket service with a browser demo page",
@@ -340,7 +340,7 @@ def register(sub: Any) -> None:
 def _serve_command(args: argparse.Namespace) -> int:
     import torch
 
-    from streamasr.cli import dataclass_from_args
+    from streamasr.options import dataclass_from_args
 
     if not args.token:
         args.token = os.environ.get(TOKEN_ENV, "")
@@ -373,7 +373,7 @@ def _supervise(args: argparse.Namespace, cfg: ServerConfig, worker_cfg: WorkerCo
     import subprocess
     import sys
 
-    from streamasr.cli import dataclass_argv
+    from streamasr.options import dataclass_argv
 
     sock = socket.create_server((cfg.host, cfg.port), backlog=4096)
     sock.set_inheritable(True)

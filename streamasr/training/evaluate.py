@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from streamasr.engine.adapt import AdaptConfig, Speaker
 from streamasr.engine.beam import DecoderConfig
-from streamasr.cli import add_dataclass_options, dataclass_from_args
+from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.training.data import Utterance, read_manifest, read_pcm
 from streamasr.errors import StreamAsrError
 from streamasr.engine.stream import Recognizer, finish, keep_speaker, step

@@ -353,7 +353,7 @@ def export_model(src: str | Path | Sequence[str | Path], dst: str | Path, half: 
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from streamasr.cli import add_dataclass_options
+    from streamasr.options import add_dataclass_options
 
     p = sub.add_parser("train", help="train a CTC model on manifests (resumes from OUT_DIR/last.pt)")
     add_dataclass_options(p, TrainConfig)
@@ -366,7 +366,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _main(args: argparse.Namespace) -> int:
-    from streamasr.cli import dataclass_from_args
+    from streamasr.options import dataclass_from_args
 
     if args.export:
         if len(args.export) < 2:
