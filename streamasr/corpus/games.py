@@ -17,6 +17,7 @@ travel with them.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -199,7 +200,14 @@ def to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
     if rate == SAMPLE_RATE:
         return audio.astype(np.float32)
     wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    return torchaudio.functional.resample(wave, rate, SAMPLE_RATE).numpy()
+    with torch.no_grad():
+        return _resampler(rate)(wave).numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def _resampler(rate: int) -> torchaudio.transforms.Resample:
+    """A resampler to 16 kHz with its filter built once (each game has one rate)."""
+    return torchaudio.transforms.Resample(rate, SAMPLE_RATE)
 
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
