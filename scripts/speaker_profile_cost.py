@@ -20,7 +20,8 @@ import torch
 from streamasr.engine.adapt import AdaptConfig, Speaker, fingerprint
 from streamasr.engine.beam import DecoderConfig
 from streamasr.training.data import read_pcm
-from streamasr.engine.stream import Recognizer, finish, keep_speaker, step
+from streamasr.engine.run import pieces, run
+from streamasr.engine.stream import Recognizer, keep_speaker
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample_allison_real.flac"
 
@@ -45,9 +46,7 @@ def main() -> None:
             speaker = rec.speaker(cfg, path)
             loads.append(time.perf_counter() - began)
             state = rec.initial_state(adapt=speaker.adapt)
-            for i in range(0, len(audio), 1600):
-                state, _ = step(rec, state, audio[i:i + 1600])
-            state, _ = finish(rec, state)
+            state, _ = run(rec, state, pieces(audio, 1600))
             began = time.perf_counter()
             keep_speaker(rec, state, speaker)
             rec.save_speaker(speaker, path)

@@ -19,6 +19,7 @@ import torch
 
 from streamasr import formats
 
+from streamasr.engine.run import pieces, run
 from streamasr.engine import stream
 from streamasr.engine.adapt import AdaptConfig, Speaker
 from streamasr.engine.audio import SAMPLE_RATE, load_audio, pcm_to_float
@@ -102,14 +103,16 @@ def transcribe_audio(
     state = rec.initial_state(sample_rate, endpoint_cfg, speaker.adapt if speaker is not None else None)
     chunk = max(1, round(chunk_ms * sample_rate / 1000))
     total = len(audio) / sample_rate
-    finals: list[Result] = []
-    for start in range(0, len(audio), chunk):
-        state, results = stream.step(rec, state, audio[start:start + chunk])
-        finals.extend(r for r in results if r.is_final)
+    done = 0
+
+    def report(_state: stream.StreamState, _results: list[Result]) -> None:
+        nonlocal done
+        done = min(done + chunk, len(audio))
         if progress is not None:
-            progress(min(start + chunk, len(audio)) / sample_rate, total)
-    state, results = stream.finish(rec, state)
-    finals.extend(results)
+            progress(done / sample_rate, total)
+
+    state, results = run(rec, state, pieces(audio, chunk), on_chunk=report)
+    finals = [r for r in results if r.is_final]
     if speaker is not None:  # its last segment teaches the next file
         stream.keep_speaker(rec, state, speaker)
     # An endpoint can close a segment that holds only spaces; it has no words to show.

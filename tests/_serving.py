@@ -17,7 +17,8 @@ from streamasr.engine.adapt import AdaptConfig
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.results import Result
 from streamasr.service.server import ServerConfig, StreamServer
-from streamasr.engine.stream import Recognizer, finish, step
+from streamasr.engine.run import run as run_stream
+from streamasr.engine.stream import Recognizer
 
 T = TypeVar("T")
 SHORT_ENDPOINT = EndpointConfig(silence_after_speech=0.3)  # several segments from the sample files
@@ -33,10 +34,8 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
 def offline(rec: Recognizer, audio: np.ndarray, sample_rate: int = 16000,
             endpoint: EndpointConfig | None = None) -> list[Result]:
     """Finals of the engine run directly over the whole signal (the reference for every stream)."""
-    state = rec.initial_state(sample_rate, endpoint)
-    state, results = step(rec, state, audio)
-    state, last = finish(rec, state)
-    return [r for r in results + last if r.is_final]
+    _, results = run_stream(rec, rec.initial_state(sample_rate, endpoint), [audio])
+    return [r for r in results if r.is_final]
 
 
 def finals(results: list[Result]) -> list[Result]:

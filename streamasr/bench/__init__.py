@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamasr.engine.run import pieces, run
+from streamasr.results import Result
 from streamasr.engine import stream
 from streamasr.engine.audio import SAMPLE_RATE, load_audio
 from streamasr.engine.beam import DecoderConfig
@@ -101,12 +103,14 @@ def _timed_stages() -> contextlib.AbstractContextManager[dict[str, float]]:
 def _run_stream(rec: stream.Recognizer, audio: np.ndarray, chunk: int, endpoint_cfg: EndpointConfig,
                 measure: bool = False, adapt: AdaptConfig | None = None) -> int:
     """One stream over ``audio``; returns the largest state size seen (when ``measure``) or 0."""
-    state, largest = rec.initial_state(SAMPLE_RATE, endpoint_cfg, adapt), 0
-    for start in range(0, len(audio), chunk):
-        state, _ = stream.step(rec, state, audio[start:start + chunk])
-        if measure:
-            largest = max(largest, state_bytes(state))
-    stream.finish(rec, state)
+    largest = 0
+
+    def size(state: stream.StreamState, _results: list[Result]) -> None:
+        nonlocal largest
+        largest = max(largest, state_bytes(state))
+
+    run(rec, rec.initial_state(SAMPLE_RATE, endpoint_cfg, adapt), pieces(audio, chunk),
+        on_chunk=size if measure else None)
     return largest
 
 

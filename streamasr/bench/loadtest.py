@@ -32,10 +32,12 @@ import numpy as np
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from streamasr.engine.run import run
 from streamasr.engine.adapt import AdaptConfig
 from streamasr.engine.audio import SAMPLE_RATE
 from streamasr.service.protocol import Start, Stop
-from streamasr.engine.stream import Recognizer, finish, step
+from streamasr.engine.stream import Recognizer, StreamState
+from streamasr.results import Result
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,15 @@ def make_program(rec: Recognizer, audio: np.ndarray, chunk: int, name: str,
     chunks = tuple(pcm[i:i + chunk].tobytes() for i in range(0, len(pcm), chunk))
     state = rec.initial_state(adapt=adapt)
     timeline: list[tuple[int, str, int, str]] = []  # (chunk, kind, segment, text)
-    for k, data in enumerate(chunks):
-        state, results = step(rec, state, data, "pcm_s16le")
-        timeline += [(k, r.kind, r.segment, r.text) for r in results]
-    state, results = finish(rec, state)
-    timeline += [(len(chunks), r.kind, r.segment, r.text) for r in results]
+    fed = 0
+
+    def note(_state: StreamState, results: list[Result]) -> None:
+        nonlocal fed
+        timeline.extend((fed, r.kind, r.segment, r.text) for r in results)
+        fed += 1
+
+    _, results = run(rec, state, chunks, "pcm_s16le", on_chunk=note)
+    timeline += [(len(chunks), r.kind, r.segment, r.text) for r in results[len(timeline):]]
     finals = [(text, k) for k, kind, _, text in timeline if kind == "final"]
     words: list[list[tuple[str, int]]] = [[] for _ in finals]
     for k, _, segment, text in timeline:  # the first chunk whose hypothesis holds each word

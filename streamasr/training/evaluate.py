@@ -20,7 +20,8 @@ from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.training.data import Utterance, read_manifest, read_pcm
 from streamasr.errors import StreamAsrError
-from streamasr.engine.stream import Recognizer, finish, keep_speaker, step
+from streamasr.engine.run import pieces, run
+from streamasr.engine.stream import Recognizer, keep_speaker
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,10 @@ def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0, speake
     what it learnt itself in ``speaker.adapt``.
     """
     state = rec.initial_state(adapt=speaker.adapt if speaker is not None else None)
-    texts: list[str] = []
-    chunks = [audio] if chunk_samples <= 0 else [audio[i:i + chunk_samples] for i in range(0, len(audio), chunk_samples)]
-    for chunk in chunks:
-        state, results = step(rec, state, chunk)
-        texts += [r.text for r in results if r.is_final]
-    state, results = finish(rec, state)
-    texts += [r.text for r in results if r.is_final]
+    state, results = run(rec, state, pieces(audio, chunk_samples))
     if speaker is not None:
         keep_speaker(rec, state, speaker)
-    return " ".join(t for t in texts if t)
+    return " ".join(r.text for r in results if r.is_final and r.text)
 
 
 def score(hyps: list[Hypothesis]) -> dict[str, float]:
