@@ -6,12 +6,9 @@ import json
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from streamasr.results import Word
-
-if TYPE_CHECKING:  # transcribe imports this module; the types are only needed for annotations
-    from streamasr.transcribe import Segment, Transcript
+from streamasr.results import Segment, Transcript, Word
 
 Format = Literal["txt", "json", "jsonl", "srt", "vtt"]
 

@@ -1,4 +1,4 @@
-"""Result types: partial (still changing) and final (settled) segment hypotheses."""
+"""Result types: partial (still changing) and final (settled) segment hypotheses; a file's transcript."""
 
 from __future__ import annotations
 
@@ -28,4 +28,32 @@ class Result:
         return self.kind == "final"
 
     def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One final: an utterance between two endpoints."""
+
+    start: float  # seconds since the start of the file (first word's start)
+    end: float  # seconds since the start of the file (last word's end)
+    text: str
+    words: tuple[Word, ...] = ()
+
+    @classmethod
+    def from_result(cls, result: Result) -> Segment:
+        return cls(result.start, result.end, result.text, result.words)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Everything recognised in one file or signal."""
+
+    file: str  # the input path as given ("" for audio passed in memory)
+    text: str  # the segments' texts joined by single spaces
+    duration: float  # seconds of audio
+    segments: tuple[Segment, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", "text", "duration", "segments": [{"start", "end", "text", "words": [...]}]}``."""
         return asdict(self)

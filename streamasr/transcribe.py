@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +26,10 @@ from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError, StreamAsrError
-from streamasr.results import Result, Word
+from streamasr.results import Result, Segment, Transcript
 
 # Called with (seconds of audio processed so far, seconds in total) after every chunk.
 ProgressFn = Callable[[float, float], None]
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One final: an utterance between two endpoints."""
-
-    start: float  # seconds since the start of the file (first word's start)
-    end: float  # seconds since the start of the file (last word's end)
-    text: str
-    words: tuple[Word, ...] = ()
-
-    @classmethod
-    def from_result(cls, result: Result) -> Segment:
-        return cls(result.start, result.end, result.text, result.words)
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """Everything recognised in one file or signal."""
-
-    file: str  # the input path as given ("" for audio passed in memory)
-    text: str  # the segments' texts joined by single spaces
-    duration: float  # seconds of audio
-    segments: tuple[Segment, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"file", "text", "duration", "segments": [{"start", "end", "text", "words": [...]}]}``."""
-        return asdict(self)
 
 
 def transcribe_audio(

@@ -404,7 +404,6 @@ def test_config_errors_name_field_value_and_range() -> None:
 
 def test_sigterm_finishes_streams_then_exits(tiny_model_path: Path, tiny_recognizer: Recognizer,
                                              speech: np.ndarray) -> None:
-    import re
     import signal
     import subprocess
     import sys
@@ -440,7 +439,6 @@ def test_worker_processes_share_the_port(tiny_model_path: Path, tiny_recognizer:
                                          speech: np.ndarray, stop: str) -> None:
     """``--workers 2``: two server processes accept on one socket; SIGTERM ends both cleanly, and
     they also end when their parent is killed outright."""
-    import re
     import signal
     import subprocess
     import sys

@@ -16,8 +16,6 @@ import logging
 import os
 import signal
 import socket
-from collections import Counter
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from websockets.http11 import Request, Response
 from streamasr.service import protocol
 from streamasr.engine.adapt import AdaptConfig
 from streamasr.engine.beam import DecoderConfig
+from streamasr.service.config import ServerConfig
+from streamasr.service.metrics import Metrics
 from streamasr.service.session import Session
 from streamasr.engine.stream import Recognizer
 from streamasr.service.worker import InferenceWorker, WorkerConfig
@@ -39,83 +39,6 @@ TOKEN_ENV = "STREAMASR_TOKEN"  # environment variable read by ``streamasr serve`
 WEB_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
              "/index.html": ("index.html", "text/html; charset=utf-8"),
              "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8")}
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"  # interface to listen on
-    port: int = 8765  # TCP port (0: any free port)
-    max_connections: int = 64  # concurrent streams; more are refused at the handshake with HTTP 503
-    max_frame_bytes: int = 1 << 20  # bytes per websocket message; a larger one closes with 1009
-    idle_timeout: float = 30.0  # seconds without any client message before close 1008
-    max_stream_seconds: float = 4 * 3600.0  # seconds of audio per stream; beyond: last final, close 1008
-    partial_interval_ms: float = 200.0  # ms: least time between two partials of one stream
-    max_pending_seconds: float = 10.0  # seconds of received, unprocessed audio per stream before reading pauses
-    shutdown_timeout: float = 10.0  # seconds to deliver finals on SIGTERM/SIGINT before closing anyway
-    token: str = ""  # bearer token clients must send ("" = none); the CLI also reads STREAMASR_TOKEN
-    allowed_origins: str = ""  # comma-separated browser origins besides the server's own ("*": any page)
-    speakers: str = field(default="", metadata={"help": "with --adapt-lr: keep the voice of each speaker a stream "
-                                                         "names (start.speaker) in DIR/NAME.spk, between streams "
-                                                         "(default: none)"})
-
-    def check_speakers(self, adapting: bool) -> None:
-        """``--speakers`` keeps what adaptation learns, so it needs adaptation on."""
-        if self.speakers and not adapting:
-            raise ValueError(f"--speakers {self.speakers} keeps what streams' speakers taught: it needs --adapt-lr "
-                             f"(e.g. 0.003)")
-
-    def __post_init__(self) -> None:
-        checks: tuple[tuple[str, float, float], ...] = (
-            ("port", 0, 65535), ("max_connections", 1, 100000), ("max_frame_bytes", 1024, 1 << 30),
-            ("idle_timeout", 0.1, 86400), ("max_stream_seconds", 1, 7 * 86400),
-            ("partial_interval_ms", 0, 60000), ("max_pending_seconds", 0.1, 3600),
-            ("shutdown_timeout", 0, 3600))
-        for name, low, high in checks:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"ServerConfig.{name} must be in [{low}, {high}], got {value!r}")
-        if not self.host:
-            raise ValueError("ServerConfig.host must be a host name or address, got ''")
-
-
-class Metrics:
-    """Counters for ``GET /metrics`` (Prometheus text format 0.0.4)."""
-
-    def __init__(self) -> None:
-        self.streams_total = 0
-        self.errors: Counter[str] = Counter()  # by protocol error code / disconnect kind
-        self.rejected: Counter[str] = Counter()  # handshakes refused, by reason
-        self.profiles: Counter[str] = Counter()  # speaker profiles (--speakers): new, loaded, kept, not_kept
-
-    def render(self, active: int, worker: InferenceWorker) -> str:
-        s = worker.stats
-        rows: list[tuple[str, str, str, list[tuple[str, float]]]] = [
-            ("active_streams", "gauge", "Streams connected now.", [("", active)]),
-            ("streams_total", "counter", "Streams accepted since start.", [("", self.streams_total)]),
-            ("audio_seconds_total", "counter", "Seconds of audio processed.", [("", s.audio_seconds)]),
-            ("compute_seconds_total", "counter", "Seconds the inference worker computed.", [("", s.compute_seconds)]),
-            ("real_time_factor", "gauge", "Compute seconds per audio second since start.",
-             [("", s.real_time_factor)]),
-            ("learn_seconds_total", "counter", "Seconds speaker adaptation's thread learnt.",
-             [("", worker.learner.seconds if worker.learner else 0.0)]),
-            ("lessons_total", "counter", "Segments handed to speaker adaptation's thread.",
-             [("", worker.learner.lessons if worker.learner else 0)]),
-            ("queue_depth", "gauge", "Stream steps waiting for the inference worker.", [("", worker.queue_depth)]),
-            ("batches_total", "counter", "Batched model calls.", [("", s.calls)]),
-            ("batch_streams_total", "counter", "Stream steps served by batched calls.", [("", s.requests)]),
-            ("errors_total", "counter", "Streams ended by an error, by kind.",
-             [(f'{{kind="{k}"}}', v) for k, v in sorted(self.errors.items())]),
-            ("rejected_total", "counter", "Handshakes refused, by reason.",
-             [(f'{{reason="{k}"}}', v) for k, v in sorted(self.rejected.items())]),
-            ("speaker_profiles_total", "counter", "Named speakers' profiles: streams that started a new one or "
-             "loaded one, profiles kept or not kept at a stream's end.",
-             [(f'{{event="{k}"}}', v) for k, v in sorted(self.profiles.items())]),
-        ]
-        lines: list[str] = []
-        for name, kind, help_text, samples in rows:
-            lines += [f"# HELP streamasr_{name} {help_text}", f"# TYPE streamasr_{name} {kind}"]
-            lines += [f"streamasr_{name}{labels} {value:g}" for labels, value in samples]
-        return "\n".join(lines) + "\n"
 
 
 class StreamServer:

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -29,10 +28,10 @@ from streamasr.errors import AudioError, ProtocolError
 from streamasr.service.protocol import Done, ErrorMessage, Flush, Ready, Start, Stop
 from streamasr.results import Result
 from streamasr.engine.stream import Recognizer, StreamState, flush_segment, keep_speaker
+from streamasr.service.config import ServerConfig
+from streamasr.service.metrics import Metrics
 from streamasr.service.worker import InferenceWorker
 
-if TYPE_CHECKING:
-    from streamasr.service.server import Metrics, ServerConfig
 
 log = logging.getLogger(__name__)
 
