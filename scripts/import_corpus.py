@@ -14,7 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
-from streamasr.corpus.importers import common_voice_rows, librispeech_rows, write_manifest
+from streamasr.corpus.importers import common_voice_rows, librispeech_rows
+
+from streamasr.manifest import write_manifest
 
 
 def main(argv: list[str] | None = None) -> int:

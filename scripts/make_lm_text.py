@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from streamasr.training.data import read_manifest
+from streamasr.manifest import read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.corpus.importers import HELP_DIRS, UI_DIRS, WORDNET_DIRS, lm_extra_text
 

@@ -14,7 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamasr.training.data import manifest_stats, mix, read_manifest, write_manifest
+from streamasr.training.data import mix
+
+from streamasr.manifest import manifest_stats, read_manifest, write_manifest
 from streamasr.errors import StreamAsrError
 
 

@@ -33,7 +33,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from streamasr.engine.audio import SAMPLE_RATE
-from streamasr.training.data import read_manifest, read_pcm
+from streamasr.training.data import read_pcm
+from streamasr.manifest import read_manifest
 from streamasr.errors import StreamAsrError
 
 # Bytes reserved per file and per manifest line when filling a zip (measured: ~110 bytes of zip

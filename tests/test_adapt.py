@@ -23,7 +23,8 @@ from streamasr.engine.adapt import AdaptConfig, AdaptState, Speaker
 from streamasr.engine.beam import DecoderConfig
 from streamasr.cli import build_parser, main
 from streamasr.client import ServerError, StreamClient, start_from_args
-from streamasr.training.data import Utterance, read_pcm
+from streamasr.training.data import read_pcm
+from streamasr.manifest import Utterance
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.training.evaluate import evaluate, recognise
 from streamasr.engine.features import FeatureConfig

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from streamasr.manifest import read_manifest
 from streamasr import bench
 
 from streamasr.bench import loadtest
@@ -95,10 +96,10 @@ def test_bench_data_times_the_training_pipeline(capsys: pytest.CaptureFixture[st
     assert main(["bench", "data", "--manifest", str(manifest), "--repeat", "1", "--augment-on-device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "augmentation and log-mel on cpu" in out and "one worker prepares" in out
-    on_device = bench.bench_data(data.read_manifest(manifest), "m", augment.AugmentConfig(), repeat=1, device="cpu")
+    on_device = bench.bench_data(read_manifest(manifest), "m", augment.AugmentConfig(), repeat=1, device="cpu")
     assert on_device.stages["prepare"] > 0 and on_device.stages["waveform_aug"] == 0.0  # not in the worker
     assert on_device.device_rate is not None and on_device.device_rate > 0
-    plain = bench.bench_data(data.read_manifest(manifest), "m", None, repeat=1)
+    plain = bench.bench_data(read_manifest(manifest), "m", None, repeat=1)
     assert plain.stages["waveform_aug"] == plain.stages["feature_aug"] == 0.0 and plain.stages["features"] > 0
     assert "one worker prepares" in bench.format_data(plain)
     assert main(["bench", "data", "--manifest", str(manifest), "--utterances", "0"]) == 2

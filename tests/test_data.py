@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import load_script
 
-from streamasr.training.data import (SpeechDataset, StepSampler, Utterance, bucket_batches, collate, mix, read_manifest, read_pcm,
-                            write_manifest)
+from streamasr.training.data import SpeechDataset, StepSampler, bucket_batches, collate, mix, read_pcm
+
+from streamasr.manifest import Utterance, read_manifest, write_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.engine.features import FeatureConfig
 from streamasr.engine.text import Tokenizer

@@ -28,8 +28,8 @@ from streamasr.corpus.importers import (
     ui_strings,
     wordnet_glosses,
     wordnet_sentences,
-    write_manifest,
 )
+from streamasr.manifest import write_manifest
 from streamasr.engine.text import normalize
 from conftest import load_script
 

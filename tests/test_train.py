@@ -11,7 +11,7 @@ import torch
 from streamasr.training.augment import AugmentConfig
 from streamasr.engine.checkpoint import load_checkpoint, read_checkpoint
 from streamasr.cli import main
-from streamasr.training.data import Utterance, write_manifest
+from streamasr.manifest import Utterance, write_manifest
 from streamasr.engine.model import ModelConfig
 from streamasr.errors import ModelError, StreamAsrError
 from streamasr.training.train import TrainConfig, Trainer, export_model, lr_at, time_scale

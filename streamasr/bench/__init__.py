@@ -329,7 +329,7 @@ def _data_command(args: argparse.Namespace) -> int:
     import random
 
     from streamasr.training.augment import AugmentConfig
-    from streamasr.training.data import read_manifest
+    from streamasr.manifest import read_manifest
 
     if args.utterances < 1:
         raise ValueError(f"--utterances must be at least 1, got {args.utterances}")
@@ -473,7 +473,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
     import tempfile
 
     from streamasr.bench import loadrun, loadtest
-    from streamasr.training.data import read_manifest
+    from streamasr.manifest import read_manifest
 
     torch.set_num_threads(1)  # the load generator shares the machine with the server
     decoder = dataclass_from_args(DecoderConfig, args)

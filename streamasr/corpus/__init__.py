@@ -13,7 +13,6 @@ Kokoro stage in :mod:`streamasr.corpus.kokoro`.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import random
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from streamasr.corpus.importers import load_or_make_text
-from streamasr.corpus.importers import write_manifest as write_jsonl_atomic
+from streamasr.manifest import read_manifest, read_rows, voice_stats, write_manifest
 from streamasr.engine.text import normalize, number_to_words, ordinal_to_words
 from streamasr.corpus.tts import VOICES, Utt, synth_chunk, wav_duration
 
@@ -299,22 +298,10 @@ def write_manifests(cfg: CorpusConfig, planned: dict[str, list[Utt]]) -> dict[st
         rows = list(manifest_rows(utts))
         extra = cfg.out / KOKORO_MANIFEST  # appended to by the incremental Kokoro stage
         if name == "train" and extra.exists():
-            rows += [r for r in read_manifest(extra) if wav_duration(r["audio"]) is not None]
-        counts[name] = write_jsonl_atomic(cfg.out / f"{name}.jsonl", rows)
+            rows += [r for r in read_rows(extra, partial_tail=True) if wav_duration(r["audio"]) is not None]
+        counts[name] = write_manifest(cfg.out / f"{name}.jsonl", rows)
     logger.info("manifests: %s", counts)
     return counts
-
-
-def read_manifest(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines manifest (blank and truncated trailing lines are skipped)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 def _jobs(cfg: CorpusConfig, engine: str,
@@ -369,11 +356,7 @@ def build_corpus(cfg: CorpusConfig,
 
 def manifest_stats(path: str | Path) -> dict[str, tuple[int, float]]:
     """Utterances and hours per voice in a manifest."""
-    stats: dict[str, tuple[int, float]] = {}
-    for row in read_manifest(path):
-        n, h = stats.get(row["voice"], (0, 0.0))
-        stats[row["voice"]] = (n + 1, h + row["duration"] / 3600.0)
-    return stats
+    return voice_stats(read_manifest(path))
 
 
 _AMOUNT = re.compile(r"^([a-z0-9_]+)=(\d+)$")

@@ -37,9 +37,10 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from streamasr.atomic import atomic_path
 from streamasr.corpus import queen, sky
-from streamasr.corpus.importers import write_manifest
 from streamasr.engine.text import normalize
+from streamasr.manifest import write_manifest
 from streamasr.corpus.tts import trim_silence
 
 logger = logging.getLogger(__name__)
@@ -212,9 +213,8 @@ def _resampler(rate: int) -> torchaudio.transforms.Resample:
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
     """16-bit 16 kHz WAV, written whole or not at all."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(str(tmp), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 # ---------------------------------------------------------------- split

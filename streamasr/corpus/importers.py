@@ -15,9 +15,7 @@ from __future__ import annotations
 import csv
 import gettext
 import gzip
-import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -30,6 +28,8 @@ from typing import Any
 
 import soundfile as sf
 
+from streamasr.atomic import atomic_path
+from streamasr.manifest import write_manifest
 from streamasr.engine.text import ORDINAL_SUFFIX, normalize
 
 logger = logging.getLogger(__name__)
@@ -360,27 +360,13 @@ def load_or_make_text(text_dir: Path, seed: int, n_valid: int,
     text = split_text(debian_sentences(), seed, n_valid, n_test)
     text_dir.mkdir(parents=True, exist_ok=True)
     for split, path in paths.items():
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(s + "\n" for s in text[split]), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(s + "\n" for s in text[split]), encoding="utf-8")
     logger.info("sentences: %s", {s: len(v) for s, v in text.items()})
     return text
 
 
 # ---------------------------------------------------------------- real speech -> manifests
-
-
-def write_manifest(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write ``rows`` as JSON lines atomically (temporary file, then rename); returns the count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # corpus stages may write side by side
-    count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    os.replace(tmp, path)
-    return count
 
 
 def audio_duration(path: Path) -> float:
@@ -495,12 +481,10 @@ def asterisk_devset(out: Path, sounds: Path = ASTERISK_SOUNDS,
             continue
         wav = (out / "audio" / name).with_suffix(".wav").resolve()
         if not wav.exists():
-            wav.parent.mkdir(parents=True, exist_ok=True)
-            tmp = wav.with_name(f".{wav.name}.tmp.wav")
-            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "g722",
-                            "-i", str(src), "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le",
-                            str(tmp)], check=True)
-            os.replace(tmp, wav)
+            with atomic_path(wav) as tmp:
+                subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "g722",
+                                "-i", str(src), "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le",
+                                str(tmp)], check=True)
         rows.append({"audio": str(wav), "text": text[name],
                      "duration": round(audio_duration(wav), 4), "voice": "allison"})
     return write_manifest(out / "dev.jsonl", rows)

@@ -28,11 +28,10 @@ from streamasr.corpus import (
     map_jobs,
     plan,
     planned_utt,
-    read_manifest,
-    write_jsonl_atomic,
     write_manifests,
 )
 from streamasr.corpus.importers import load_or_make_text
+from streamasr.manifest import read_rows, write_manifest
 from streamasr.corpus.tts import Utt, to_pcm16k, wav_duration, write_wav_atomic
 
 logger = logging.getLogger(__name__)
@@ -286,16 +285,16 @@ def build_kokoro(cfg: CorpusConfig, kcfg: KokoroConfig,
             made += len(done)
             if progress is not None:
                 progress("kokoro test", made, len(tests))
-        write_jsonl_atomic(cfg.out / KOKORO_TEST_MANIFEST,
+        write_manifest(cfg.out / KOKORO_TEST_MANIFEST,
                            list(manifest_rows([u for u in tests if wav_duration(u.path) is not None])))
     planned = plan_kokoro(cfg, kcfg, text["train"])
     manifest = cfg.out / KOKORO_MANIFEST
     # What is on disk: this plan's utterances, then those an earlier, wider plan made (a run with
     # a smaller count, e.g. --kokoro-utts 0 to make blends first, must not drop them from training).
     paths = {u.path for u in planned}
-    earlier = [r for r in read_manifest(manifest) if r["audio"] not in paths
+    earlier = [r for r in read_rows(manifest, partial_tail=True) if r["audio"] not in paths
                and wav_duration(r["audio"]) is not None] if manifest.exists() else []
-    count = write_jsonl_atomic(manifest, [*manifest_rows(planned), *earlier])
+    count = write_manifest(manifest, [*manifest_rows(planned), *earlier])
     todo = [u for u in planned if wav_duration(u.path) is None]
     logger.info("kokoro: %d utterances on disk, %d to synthesise", count, len(todo))
     with open(manifest, "a", encoding="utf-8") as f:

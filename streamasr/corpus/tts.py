@@ -10,7 +10,6 @@ orchestration live in :mod:`streamasr.corpus`, the Kokoro stage in :mod:`streama
 from __future__ import annotations
 
 import logging
-import os
 import random
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from streamasr.atomic import atomic_path
 from streamasr.engine.audio import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -121,11 +121,8 @@ def to_pcm16k(audio: np.ndarray, rate: int, keep: float) -> np.ndarray:
 
 def write_wav_atomic(path: str | Path, pcm: np.ndarray) -> None:
     """Write int16 16 kHz mono ``pcm`` (shape (n,)) so that ``path`` is never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(tmp, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def wav_duration(path: str | Path) -> float | None:

@@ -22,8 +22,6 @@ segments (README, "what we tried": the real voice's CER began to rise after ~1,5
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 import time
 import weakref
@@ -36,6 +34,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from streamasr.atomic import atomic_path
 from streamasr.engine.model import AcousticModel
 
 # torch.optim.Adam's defaults; the update below is its algorithm, one row per stream.
@@ -432,14 +431,8 @@ def save_profile(path: str | Path, state: AdaptState, model: AcousticModel) -> N
             "weight": state.weight, "bias": state.bias, "moments": state.moments,
             "steps": state.steps, "segments": state.segments}
     # A file of its own: streams of one speaker in two server processes may save at once.
-    handle, part = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(data, f)
-        os.replace(part, path)
-    except BaseException:
-        Path(part).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as part:
+        torch.save(data, part)
 
 
 def load_profile(path: str | Path, model: AcousticModel, cfg: AdaptConfig, hidden: torch.Tensor) -> AdaptState:

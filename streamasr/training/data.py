@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,50 +12,11 @@ import torch
 
 from streamasr.training import augment
 
-from streamasr.corpus import importers
 from streamasr.engine.audio import SAMPLE_RATE, load_audio
 from streamasr.training.augment import AugmentConfig
-from streamasr.errors import StreamAsrError
+from streamasr.manifest import Utterance
 from streamasr.engine.features import FeatureConfig, FeatureExtractor
 from streamasr.engine.text import Tokenizer
-
-
-@dataclass(frozen=True)
-class Utterance:
-    audio: str  # path of the audio file
-    text: str  # normalised transcript
-    duration: float  # seconds
-    voice: str = ""  # speaker or TTS voice name ("" when unknown)
-
-
-def read_manifest(path: str | Path, max_duration: float | None = None) -> list[Utterance]:
-    """Read a JSON-lines manifest ``{"audio", "text", "duration", "voice"?}``.
-
-    Relative audio paths are taken relative to the manifest's folder.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise StreamAsrError(f"manifest {path} does not exist; expected a JSON-lines file")
-    items: list[Utterance] = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            audio = Path(row["audio"])
-            utt = Utterance(str(audio if audio.is_absolute() else path.parent / audio), str(row["text"]),
-                            float(row["duration"]), str(row.get("voice", "")))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise StreamAsrError(
-                f"{path}:{number}: bad manifest line ({e}); expected JSON with audio, text and duration"
-            ) from e
-        if max_duration is None or utt.duration <= max_duration:
-            items.append(utt)
-    return items
-
-
-def write_manifest(path: str | Path, items: list[Utterance]) -> None:
-    importers.write_manifest(Path(path), (u.__dict__ for u in items))
 
 
 def mix(items: list[Utterance], weights: dict[str, float]) -> list[Utterance]:
@@ -201,15 +159,3 @@ class StepSampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
     def epoch_of(self, step: int) -> float:
         per_epoch = len(bucket_batches(self.durations, self.batch_seconds, self.seed, 0))
         return step / max(1, per_epoch)
-
-
-def manifest_stats(items: list[Utterance]) -> dict[str, Any]:
-    """Hours and utterances, total and per voice (for checkpoints and model cards)."""
-    voices: dict[str, list[float]] = {}
-    for u in items:
-        voices.setdefault(u.voice, []).append(u.duration)
-    return {
-        "utterances": len(items),
-        "hours": round(sum(u.duration for u in items) / 3600, 2),
-        "voices": {v: {"utterances": len(d), "hours": round(sum(d) / 3600, 3)} for v, d in sorted(voices.items())},
-    }

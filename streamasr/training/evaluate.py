@@ -18,7 +18,8 @@ from tqdm import tqdm
 from streamasr.engine.adapt import AdaptConfig, Speaker
 from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
-from streamasr.training.data import Utterance, read_manifest, read_pcm
+from streamasr.training.data import read_pcm
+from streamasr.manifest import Utterance, read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.engine.run import pieces, run
 from streamasr.engine.stream import Recognizer, keep_speaker

@@ -23,8 +23,8 @@ from streamasr.training import augment
 from streamasr.engine import ctc
 from streamasr.training.augment import AugmentConfig
 from streamasr.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from streamasr.training.data import (SpeechDataset, StepSampler, Utterance, collate, collate_waves, manifest_stats,
-                            read_manifest)
+from streamasr.training.data import SpeechDataset, StepSampler, collate, collate_waves
+from streamasr.manifest import Utterance, manifest_stats, read_manifest
 from streamasr.errors import ModelError, StreamAsrError
 from streamasr.engine.features import FeatureConfig, FeatureExtractor
 from streamasr.engine.model import AcousticModel, ModelConfig, with_lookahead
