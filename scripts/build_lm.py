@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from streamasr.training import lm_build
 from streamasr.engine import lm
 from streamasr.corpus import code_phrase, number_phrase, short_phrase
 from streamasr.engine.text import normalize
@@ -80,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     words = None
     if args.word_out is not None:  # first: its order can fail on the vocabulary, in seconds, before the long build
         try:
-            words = lm.build_words(lines, args.word_order, args.word_prune)
+            words = lm_build.build_words(lines, args.word_order, args.word_prune)
         except ValueError as e:
             p.error(f"--word-order {args.word_order}: {e}")
-    model = lm.build(lines, args.order, args.prune, words=listed)
+    model = lm_build.build(lines, args.order, args.prune, words=listed)
     model.save(args.out)
     contexts = sum(len(t["codes"]) for t in model.tables)
     entries = sum(len(t["symbols"]) for t in model.tables)

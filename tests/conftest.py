@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from streamasr.engine import lm
+from streamasr.training import lm_build
 from streamasr.engine.beam import DecoderConfig
 from streamasr.engine.checkpoint import save_checkpoint
 from streamasr.engine.features import FeatureConfig
@@ -76,7 +76,7 @@ TINY_LM_TEXT = (
 @pytest.fixture(scope="session")
 def tiny_lm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("lm") / "tiny_lm.npz"
-    lm.build(TINY_LM_TEXT, order=5, prune=0.0).save(path)
+    lm_build.build(TINY_LM_TEXT, order=5, prune=0.0).save(path)
     return path
 
 

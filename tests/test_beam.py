@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamasr.training import lm_build
 from streamasr.engine import ctc, lm
 from streamasr.engine.audio import load_audio
 from streamasr.engine.beam import DEFAULT_OOV_PENALTY, Beam, BeamDecoder, DecoderConfig
@@ -160,7 +161,7 @@ WORD_TEXT = ["please hold the line", "please hold", "hold the line please", "fol
 def test_word_lm_flips_a_word_its_context_predicts() -> None:
     # "please ?old" where the acoustics slightly prefer "f": "fold" is a word, but never after "please".
     log_probs = frames([*"p_l_e_a_s_e_ _", {"f": 0.5, "h": 0.42, "_": 0.08}, "_", *"o_l_d_", "_"])
-    words = lm.build_words(WORD_TEXT, order=3, prune=0.0)
+    words = lm_build.build_words(WORD_TEXT, order=3, prune=0.0)
     cfg = DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0, space_bonus=0.0, word_weight=0.0)
     plain = BeamDecoder(cfg, TOK, None, words)
     assert plain.words is None and plain.end(decode(plain, log_probs)).text == "please fold"
@@ -180,7 +181,7 @@ def test_word_lm_with_the_character_lm(tiny_lm_path: Path, tmp_path: Path, tiny_
                                        speech_wav: Path) -> None:
     """Both LMs fuse (each term on its own weight), and a Recognizer loads the word LM its config names."""
     path = tmp_path / "words.npz"
-    lm.build_words(WORD_TEXT, order=3, prune=0.0).save(path)
+    lm_build.build_words(WORD_TEXT, order=3, prune=0.0).save(path)
     cfg = DecoderConfig(method="beam", beam_size=4, lm=str(tiny_lm_path), word_lm=str(path))
     rec = Recognizer.load(tiny_model_path, decoder=cfg)
     assert rec.beam is not None and rec.beam.words is not None and rec.beam.lm is not None

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import TINY_LM_TEXT, load_script
 
+from streamasr.training import lm_build
 from streamasr.engine import lm
 from streamasr.errors import ModelError
 from streamasr.engine.text import DEFAULT_VOCAB, normalize
@@ -19,12 +20,12 @@ HISTORIES = ["", "the ", "the numb", "followed the", "don't", "zzqx", "xq the nu
 
 @pytest.fixture(scope="module")
 def tiny() -> lm.CharLM:
-    return lm.build(TINY_LM_TEXT, order=5, prune=0.0)
+    return lm_build.build(TINY_LM_TEXT, order=5, prune=0.0)
 
 
 @pytest.fixture(scope="module")
 def pruned() -> lm.CharLM:
-    return lm.build(TINY_LM_TEXT * 3, order=6, prune=4.0)
+    return lm_build.build(TINY_LM_TEXT * 3, order=6, prune=4.0)
 
 
 def state_after(model: lm.CharLM, history: str) -> int:
@@ -115,9 +116,9 @@ def test_bundled_lm() -> None:
 
 def test_build_errors() -> None:
     with pytest.raises(ValueError, match=r"LM order must be in \[2, 12\], got 1"):
-        lm.build(TINY_LM_TEXT, order=1)
+        lm_build.build(TINY_LM_TEXT, order=1)
     with pytest.raises(ValueError, match="training text is empty after normalisation"):
-        lm.build(["", "!!!"], order=3)
+        lm_build.build(["", "!!!"], order=3)
 
 
 def test_load_errors(tmp_path: Path) -> None:
@@ -207,12 +208,12 @@ WORD_HISTORIES = [(), ("the",), ("followed", "the"), ("zzqx",), ("the", "zzqx"),
 
 @pytest.fixture(scope="module")
 def tiny_words() -> lm.WordLM:
-    return lm.build_words(TINY_LM_TEXT, order=3, prune=0.0)
+    return lm_build.build_words(TINY_LM_TEXT, order=3, prune=0.0)
 
 
 @pytest.fixture(scope="module")
 def pruned_words() -> lm.WordLM:
-    return lm.build_words(TINY_LM_TEXT * 3, order=3, prune=2.0)
+    return lm_build.build_words(TINY_LM_TEXT * 3, order=3, prune=2.0)
 
 
 @pytest.mark.parametrize("history", WORD_HISTORIES)
@@ -226,7 +227,7 @@ def test_word_distributions_normalise(tiny_words: lm.WordLM, pruned_words: lm.Wo
 
 
 def test_word_pruning_drops_entries_and_keeps_the_ranking(tiny_words: lm.WordLM, pruned_words: lm.WordLM) -> None:
-    full = lm.build_words(TINY_LM_TEXT * 3, order=3, prune=0.0)
+    full = lm_build.build_words(TINY_LM_TEXT * 3, order=3, prune=0.0)
     assert sum(len(t["symbols"]) for t in pruned_words.tables) < sum(len(t["symbols"]) for t in full.tables)
     for model in (tiny_words, pruned_words):
         assert model.score(TINY_LM_TEXT[0]) > model.score(" ".join(reversed(normalize(TINY_LM_TEXT[0]).split())))
@@ -234,7 +235,7 @@ def test_word_pruning_drops_entries_and_keeps_the_ranking(tiny_words: lm.WordLM,
 
 def test_word_context_matters() -> None:
     """A word seen after its context is likelier there than after a context that never preceded it."""
-    model = lm.build_words(["Please hold the line.", "Please hold on.", "Hold the door.", "Call the line again.",
+    model = lm_build.build_words(["Please hold the line.", "Please hold on.", "Hold the door.", "Call the line again.",
                             "The line is busy.", "Please call again."] * 2, order=3, prune=0.0)
     assert model.log_prob(["please"], "hold") > model.log_prob(["the"], "hold") + 1.0
     assert model.log_prob(["hold", "the"], "line") > model.log_prob(["call", "the"], "door") + 1.0
@@ -256,11 +257,11 @@ def test_word_lm_save_load_round_trip(pruned_words: lm.WordLM, tmp_path: Path) -
 
 def test_word_lm_errors(tmp_path: Path, tiny_lm_path: Path) -> None:
     with pytest.raises(ValueError, match="word LM training text is empty after normalisation"):
-        lm.build_words(["", "!!!"])
+        lm_build.build_words(["", "!!!"])
     with pytest.raises(ValueError, match=r"word LM order 20 with \d+ words does not fit 64-bit codes"):
-        lm.build_words(TINY_LM_TEXT, order=20)
+        lm_build.build_words(TINY_LM_TEXT, order=20)
     with pytest.raises(ValueError, match="word LM order must be an integer >= 1, got 0"):
-        lm.build_words(TINY_LM_TEXT, order=0)
+        lm_build.build_words(TINY_LM_TEXT, order=0)
     with pytest.raises(ModelError, match=r"missing\.npz does not exist; expected a streamasr word LM"):
         lm.WordLM.load(tmp_path / "missing.npz")
     with pytest.raises(ModelError, match="is not a streamasr word LM .*a character LM goes to DecoderConfig.lm"):
