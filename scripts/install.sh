@@ -9,10 +9,10 @@ source scripts/python.sh
 
 packages=(ffmpeg libportaudio2)
 if [ -n "${NEEDS_VENV:-}" ]; then packages+=(python3-venv); fi
-extras="mic"
+extras="serve,mic"
 if [ "${1:-}" = "--test" ]; then
     packages+=(espeak-ng flite sox chromium)
-    extras="mic,dev,plot,bench"
+    extras="all,dev"
 fi
 
 sudo=""

@@ -22,6 +22,9 @@ COMMANDS = {
     "mic": "streamasr.client.mic",
 }
 
+# subcommand -> the optional dependencies (pyproject extra) its module needs beyond the core.
+EXTRAS = {"train": "train", "eval": "train", "bench": "bench", "serve": "serve", "client": "client", "mic": "mic"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamasr", description="Streaming speech recognition.")
@@ -49,7 +52,8 @@ def _register_unavailable(sub: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("args", nargs="*")
 
     def fail(args: argparse.Namespace) -> int:
-        raise StreamAsrError(f"this command cannot be loaded: {error}") from error
+        hint = f"; install it with: pip install 'streamasr[{EXTRAS[name]}]'" if name in EXTRAS else ""
+        raise StreamAsrError(f"this command cannot be loaded: {error}{hint}") from error
 
     p.set_defaults(func=fail)
 

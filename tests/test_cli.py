@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_missing_websockets_leaves_train_working(capsys: pytest.CaptureFixture[s
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A bare GPU machine without websockets can still train; the network commands say why they cannot run."""
     for name in [m for m in sys.modules if m.startswith("streamasr.") and m.split(".")[1] in
-                 ("bench", "loadtest", "loadrun", "server", "client", "mic")]:
+                 ("bench", "service", "client")]:
         monkeypatch.delitem(sys.modules, name)
     for name in ["websockets"] + [m for m in sys.modules if m.startswith("websockets.")]:
         monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
@@ -92,6 +93,19 @@ def test_missing_websockets_leaves_train_working(capsys: pytest.CaptureFixture[s
     assert "--device" in capsys.readouterr().out
     assert main(["bench", "server"]) == 2
     assert "this command cannot be loaded" in capsys.readouterr().err
+    assert main(["serve"]) == 2
+    assert "install it with: pip install 'streamasr[serve]'" in capsys.readouterr().err
+
+
+def test_the_core_needs_no_extra() -> None:
+    """``transcribe`` and the Python API run on the core dependencies alone (pyproject).
+
+    (tqdm is left out of the check: torch imports it on its own when it is installed.)"""
+    code = ("import sys, streamasr, streamasr.transcribe, streamasr.formats\n"
+            "extra = {'websockets', 'jiwer', 'sounddevice', 'matplotlib', 'psutil'}\n"
+            "print(sorted(extra & {m.split('.')[0] for m in sys.modules}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 _real_import = cli.importlib.import_module
