@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("metrics", type=Path, help="metrics.jsonl written by streamasr train")
     p.add_argument("out", type=Path, help="PNG to write")
     p.add_argument("--dev", type=Path, default=None, help="JSON list of real-speech dev points")
+    p.add_argument("--valid-label", default="synthetic voices",
+                   help="what the run's validation set is, for the legend (default: synthetic voices)")
+    p.add_argument("--title", default="streamasr default model: validation during training")
     args = p.parse_args(argv)
     rows = [json.loads(line) for line in args.metrics.read_text().splitlines() if line.strip()]
     if not rows:
@@ -33,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     by_step = {r["step"]: r for r in rows}
     steps = sorted(by_step)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(steps, [by_step[s]["wer"] for s in steps], label="valid WER (synthetic voices)")
-    ax.plot(steps, [by_step[s]["cer"] for s in steps], label="valid CER (synthetic voices)")
+    ax.plot(steps, [by_step[s]["wer"] for s in steps], label=f"valid WER ({args.valid_label})")
+    ax.plot(steps, [by_step[s]["cer"] for s in steps], label=f"valid CER ({args.valid_label})")
     if args.dev:
         dev = json.loads(args.dev.read_text())
         ax.plot([d["step"] for d in dev], [d["wer"] for d in dev], "o--", label="dev WER (real voice)")
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_ylim(0, 1.1)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("streamasr default model: validation during training")
+    ax.set_title(args.title)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=100)
