@@ -202,7 +202,7 @@ def plot_comparison(by_model: dict[str, dict[str, Any]], path: Path, title: str)
         ax.barh(offset, wer, height=height, label=label)
         for yi, w in zip(offset, wer):
             ax.text(w + 0.5, yi, f"{w:.1f}", va="center", fontsize=7)
-    ax.set_yticks(y, [f"{Path(m).parent.name}/{Path(m).name}" for m in manifests], fontsize=8)
+    ax.set_yticks(y, [str(Path(Path(m).parent.name) / Path(m).name) for m in manifests], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("WER (%)")
     ax.set_title(title, fontsize=9)
