@@ -34,6 +34,8 @@ def test_flush_and_stop_round_trip(message: Flush | Stop) -> None:
 
 @pytest.mark.parametrize("text, code, close", [
     ("{not json", "malformed_json", 1007),
+    ("[" * 100_000 + "]" * 100_000, "malformed_json", 1007),  # deeper than the JSON parser can go
+    ('{"type": "start", "endpoint": ' + "[" * 5_000 + "]" * 5_000 + "}", "malformed_json", 1007),
     ("", "malformed_json", 1007),
     ("[1, 2]", "malformed_json", 1007),
     ('"start"', "malformed_json", 1007),

@@ -144,6 +144,9 @@ def _load_object(text: str | bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as e:
         shown = text[:80] if isinstance(text, str) else repr(text[:80])
         raise _invalid("malformed_json", f"text frame is not valid JSON ({e}): {shown!r}") from e
+    except RecursionError as e:  # a frame of ~1,000 nested brackets: the parser's own limit
+        raise _invalid("malformed_json", "text frame nests arrays or objects too deeply to parse; expected a "
+                                         "flat JSON object with a 'type'") from e
     if not isinstance(obj, dict):
         raise _invalid("malformed_json", f"expected a JSON object with a 'type', got {type(obj).__name__}")
     kind = obj.get("type")
