@@ -17,7 +17,6 @@ travel with them.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
@@ -34,18 +33,16 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
-from streamasr.atomic import atomic_path
 from streamasr.corpus import queen, sky
+from streamasr.engine.audio import SAMPLE_RATE, check_finite
 from streamasr.engine.text import normalize
+from streamasr.errors import AudioError
 from streamasr.manifest import write_manifest
-from streamasr.corpus.tts import trim_silence
+from streamasr.corpus.tts import to_pcm16k, wav_duration, write_wav_atomic
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 GAMES = ("fotaq", "bass")
 PACKAGES = {"fotaq": "flight-of-the-amazon-queen", "bass": "beneath-a-steel-sky"}
 # BASS's text is Huffman-coded with a tree that only the game engine holds: it is read from the
@@ -67,8 +64,8 @@ class ImportConfig:
     games: tuple[str, ...] = GAMES  # which games
     debs: Path | None = None  # folder holding the .deb files (default: OUT/debs, downloaded)
     seed: int = 31  # orders the roles before the dev/test split
-    dev_share: float = 0.10  # of a game's labelled audio, in held-out dev roles
-    test_share: float = 0.10  # of a game's labelled audio, in held-out test roles
+    dev_share: float = 0.10  # of a game's audio, in held-out dev roles
+    test_share: float = 0.10  # of a game's audio, in held-out test roles
     english: str = "us"  # BASS text: "us" (USA) or "uk" (English UK)
     min_seconds: float = 0.3  # shorter clips are skipped
     max_seconds: float = 20.0  # longer clips are skipped
@@ -189,34 +186,6 @@ def _mp3_decoder(archive: queen.Archive, entry: str, rate: int) -> Callable[[], 
     return decode
 
 
-# ---------------------------------------------------------------- audio
-
-
-def to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Mono float32 audio at ``rate`` Hz resampled to 16 kHz (shape (n,) -> (m,))."""
-    if audio.ndim > 1:
-        audio = audio.mean(axis=1)
-    if not np.isfinite(audio).all():
-        raise ValueError("audio holds NaN or infinite samples")
-    if rate == SAMPLE_RATE:
-        return audio.astype(np.float32)
-    wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    with torch.no_grad():
-        return _resampler(rate)(wave).numpy()
-
-
-@functools.lru_cache(maxsize=4)
-def _resampler(rate: int) -> torchaudio.transforms.Resample:
-    """A resampler to 16 kHz with its filter built once (each game has one rate)."""
-    return torchaudio.transforms.Resample(rate, SAMPLE_RATE)
-
-
-def write_wav(path: Path, audio: np.ndarray) -> None:
-    """16-bit 16 kHz WAV, written whole or not at all."""
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-
-
 # ---------------------------------------------------------------- split
 
 
@@ -273,7 +242,7 @@ def import_game(game: str, cfg: ImportConfig, progress: Callable[[int, int], Non
         path = audio_dir / f"{clip.name}.wav"
         try:
             duration = _ensure_wav(clip, path)
-        except (ValueError, RuntimeError, KeyError, sf.LibsndfileError) as e:
+        except (ValueError, RuntimeError, KeyError, sf.LibsndfileError, AudioError) as e:
             logger.warning("%s %s: skipped, %s", game, clip.name, e)
             skipped.append(f"{clip.name}: {e}")
             continue
@@ -289,16 +258,22 @@ def import_game(game: str, cfg: ImportConfig, progress: Callable[[int, int], Non
 
 
 def _ensure_wav(clip: Clip, path: Path) -> float:
-    """Write the clip's 16 kHz WAV unless it exists; returns its duration in seconds."""
-    if path.exists():
-        return float(sf.info(str(path)).duration)
+    """Write the clip's 16 kHz WAV unless a valid one exists; returns its duration in seconds."""
+    duration = wav_duration(path)
+    if duration is not None:
+        return duration
     audio, rate = clip.decode()
     if audio.size == 0:
         raise ValueError("the clip holds no audio")
-    # Like the synthetic corpus: 0.2 s of silence at each end, where CTC emits the last letters.
-    audio = trim_silence(to_16k(audio, rate), SAMPLE_RATE, keep=0.2)
-    write_wav(path, audio)
-    return len(audio) / SAMPLE_RATE
+    # As the synthetic corpus does: 0.2 s of silence at each end, where CTC emits the last letters.
+    pcm = to_pcm16k(check_finite(audio, clip.name), rate, keep=0.2)
+    write_wav_atomic(path, pcm)
+    return len(pcm) / SAMPLE_RATE
+
+
+def _role(row: dict[str, Any]) -> str:
+    """The speaker role of a manifest row (its voice is ``<game>:<role>``)."""
+    return str(row["voice"]).split(":", 1)[1]
 
 
 def _write_manifests(game: str, cfg: ImportConfig, out: Path, rows: list[dict[str, Any]],
@@ -306,17 +281,16 @@ def _write_manifests(game: str, cfg: ImportConfig, out: Path, rows: list[dict[st
     speech = [r for r in rows if not r["interjection"]]
     durations: dict[str, float] = {}
     for r in speech:
-        role = r["voice"].split(":", 1)[1]
-        durations[role] = durations.get(role, 0.0) + r["duration"]
+        durations[_role(r)] = durations.get(_role(r), 0.0) + r["duration"]
     split = split_roles(durations, PROTAGONISTS[game], cfg.seed, cfg.dev_share, cfg.test_share)
     summary: dict[str, Any] = {"game": game, "package": PACKAGES[game], "clips": len(rows) + len(skipped),
                                "interjections": len(rows) - len(speech), "skipped": skipped}
     for name in ("train", "dev", "test"):
-        chosen = [r for r in speech if split[r["voice"].split(":", 1)[1]] == name]
+        chosen = [r for r in speech if split[_role(r)] == name]
         write_manifest(out / f"{name}.jsonl", chosen)
         summary[name] = {"utterances": len(chosen),
                          "hours": round(sum(r["duration"] for r in chosen) / 3600, 3),
-                         "roles": sorted({r["voice"].split(":", 1)[1] for r in chosen})}
+                         "roles": sorted({_role(r) for r in chosen})}
     write_manifest(out / "interjections.jsonl", (r for r in rows if r["interjection"]))
     roles = {role: {"split": split[role], "seconds": round(s, 1)} for role, s in sorted(durations.items())}
     (out / "roles.json").write_text(json.dumps(roles, indent=1) + "\n")
