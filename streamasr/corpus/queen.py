@@ -116,17 +116,12 @@ def _clip_lines(base: str, sentence: str, role: str, source: str, known: set[str
         yield Line(clip, piece.strip(), role, source)
 
 
-def _key(number: int, width: int) -> str:
-    """A clip-name field as the game prints it: right-aligned, spaces as zeros."""
-    return f"{number:{width}d}".replace(" ", "0")
-
-
 def dialogue_lines(name: str, data: bytes, known: set[str]) -> Iterator[Line]:
     """Lines of one ``*.DOG`` dialogue; the partner's role is the file name without digits."""
     level_max, _unique, talk_key, joe_max, person_max = struct.unpack_from(">h4H", data, _HEADER)
     person_ofs, _cutaway_ofs, person2_ofs = struct.unpack_from(">3H", data, _HEADER + 22)
     partner = re.sub(r"\d+$", "", name.rsplit(".", 1)[0]).lower()
-    key = _key(talk_key, 2)
+    key = f"{talk_key:02d}"  # clip-name fields are zero-padded, hex upper-case
 
     def entries(pos: int, count: int) -> Iterator[tuple[int, str]]:
         for _ in range(count):
@@ -136,11 +131,11 @@ def dialogue_lines(name: str, data: bytes, known: set[str]) -> Iterator[Line]:
 
     joe_pos = _HEADER + 32 + abs(level_max) * 96
     for i, (line_id, text) in enumerate(entries(joe_pos, joe_max)):
-        yield from _clip_lines(f"{key}{line_id:4X}J".replace(" ", "0"), text, "joe", name, known)
+        yield from _clip_lines(f"{key}{line_id:04X}J", text, "joe", name, known)
         if i == 0:
             yield from _clip_lines(f"{key}SSSSJ", text, "joe", name, known)
     for line_id, text in entries(_HEADER + person_ofs, person_max):
-        yield from _clip_lines(f"{key}{line_id:4X}P".replace(" ", "0"), text, partner, name, known)
+        yield from _clip_lines(f"{key}{line_id:04X}P", text, partner, name, known)
     greeting, pos = _string(data, _HEADER + person2_ofs, 2)
     answer, _ = _string(data, pos, 2)
     yield from _clip_lines(f"{key}XXXXP", greeting, partner, name, known)
