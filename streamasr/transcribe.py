@@ -74,13 +74,10 @@ def transcribe_audio(
     state = rec.initial_state(sample_rate, endpoint_cfg, speaker.adapt if speaker is not None else None)
     chunk = max(1, round(chunk_ms * sample_rate / 1000))
     total = len(audio) / sample_rate
-    done = 0
 
-    def report(_state: stream.StreamState, _results: list[Result]) -> None:
-        nonlocal done
-        done = min(done + chunk, len(audio))
+    def report(state: stream.StreamState, _results: list[Result]) -> None:
         if progress is not None:
-            progress(done / sample_rate, total)
+            progress(state.samples / sample_rate, total)
 
     state, results = run(rec, state, pieces(audio, chunk), on_chunk=report)
     finals = [r for r in results if r.is_final]
