@@ -11,12 +11,12 @@ import pytest
 from streamasr.training import lm_build
 from streamasr.engine import ctc, lm
 from streamasr.engine.audio import load_audio
-from streamasr.engine.beam import DEFAULT_OOV_PENALTY, Beam, BeamDecoder, DecoderConfig
+from streamasr.engine.beam import DEFAULT_OOV_PENALTY, BeamDecoder, Beams, DecoderConfig
 from streamasr.cli import main
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import ModelError
 from streamasr.results import Result
-from streamasr.engine.stream import Recognizer, finish, flush_segment, step
+from streamasr.engine.stream import Recognizer, finish, flush_segment, step, step_many
 from streamasr.engine.text import DEFAULT_VOCAB, Tokenizer
 
 TOK = Tokenizer()
@@ -40,11 +40,17 @@ def frames(spec: list[dict[str, float] | str], floor: float = 1e-4) -> np.ndarra
     return np.log(out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def decode(dec: BeamDecoder, log_probs: np.ndarray, beams: tuple[Beam, ...] | None = None) -> tuple[Beam, ...]:
+def decode(dec: BeamDecoder, log_probs: np.ndarray, beams: Beams | None = None) -> Beams:
     beams = dec.initial() if beams is None else beams
     for t, row in enumerate(log_probs.tolist()):
         beams = dec.advance(beams, row, t)
     return beams
+
+
+def end_score(dec: BeamDecoder, log_probs: np.ndarray, text: str) -> float:
+    """What the sentence end adds to the prefix ``text`` after decoding ``log_probs``."""
+    beams = decode(dec, log_probs)
+    return float(dec.end_scores(beams)[[b.text for b in beams].index(text)])
 
 
 def test_beam_one_without_lm_is_greedy() -> None:
@@ -126,7 +132,7 @@ def test_oov_penalty_keeps_words_of_the_lm_text(tiny_lm_path: Path) -> None:
     assert plain.end(decode(plain, short)).text == "the numb"
     numb = [next(b for b in decode(dec, short) if b.text == "the numb") for dec in (plain, strict)]
     assert numb[1].score == pytest.approx(numb[0].score)  # "numb" starts words of the list: nothing paid yet
-    assert strict._end_score(numb[1]) == pytest.approx(plain._end_score(numb[0]) - 3.0)
+    assert end_score(strict, short, "the numb") == pytest.approx(end_score(plain, short, "the numb") - 3.0)
 
 
 def test_oov_penalty_by_default_wherever_the_lm_has_a_word_list(tiny_lm_path: Path) -> None:
@@ -141,7 +147,7 @@ def test_oov_penalty_by_default_wherever_the_lm_has_a_word_list(tiny_lm_path: Pa
     without_words = lm.CharLM(model.order, model.vocab, model.tables)
     for decoder in (BeamDecoder(cfg, TOK, without_words), BeamDecoder(cfg, TOK, None),
                     BeamDecoder(replace(cfg, lm_weight=0.0), TOK, model)):
-        assert decoder.oov_penalty == 0.0 and decoder._prefixes is None
+        assert decoder.oov_penalty == 0.0 and not decoder._listed
     plain = BeamDecoder(cfg, TOK, without_words)
     assert plain.end(decode(plain, log_probs)).text == "the numbor"
 
@@ -168,12 +174,12 @@ def test_word_lm_flips_a_word_its_context_predicts() -> None:
     fused = BeamDecoder(replace(cfg, word_weight=0.5), TOK, None, words)
     assert fused.end(decode(fused, log_probs)).text == "please hold"
     # Paid where a word closes: on its space, or at the end with the sentence end.
-    open_word = next(b for b in decode(fused, log_probs) if b.text == "please hold")
-    closed = decode(fused, frames([*"p_l_e_a_s_e_ _h_o_l_d_ _"]))[0]
+    closing = frames([*"p_l_e_a_s_e_ _h_o_l_d_ _"])
+    closed = decode(fused, closing)[0]
     assert closed.text == "please hold "
-    assert fused._end_score(open_word) == pytest.approx(
+    assert end_score(fused, log_probs, "please hold") == pytest.approx(
         0.5 * (words.log_prob(["please"], "hold") + words.log_prob(["please", "hold"], None)))
-    assert fused._end_score(closed) == pytest.approx(0.5 * words.log_prob(["please", "hold"], None))
+    assert end_score(fused, closing, "please hold ") == pytest.approx(0.5 * words.log_prob(["please", "hold"], None))
     assert closed.lm == pytest.approx(0.5 * (words.log_prob([], "please") + words.log_prob(["please"], "hold")))
 
 
@@ -266,3 +272,30 @@ def test_cli_decoder_options(capsys: pytest.CaptureFixture[str], tiny_model_path
     assert "DecoderConfig.beam_size must be an integer in [1, 256], got 0" in capsys.readouterr().err
     assert main([*common[:-1], str(tmp_path / "nope.npz"), str(speech_wav)]) == 2
     assert "nope.npz does not exist; expected a streamasr LM (.npz)" in capsys.readouterr().err
+
+
+def test_a_stream_decodes_the_same_alone_and_among_fifty(tiny_model_path: Path, tiny_lm_path: Path,
+                                                          speech_wav: Path) -> None:
+    """The batched search gives each stream exactly what it gets alone: text, word times and
+    confidences, whatever its neighbours hear and however their chunks are cut."""
+    cfg = DecoderConfig(method="beam", beam_size=16, lm=str(tiny_lm_path), insertion_bonus=2.0, word_weight=0.2)
+    rec = Recognizer.load(tiny_model_path, decoder=cfg)
+    audio = load_audio(speech_wav)
+    alone = run(rec, audio, 16 * 100)
+    rng = np.random.default_rng(5)
+    others = [np.roll(audio, int(rng.integers(len(audio)))) * float(rng.uniform(0.3, 1.5)) for _ in range(50)]
+    signals = [audio] + others
+    chunks = [1600] + [int(rng.integers(300, 4000)) for _ in others]  # ragged: streams get different frame counts
+    states = [rec.initial_state(16000, SHORT) for _ in signals]
+    finals: list[list[Result]] = [[] for _ in signals]
+    pos = [0] * len(signals)
+    while any(p < len(x) for p, x in zip(pos, signals)):
+        going = [i for i, x in enumerate(signals) if pos[i] < len(x)]
+        done = step_many(rec, [states[i] for i in going], [signals[i][pos[i]:pos[i] + chunks[i]] for i in going])
+        for i, (state, results) in zip(going, done):
+            states[i] = state
+            finals[i] += [r for r in results if r.is_final]
+            pos[i] += chunks[i]
+    state, results = finish(rec, states[0])
+    together = finals[0] + [r for r in results if r.is_final]
+    assert len(alone) >= 2 and [r.to_dict() for r in together] == [r.to_dict() for r in alone]

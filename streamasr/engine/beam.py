@@ -1,9 +1,13 @@
-"""CTC prefix beam search with character-LM shallow fusion, one frame at a time.
+"""CTC prefix beam search with character-LM and word-LM shallow fusion, batched across streams.
 
-The beam set is plain data (a tuple of ``Beam``) that the stream state carries from chunk to
-chunk, so decoding a signal in chunks gives exactly what decoding it whole gives. Each prefix
-keeps the tokens of its best path (character, frame of its spike, posterior), so word times and
-confidences come out as with greedy decoding.
+One call advances the beam sets of many streams by a frame together: every prefix of every
+stream and every candidate character are scored at once as arrays, so a worker with hundreds of
+streams pays numpy's per-call cost once per frame rather than once per stream, and Python's
+per-prefix cost not at all. A stream's beam set (``Beams``) is plain data that the stream state
+carries from chunk to chunk, and each stream's numbers depend on its own frames only, so decoding
+a signal in chunks, alone or among other streams, gives exactly what decoding it whole gives.
+Each prefix keeps the tokens of its best path (character, frame of its spike, posterior) in a
+tree shared by the prefixes, so word times and confidences come out as with greedy decoding.
 
 Scores are natural logs: a prefix's score is its CTC probability (summed over the alignments
 that end in blank and in a character) plus ``lm_weight`` x its LM log-probability plus
@@ -12,26 +16,40 @@ that end in blank and in a character) plus ``lm_weight`` x its LM log-probabilit
 leaves the list's word starts, or on the space or end that closes a word start that is not
 itself a word, so the beam drops such a prefix early), plus ``word_weight`` x the word LM's
 log-probability of each word, paid on the space or end that closes it (and of the sentence end).
+
+The language models become arrays where the search needs them: the character LM's distributions
+and next contexts in a table that grows with the contexts the streams visit (``_LMTable``), the
+word lists in a letter tree (``_Lexicon``); prefixes are told apart by a 64-bit hash of their
+text (with the hash of the text's parent as a second check).
 """
 
 from __future__ import annotations
 
-import heapq
-import math
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
+
+import numpy as np
 
 from streamasr.engine.ctc import Token
-from streamasr.errors import ModelError
 from streamasr.engine.lm import BOUNDARY, CharLM, WordLM
 from streamasr.engine.text import Tokenizer
+from streamasr.errors import ModelError
 
 NEG_INF = float("-inf")
 MAX_CANDIDATES = 16  # most characters tried per frame (the likeliest ones above min_log_prob)
 # Nats per word outside the LM's word list unless DecoderConfig.oov_penalty says otherwise: 2 beat 0
 # on all three evaluation sets once the LM text held modern words (README model card).
 DEFAULT_OOV_PENALTY = 2.0
+_HASH = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the text hash (key' = key x _HASH + id + 1)
+_NONE = -2  # an empty slot of a word history
+_DEAD = -1e300  # the rank of a prefix of score -inf
+# Odd multipliers of the per-row hash tables' slots (one per level)
+_SLOT_HASH = (np.uint64(0xD6E8FEB86659FD93), np.uint64(0xA0761D6478BD642F), np.uint64(0xE7037ED1A0B428DB))
+_ABSENT = np.uint64(2**64 - 1)  # the key of a slot that holds no prefix, while searching
+_EPOCHS = itertools.count(1)  # LM-table epochs, unique in the process
 
 
 @dataclass(frozen=True)
@@ -96,45 +114,291 @@ class DecoderConfig:
         return asdict(self)
 
 
+class Tree(NamedTuple):
+    """The tokens of a beam set's prefixes, shared where prefixes share a past: node i is one
+    emitted character; a prefix's tokens are its ``tip`` node and that node's ancestors."""
+
+    parent: np.ndarray  # int32 (nodes,): the previous token's node, -1 for a prefix's first
+    char: np.ndarray  # int16 (nodes,): vocabulary id
+    frame: np.ndarray  # int32 (nodes,): model frame of the character's spike
+    prob: np.ndarray  # float64 (nodes,): its posterior there
+
+
 class Beam(NamedTuple):
-    """One prefix of the beam set (plain data, part of the stream state)."""
+    """One prefix, as plain Python values (``Beams[i]``)."""
 
     text: str  # the collapsed characters so far (spaces included): the prefix's identity
     tokens: tuple[Token, ...]  # the characters of its best path, with spike frames and posteriors
     blank: float  # log P(prefix, alignment ends in blank)
     nonblank: float  # log P(prefix, alignment ends in its last character)
-    lm: float  # lm_weight x LM log-prob + insertion_bonus x characters, in nats
-    lm_state: int  # LM context (``CharLM.advance``); 0 without an LM
+    lm: float  # the LM terms and bonuses so far, in nats
+    lm_state: int  # character LM context (``CharLM.advance``); 0 without an LM
     last: int  # id of the last character emitted (0: none), so a repeat collapses
 
     @property
     def score(self) -> float:
-        return _logaddexp(self.blank, self.nonblank) + self.lm
+        return float(np.logaddexp(self.blank, self.nonblank)) + self.lm
 
 
-def _logaddexp(a: float, b: float) -> float:
-    if a < b:
-        a, b = b, a
-    if b == NEG_INF:
-        return a
-    return a + math.log1p(math.exp(b - a))
+@dataclass(frozen=True, eq=False)
+class Beams:
+    """One stream's beam set: its prefixes' numbers as arrays (row 0 the best), plain data that
+    the stream state carries from chunk to chunk."""
+
+    key: np.ndarray  # uint64 (n,): hash of the prefix's text, its identity when paths merge
+    pkey: np.ndarray  # uint64 (n,): hash of the text without its last character (a second check)
+    blank: np.ndarray  # float64 (n,): log P(prefix, alignment ends in blank)
+    nonblank: np.ndarray  # float64 (n,): log P(prefix, alignment ends in its last character)
+    lm: np.ndarray  # float64 (n,): lm_weight x LM log-prob + bonuses - OOV penalties + word LM terms, nats
+    lm_code: np.ndarray  # int64 (n,): character LM context (CharLM.advance); 0 without an LM
+    lm_open: np.ndarray  # int64 (n,): that context before a trailing space (the sentence end replaces the space)
+    last: np.ndarray  # int64 (n,): id of the last character emitted (0: none), so a repeat collapses
+    free: np.ndarray  # bool (n,): the text is empty or ends in a space (another space changes no word)
+    word: np.ndarray  # int32 (n,): lexicon node of the word being spelled (0: none yet, -1: outside the lexicon)
+    history: np.ndarray  # int32 (n, word LM order - 1): word LM ids of the words before (-1 unknown, -2 none)
+    tip: np.ndarray  # int32 (n,): node of the prefix's last token in ``tree`` (-1: no token yet)
+    speech: np.ndarray  # int32 (n,): frame of its last non-space character (-1: none), for endpointing
+    tree: Tree
+    chars: tuple[str, ...] = field(repr=False)  # id -> character, to spell texts
+    lm_rows: np.ndarray | None = field(default=None, repr=False)  # the decoder's LM-cache rows of lm_code
+    lm_epoch: int = 0  # the cache epoch those rows belong to (another decoder's or an old epoch: looked up again)
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    @overload
+    def __getitem__(self, i: int) -> Beam: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Beam]: ...
+
+    def __getitem__(self, i: int | slice) -> Beam | list[Beam]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        tokens = self.tokens(i)
+        return Beam("".join(self.chars[t.id] for t in tokens), tokens, float(self.blank[i]),
+                    float(self.nonblank[i]), float(self.lm[i]), int(self.lm_code[i]), int(self.last[i]))
+
+    def __iter__(self) -> Iterator[Beam]:
+        return (self[i] for i in range(len(self)))
+
+    def tokens(self, i: int) -> tuple[Token, ...]:
+        """Prefix ``i``'s tokens, oldest first."""
+        out: list[Token] = []
+        node = int(self.tip[i])
+        parent, char, frame, prob = self.tree
+        while node >= 0:
+            out.append(Token(int(char[node]), int(frame[node]), float(prob[node])))
+            node = int(parent[node])
+        return tuple(reversed(out))
+
+    def last_speech(self) -> int | None:
+        """Frame of the best prefix's last non-space character (None if it has none), for endpointing."""
+        frame = int(self.speech[0])
+        return None if frame < 0 else frame
 
 
-def _space_is_free(text: str) -> bool:
-    """A space after nothing or after a space does not change the words: no LM event, no bonus."""
-    return not text or text[-1] == " "
+class _LMTable:
+    """The character LM as arrays, for the contexts the streams have visited: row r holds context
+    ``codes[r]``'s log-probabilities (float64, exactly the LM's float32 values) and the row of the
+    context after each symbol (-1: not looked up yet). It grows as streams visit contexts and is
+    emptied (a new epoch) between batches once it passes ``limit`` rows (~350 bytes each). A pure
+    function of the LM, so it never changes a result."""
+
+    def __init__(self, lm: CharLM, limit: int = 250_000) -> None:
+        self.lm = lm
+        self.limit = limit
+        self.width = len(lm.vocab)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.epoch = next(_EPOCHS)
+        self.index: dict[int, int] = {}  # context code -> row
+        self.codes = np.zeros(4096, np.int64)
+        self.logp = np.zeros((4096, self.width), np.float64)
+        self.next = np.full((4096, self.width), -1, np.int32)
+
+    def trim(self) -> None:
+        """Start a new epoch if the table has grown past its limit (only between batches: rows in use stay valid)."""
+        if len(self.index) > self.limit:
+            self._reset()
+
+    def row(self, code: int) -> int:
+        r = self.index.get(code)
+        if r is None:
+            r = len(self.index)
+            if r == len(self.codes):  # grow by doubling
+                self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)])
+                self.logp = np.concatenate([self.logp, np.zeros_like(self.logp)])
+                self.next = np.concatenate([self.next, np.full_like(self.next, -1)])
+            self.codes[r] = code
+            self.logp[r] = np.frombuffer(self.lm.log_probs(code), np.float32)
+            self.index[code] = r
+        return r
+
+    def rows(self, codes: np.ndarray) -> np.ndarray:
+        return np.fromiter((self.row(c) for c in codes.tolist()), np.int32, len(codes))
+
+    def advance(self, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """The rows of the contexts after ``symbols`` (``CharLM.advance``), row by row."""
+        out = self.next[rows, symbols]
+        for i in np.flatnonzero(out < 0).tolist():  # contexts not visited yet: few once streams run
+            r, c = int(rows[i]), int(symbols[i])
+            nxt = int(self.next[r, c])
+            if nxt < 0:
+                nxt = self.row(self.lm.advance(int(self.codes[r]), c))
+                self.next[r, c] = nxt
+            out[i] = nxt
+        return out
 
 
-def last_speech(beam: Beam, space: int) -> int | None:
-    """Frame of the prefix's last non-space character (None if it has none), for endpointing."""
-    for token in reversed(beam.tokens):
-        if token.id != space:
-            return token.frame
-    return None
+class _Lexicon:
+    """The word lists as a letter tree: node 0 is the empty word, ``child[node, id]`` the node one
+    character on (-1: no listed word goes on so), and the last node (index -1) stands for every
+    word outside the tree. ``prefix``: the node starts a word of the character LM's list
+    (``CharLM.prefixes``); ``word``: it is one; ``word_id``: its id in the word LM (-1: none)."""
+
+    def __init__(self, chars: tuple[str, ...], listed: frozenset[str] | None, words: WordLM | None) -> None:
+        index = {c: i for i, c in enumerate(chars) if c}
+        vocab = set(listed or ()) | set(words.words if words is not None else ())
+        vocab = {w for w in vocab if w and all(c in index for c in w)}
+        prefixes = sorted({w[:i] for w in vocab for i in range(1, len(w) + 1)})
+        node = {p: i for i, p in enumerate(prefixes, start=1)}
+        node[""] = 0
+        size = len(prefixes) + 2
+        self.child = np.full((size, len(chars)), -1, np.int32)
+        if prefixes:
+            parents = np.fromiter((node[p[:-1]] for p in prefixes), np.int64, len(prefixes))
+            symbols = np.fromiter((index[p[-1]] for p in prefixes), np.int64, len(prefixes))
+            self.child[parents, symbols] = np.arange(1, len(prefixes) + 1, dtype=np.int32)
+        self.prefix = np.zeros(size, bool)
+        self.word = np.zeros(size, bool)
+        self.word_id = np.full(size, -1, np.int32)
+        if listed is not None:
+            starts = {w[:i] for w in listed for i in range(1, len(w) + 1)}
+            self.prefix[[node[p] for p in prefixes if p in starts]] = True
+            self.word[[node[w] for w in listed if w in node]] = True
+        if words is not None:
+            known = [(node[w], i) for w, i in words.index.items() if w in node]
+            self.word_id[[n for n, _ in known]] = [i for _, i in known]
+
+
+class _Batch:
+    """The beam sets of many streams, padded to one width: arrays (streams, width) whose row s holds
+    stream s's prefixes best first, the first ``n[s]`` of them live; their token trees concatenated
+    into one (``node_row``: each node's stream), new tokens appended as frames go."""
+
+    FIELDS = ("key", "pkey", "blank", "nonblank", "lm", "lm_code", "lm_open", "last", "free", "word",
+              "history", "tip", "speech", "lm_rows")
+
+    def __init__(self, dec: BeamDecoder, sets: Sequence[Beams]) -> None:
+        self.n = np.array([len(b) for b in sets], np.int64)
+        width = int(self.n.max())
+        sizes = np.array([len(b.tree.parent) for b in sets], np.int64)
+        base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
+        table = dec._table
+        for name in self.FIELDS:
+            if name == "lm_rows":
+                parts = [b.lm_rows if table is None or (b.lm_rows is not None and b.lm_epoch == table.epoch)
+                         else table.rows(b.lm_code) for b in sets]
+            elif name == "tip":
+                parts = [np.where(b.tip >= 0, b.tip + o, -1) for b, o in zip(sets, base.tolist())]
+            else:
+                parts = [getattr(b, name) for b in sets]
+            sample = parts[0]
+            out = np.zeros((len(sets), width) + sample.shape[1:], sample.dtype)
+            for s, part in enumerate(parts):
+                out[s, :len(part)] = part
+            setattr(self, name, out)
+        trees = [b.tree for b in sets]
+        parent = np.concatenate([np.where(t.parent >= 0, t.parent + o, -1) for t, o in zip(trees, base.tolist())])
+        self.tree = [parent.astype(np.int32), np.concatenate([t.char for t in trees]),
+                     np.concatenate([t.frame for t in trees]), np.concatenate([t.prob for t in trees])]
+        self.node_row = np.repeat(np.arange(len(sets), dtype=np.int32), sizes)
+        self.size = int(sizes.sum())  # nodes in use (the arrays may be longer)
+        self.chars = sets[0].chars
+
+    @property
+    def width(self) -> int:
+        return self.key.shape[1]
+
+    def add_nodes(self, rows: np.ndarray, parent: np.ndarray, char: np.ndarray, frame: np.ndarray,
+                  prob: np.ndarray) -> np.ndarray:
+        """Append tokens; returns their node ids."""
+        count = len(rows)
+        if self.size + count > len(self.tree[0]):
+            grow = max(self.size + count, 2 * len(self.tree[0]), 1024) - len(self.tree[0])
+            self.tree = [np.concatenate([a, np.zeros(grow, a.dtype)]) for a in self.tree]
+            self.node_row = np.concatenate([self.node_row, np.zeros(grow, np.int32)])
+        ids = np.arange(self.size, self.size + count, dtype=np.int32)
+        for array, values in zip(self.tree, (parent, char, frame, prob)):
+            array[ids] = values
+        self.node_row[ids] = rows
+        self.size += count
+        return ids
+
+    def put(self, rows: int, values: dict[str, np.ndarray], n: np.ndarray) -> None:
+        """Rows ``[:rows]`` become ``values`` (arrays (rows, width')), ``n`` live each."""
+        width = next(iter(values.values())).shape[1]
+        if width > self.width:
+            for name in self.FIELDS:
+                a = getattr(self, name)
+                pad = np.zeros((a.shape[0], width - a.shape[1]) + a.shape[2:], a.dtype)
+                setattr(self, name, np.concatenate([a, pad], axis=1))
+        for name, v in values.items():
+            getattr(self, name)[:rows, :width] = v
+        self.n[:rows] = n
+
+    def row(self, s: int) -> Beams:
+        """Stream ``s``'s beam set (views; its tree is the whole batch's)."""
+        k = int(self.n[s])
+        tree = Tree(*(a[:self.size] for a in self.tree))
+        return Beams(**{name: getattr(self, name)[s, :k] for name in self.FIELDS if name != "lm_rows"},
+                     tree=tree, chars=self.chars, lm_rows=self.lm_rows[s, :k])
+
+    def set_row(self, s: int, beams: Beams) -> None:
+        """Stream ``s`` starts over from ``beams`` (one prefix with no tokens, as ``initial`` gives)."""
+        k = len(beams)
+        for name in self.FIELDS:
+            getattr(self, name)[s, :k] = getattr(beams, name) if name != "tip" else -1
+        self.n[s] = k
+
+    def split(self, epoch: int) -> list[Beams]:
+        """Every stream's beam set, each with its own tree of only the tokens its prefixes still use."""
+        parent = self.tree[0][:self.size]
+        live = np.arange(self.width)[None, :] < self.n[:, None]
+        keep = np.zeros(self.size, bool)
+        frontier = np.unique(self.tip[live])
+        frontier = frontier[frontier >= 0]
+        while len(frontier):  # mark the tips and their ancestors, stopping where paths join
+            keep[frontier] = True
+            up = parent[frontier]
+            up = up[up >= 0]
+            frontier = np.unique(up[~keep[up]])
+        kept = np.flatnonzero(keep)
+        rows = self.node_row[kept]
+        order = np.argsort(rows, kind="stable")  # by stream, in creation order (a parent before its child)
+        kept, rows = kept[order], rows[order]
+        counts = np.bincount(rows, minlength=len(self.n))
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        new_id = np.full(self.size + 1, -1, np.int32)  # the last entry maps -1 to -1
+        new_id[kept] = np.arange(len(kept)) - starts[rows]
+        tree = [new_id[parent[kept]]] + [a[kept] for a in self.tree[1:]]
+        tips = new_id[self.tip]
+        out = []
+        for s in range(len(self.n)):
+            k, lo, hi = int(self.n[s]), int(starts[s]), int(starts[s + 1])
+            fields = {name: getattr(self, name)[s, :k].copy() for name in self.FIELDS if name not in ("tip", "lm_rows")}
+            out.append(Beams(**fields, tip=tips[s, :k].copy(), tree=Tree(*(a[lo:hi] for a in tree)),
+                             chars=self.chars, lm_rows=self.lm_rows[s, :k].copy(), lm_epoch=epoch))
+        return out
 
 
 class BeamDecoder:
-    """The shared, immutable part of beam search: config, LM and alphabet."""
+    """The shared part of beam search: config, LMs (as arrays where the search needs them) and alphabet.
+
+    Its LM table is a memo of pure functions; a lock keeps it whole where threads share the decoder.
+    """
 
     def __init__(self, cfg: DecoderConfig, tokenizer: Tokenizer, lm: CharLM | None = None,
                  words: WordLM | None = None) -> None:
@@ -148,164 +412,311 @@ class BeamDecoder:
         self.chars = ("",) + tokenizer.vocab[1:]  # id -> text appended to a prefix
         self.space = tokenizer.space
         self._start = self.lm.start if self.lm is not None else 0
-        self._words: frozenset[str] = frozenset()
-        self._prefixes: frozenset[str] | None = None  # None: no word list in use
         if cfg.oov_penalty is None:  # automatic: wherever the LM in use holds a word list
             has_words = self.lm is not None and self.lm.words is not None
             self.oov_penalty = DEFAULT_OOV_PENALTY if has_words else 0.0
         else:
             self.oov_penalty = cfg.oov_penalty
+        listed: frozenset[str] | None = None
         if self.oov_penalty > 0:
             if lm is None or lm.words is None:
                 raise ModelError(f"oov_penalty {cfg.oov_penalty} needs an LM file with a word list "
                                  f"(scripts/build_lm.py writes one; or set the penalty to 0); "
                                  f"got {'no LM' if lm is None else 'an LM without one'}")
-            self._words, self._prefixes = lm.words, lm.prefixes
+            listed = lm.words
+        self._listed = listed is not None
+        self._lexicon = _Lexicon(self.chars, listed, self.words) if listed is not None or self.words else None
+        self._table = _LMTable(self.lm) if self.lm is not None else None
+        self._history = self.words.order - 1 if self.words is not None else 0
+        self._best_bonus = max(cfg.insertion_bonus, cfg.space_bonus, 0.0)  # the LM terms are never positive
+        self._lock = threading.Lock()
 
-    def initial(self, last: int = 0, blank: float = 0.0, nonblank: float = NEG_INF) -> tuple[Beam, ...]:
-        """The beam set at a segment start: the empty prefix, with the LM at sentence start.
+    def initial(self, last: int = 0, blank: float = 0.0, nonblank: float = NEG_INF) -> Beams:
+        """The beam set at a segment start: the empty prefix, with the LMs at the sentence start.
 
         Args:
             last, blank, nonblank: carried over from the previous segment's chosen prefix, so that
                 a character still sounding across the segment border is not emitted twice.
         """
-        return (Beam("", (), blank, nonblank, 0.0, self._start, last),)
+        history = np.full((1, self._history), _NONE, np.int32)
+        if self._history:
+            history[0, -1] = BOUNDARY
+        rows = np.zeros(1, np.int32)
+        with self._lock:
+            epoch = 0
+            if self._table is not None:
+                rows[0], epoch = self._table.row(self._start), self._table.epoch
+        start = np.full(1, self._start, np.int64)
+        return Beams(key=np.zeros(1, np.uint64), pkey=np.zeros(1, np.uint64), blank=np.full(1, blank),
+                     nonblank=np.full(1, nonblank), lm=np.zeros(1), lm_code=start, lm_open=start.copy(),
+                     last=np.full(1, last, np.int64), free=np.ones(1, bool), word=np.zeros(1, np.int32),
+                     history=history, tip=np.full(1, -1, np.int32), speech=np.full(1, -1, np.int32),
+                     tree=Tree(np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0)),
+                     chars=self.chars, lm_rows=rows, lm_epoch=epoch)
 
-    def advance(self, beams: tuple[Beam, ...], log_probs: list[float], frame: int) -> tuple[Beam, ...]:
-        """Extend the beam set by one frame.
+    def batch(self, sets: Sequence[Beams]) -> _Batch:
+        """Many streams' beam sets as one working set for ``step`` (``split`` gives them back)."""
+        with self._lock:
+            if self._table is not None:
+                self._table.trim()
+            return _Batch(self, sets)
+
+    def split(self, batch: _Batch) -> list[Beams]:
+        return batch.split(self._table.epoch if self._table is not None else 0)
+
+    def advance(self, beams: Beams, log_probs: Sequence[float] | np.ndarray, frame: int) -> Beams:
+        """Extend one stream's beam set by one frame (``step`` with a batch of one)."""
+        batch = self.batch([beams])
+        self.step(batch, np.asarray(log_probs, np.float64)[None], np.array([frame]))
+        return self.split(batch)[0]
+
+    def step(self, batch: _Batch, log_probs: np.ndarray, frames: np.ndarray) -> None:
+        """Extend the beam sets of the batch's first ``len(log_probs)`` streams by one frame each.
 
         Args:
-            beams: the beam set after the previous frame, best first.
-            log_probs: the frame's CTC log-posteriors, one per vocabulary id (0: blank).
-            frame: the frame's absolute index, recorded in new tokens.
-
-        Returns:
-            The new beam set, best first, at most ``beam_size`` prefixes.
+            log_probs: float64 (streams, vocabulary) CTC log-posteriors (id 0: blank), a row per stream.
+            frames: each stream's absolute frame index, recorded in new tokens.
         """
+        with self._lock:
+            self._step(batch, log_probs, frames)
+
+    def _step(self, bt: _Batch, lp: np.ndarray, frames: np.ndarray) -> None:
+        cfg, m = self.cfg, len(lp)
+        width = bt.width
+        n = bt.n[:m]
+        live = np.arange(width)[None, :] < n[:, None]
+        blank, nonblank, lmv, last = bt.blank[:m], bt.nonblank[:m], bt.lm[:m], bt.last[:m]
+        total = np.logaddexp(blank, nonblank)
+        stay_b = total + lp[:, :1]
+        stay_nb = np.where(last > 0, nonblank + np.take_along_axis(lp, last, 1), NEG_INF)
+        path = np.logaddexp(stay_b, stay_nb)  # every prefix stays (blank, or its last character repeated)
+        # The beam_size-th best staying prefix bounds what survives: an extension scoring below it
+        # can only lose, so it is dropped before any LM work (beam pruning).
+        floor = np.where(n >= cfg.beam_size, np.min(np.where(live, path + lmv, np.inf), axis=1), NEG_INF)
+        # Candidate characters: those reaching min_log_prob, at most MAX_CANDIDATES, likeliest first.
+        ok = lp[:, 1:] >= cfg.min_log_prob
+        k = min(int(ok.sum(1).max()), MAX_CANDIDATES)
+        order = np.argsort(np.where(ok, -lp[:, 1:], np.inf), axis=1, kind="stable")[:, :k]
+        few = ok.sum(1) <= MAX_CANDIDATES  # all of them, tried in id order (else the likeliest first)
+        order[few] = np.sort(order[few], axis=1)
+        cand = order + 1
+        cand_ok = np.take_along_axis(ok, order, 1)
+        cand_lp = np.take_along_axis(lp, cand, 1)
+        # After the same character, only an alignment that passed through a blank extends.
+        p = np.where(cand[:, None, :] == last[:, :, None], blank[:, :, None], total[:, :, None]) + cand_lp[:, None, :]
+        go = live[:, :, None] & cand_ok[:, None, :] & (p + (lmv + self._best_bonus)[:, :, None] >= floor[:, None, None])
+        s, w, j = np.nonzero(go)  # the extensions worth scoring, stream by stream
+        c, pe = cand[s, j], p[s, w, j]
+        fused = self._fused(bt, s, w, c)
+        # An extension whose text is already a prefix of the set merges into it.
+        key = bt.key[s, w] * _HASH + (c + 1).astype(np.uint64)
+        col = self._find(np.where(live, bt.key[:m], _ABSENT), key, s)
+        found = np.flatnonzero(col >= 0)
+        same = bt.pkey[s[found], col[found]] == bt.key[s[found], w[found]]
+        merged = found[same]
+        hs, hw = s[merged], col[merged]
+        stay_nb[hs, hw] = np.logaddexp(stay_nb[hs, hw], pe[merged])
+        better = pe[merged] > path[hs, hw]  # the stay's best path now comes through this extension
+        switch = np.full((m, width), -1, np.int64)  # extension index giving the stay's new last token
+        switch[hs[better], hw[better]] = merged[better]
+        is_new = np.ones(len(s), bool)
+        is_new[merged] = False
+        is_new &= pe + fused >= floor[s]
+        new = np.flatnonzero(is_new)
+        # The beam_size best of the stays and the new prefixes, best first (ties: stays, then
+        # extensions in the order they were made).
+        count = np.bincount(s[new], minlength=m)
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        rank = np.arange(len(new)) - first[s[new]]
+        cols = width + (int(count.max()) if len(new) else 0)
+        # Prefixes of score -inf (possible before the set is full) rank as -1e300, after every other
+        # and before the empty slots.
+        scores = np.full((m, cols), NEG_INF)
+        scores[:, :width] = np.where(live, np.maximum(np.logaddexp(stay_b, stay_nb) + lmv, _DEAD), NEG_INF)
+        scores[s[new], width + rank] = np.maximum(pe[new] + fused[new], _DEAD)
+        keep = min(cfg.beam_size, cols)
+        if keep < cols:
+            top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+            top.sort(axis=1)
+        else:
+            top = np.broadcast_to(np.arange(cols), (m, cols))
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
+        n_new = np.minimum(n + count, cfg.beam_size)
+        top = top[:, :int(n_new.max())]
+        rows = np.broadcast_to(np.arange(m)[:, None], top.shape)
+        stay = top < width
+        sw = np.where(stay, top, 0)
+        ext = new[np.clip(first[:, None] + top - width, 0, len(new) - 1)] if len(new) else np.zeros_like(top)
+        ext = np.where(stay, 0, ext)
+        if not len(s):  # no extension at all: index arrays of one dummy entry keep the gathers valid
+            s, w, c, pe, fused, key = (np.zeros(1, a.dtype) for a in (s, w, c, pe, fused, key))
+        ew, ec = w[ext], c[ext]
+        values = self._successors(bt, rows, stay, sw, ew, ec, key[ext], stay_b, stay_nb, pe[ext], fused[ext])
+        # New tokens: every new prefix's character, and a stay's whose best path now ends in an extension.
+        sw_ext = switch[rows, sw]
+        switched = stay & (sw_ext >= 0)
+        parent_w = np.where(stay, w[np.maximum(sw_ext, 0)], ew)
+        token = (~stay | switched) & (np.arange(top.shape[1])[None, :] < n_new[:, None])
+        tr, tc = np.nonzero(token)
+        tchar = np.where(stay, c[np.maximum(sw_ext, 0)], ec)[tr, tc]
+        ids = bt.add_nodes(tr.astype(np.int32), bt.tip[tr, parent_w[tr, tc]], tchar.astype(np.int16),
+                           frames[tr].astype(np.int32), np.exp(lp[tr, tchar]))
+        tip = np.where(stay, bt.tip[rows, sw], -1)
+        tip[tr, tc] = ids
+        values["tip"] = tip
+        char = np.where(stay, c[np.maximum(sw_ext, 0)], ec)
+        speech = np.where(char != self.space, frames[:, None], bt.speech[rows, parent_w])
+        values["speech"] = np.where(stay & ~switched, bt.speech[rows, sw], speech).astype(np.int32)
+        bt.put(m, values, n_new)
+
+    def _fused(self, bt: _Batch, s: np.ndarray, w: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The LM terms, bonuses and penalties of extending prefix (s, w) by character c."""
         cfg = self.cfg
-        cands = [c for c in range(1, len(log_probs)) if log_probs[c] >= cfg.min_log_prob]
-        if len(cands) > MAX_CANDIDATES:
-            cands = heapq.nlargest(MAX_CANDIDATES, cands, key=log_probs.__getitem__)
-        # text -> [blank, nonblank, fusion score, last, best path's log-prob, its parent, new char or 0]
-        nxt: dict[str, list[Any]] = {}
-        for b in beams:  # every prefix stays (blank, or its last character repeated)
-            total = _logaddexp(b.blank, b.nonblank)
-            stay_b = total + log_probs[0]
-            stay_nb = b.nonblank + log_probs[b.last] if b.last else NEG_INF
-            nxt[b.text] = [stay_b, stay_nb, b.lm, b.last, _logaddexp(stay_b, stay_nb), b, 0]
-        if cands:
-            # The beam_size-th best staying prefix bounds what survives: an extension scoring below
-            # it can only lose, so it is dropped before any string or LM work (beam pruning).
-            floor = NEG_INF
-            if len(nxt) >= cfg.beam_size:
-                floor = heapq.nlargest(cfg.beam_size, (e[4] + e[2] for e in nxt.values()))[-1]
-            for b in beams:
-                self._extend(nxt, b, cands, log_probs, floor)
-        return self._best(nxt, log_probs, frame)
+        space = c == self.space
+        free = space & bt.free[s, w]  # a space after nothing or after a space: no LM event, no bonus
+        base = bt.lm[s, w]
+        fused = base + np.where(space, cfg.space_bonus, cfg.insertion_bonus)
+        if self._table is not None:
+            fused = fused + cfg.lm_weight * self._table.logp[bt.lm_rows[s, w], c]
+        fused = np.where(free, base, fused)
+        if self._lexicon is not None:
+            lex, node = self._lexicon, bt.word[s, w]
+            if self._listed:
+                # Paid once per word outside the list: on the character that leaves the list's
+                # word starts, or on the space that closes a word start that is not a word.
+                left = ((node == 0) | lex.prefix[node]) & ~lex.prefix[lex.child[node, c]]
+                unfinished = lex.prefix[node] & ~lex.word[node]
+                fused = fused - np.where(space, unfinished, left) * self.oov_penalty
+            if self.words is not None:
+                closing = np.flatnonzero(space & ~free)
+                if len(closing):
+                    fused[closing] += self._word_scores(bt.history[s[closing], w[closing]],
+                                                        lex.word_id[node[closing]])
+        return fused
 
-    def _extend(self, nxt: dict[str, list[Any]], b: Beam, cands: list[int], log_probs: list[float],
-                floor: float) -> None:
-        """Add the extensions of prefix ``b`` by each candidate character to ``nxt``."""
-        total = _logaddexp(b.blank, b.nonblank)
-        row: Sequence[float] | None = None  # the LM's distribution after b, fetched when first needed
-        alpha = self.cfg.lm_weight
-        best_case = b.lm + max(self.cfg.insertion_bonus, self.cfg.space_bonus, 0.0)  # the LM term is never positive
-        free_space = _space_is_free(b.text)
-        for c in cands:
-            # After the same character, only an alignment that passed through a blank extends.
-            p = (b.blank if c == b.last else total) + log_probs[c]
-            if p + best_case < floor:
-                continue
-            text = b.text + self.chars[c]
-            e = nxt.get(text)
-            if e is None:
-                bonus = self.cfg.space_bonus if c == self.space else self.cfg.insertion_bonus
-                if c == self.space and free_space:
-                    fused = b.lm
-                elif self.lm is None:
-                    fused = b.lm + bonus
-                else:
-                    if row is None:
-                        row = self.lm.log_probs(b.lm_state)
-                    fused = b.lm + bonus + alpha * row[c]
-                if self._prefixes is not None:
-                    fused -= self._oov_cost(b.text, c)
-                if c == self.space and self.words is not None and not free_space:
-                    fused += self._word_score(b.text.split())
-                if p + fused >= floor:
-                    nxt[text] = [NEG_INF, p, fused, c, p, b, c]
-            else:
-                e[1] = _logaddexp(e[1], p)
-                if p > e[4]:
-                    e[4], e[5], e[6] = p, b, c
-
-    def _word_score(self, words: list[str]) -> float:
-        """Word-LM term for closing the last of ``words`` (the sentence's words so far)."""
+    def _word_scores(self, history: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """``word_weight`` x the word LM's log-probability of each word ``ids`` after its ``history``."""
         assert self.words is not None
-        return self.cfg.word_weight * self.words.log_prob(words[:-1], words[-1])
+        return self.cfg.word_weight * self.words.log_probs_ids(history, ids)
 
-    def _oov_cost(self, text: str, c: int) -> float:
-        """The penalty for appending character ``c`` to ``text``: paid once per word outside the list."""
-        assert self._prefixes is not None
-        word = text[text.rfind(" ") + 1:]
-        if c == self.space:  # the word ends: a word start that is not a word pays here
-            return self.oov_penalty if word in self._prefixes and word not in self._words else 0.0
-        if (not word or word in self._prefixes) and word + self.chars[c] not in self._prefixes:
-            return self.oov_penalty  # the word just left the list (a word outside it paid already)
-        return 0.0
+    @staticmethod
+    def _find(keys: np.ndarray, wanted: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Column of ``wanted[i]`` in ``keys[rows[i]]`` (-1: absent; ``_ABSENT`` marks empty slots).
 
-    def _best(self, nxt: dict[str, list[Any]], log_probs: list[float], frame: int) -> tuple[Beam, ...]:
-        """The ``beam_size`` best candidates of ``advance`` as beams, with their tokens and LM states."""
-        top = heapq.nlargest(self.cfg.beam_size, nxt.items(),
-                             key=lambda kv: _logaddexp(kv[1][0], kv[1][1]) + kv[1][2])
-        out: list[Beam] = []
-        for text, (pb, pnb, fused, last, _, parent, c) in top:
-            if c:
-                tokens = parent.tokens + (Token(c, frame, math.exp(log_probs[c])),)
-                # The LM state is needed only for the prefixes that survive: computed here.
-                state = self._lm_state(parent, c)
-            else:
-                tokens, state = parent.tokens, parent.lm_state
-            out.append(Beam(text, tokens, pb, pnb, fused, state, last))
-        return tuple(out)
+        Hash tables of eight slots per key, one per row: the keys that lose a slot to another go
+        to a second table with another hash, and so on (about 6 % reach the second, 0.4 % a third).
+        """
+        result = np.full(len(wanted), -1, np.int64)
+        if not len(wanted):
+            return result
+        height, width = keys.shape
+        bits = max(3, (8 * width - 1).bit_length())
+        shift = np.uint64(64 - bits)
+        pr, pc = np.nonzero(keys != _ABSENT)
+        open_ = np.arange(len(wanted))
+        for level in itertools.count():
+            if not len(pr) or not len(open_):
+                break
+            mult = _SLOT_HASH[level % len(_SLOT_HASH)] + np.uint64(2 * level)
+            table = np.full((height, 1 << bits), -1, np.int64)
+            slot = (keys[pr, pc] * mult) >> shift
+            table[pr, slot] = pc
+            won = table[pr, slot] == pc
+            pr, pc = pr[~won], pc[~won]
+            q = wanted[open_]
+            r = rows[open_]
+            col = table[r, (q * mult) >> shift]
+            ok = (col >= 0) & (keys[r, np.maximum(col, 0)] == q)
+            result[open_[ok]] = col[ok]
+            open_ = open_[~ok]
+        return result
 
-    def _lm_state(self, parent: Beam, c: int) -> int:
-        if self.lm is None or (c == self.space and _space_is_free(parent.text)):
-            return parent.lm_state
-        return self.lm.advance(parent.lm_state, c)
+    def _successors(self, bt: _Batch, rows: np.ndarray, stay: np.ndarray, sw: np.ndarray, ew: np.ndarray,
+                    ec: np.ndarray, key: np.ndarray, stay_b: np.ndarray, stay_nb: np.ndarray, pe: np.ndarray,
+                    fused: np.ndarray) -> dict[str, np.ndarray]:
+        """The chosen prefixes' numbers: a stay's carried over, a new prefix's made from its parent ``ew`` and ``ec``."""
+        space = ec == self.space
+        pfree = bt.free[rows, ew]
+        moves = ~space | ~pfree  # the character is an LM event (all but a free space)
+        out: dict[str, np.ndarray] = {
+            "key": np.where(stay, bt.key[rows, sw], key),
+            "pkey": np.where(stay, bt.pkey[rows, sw], bt.key[rows, ew]),
+            "blank": np.where(stay, stay_b[rows, sw], NEG_INF),
+            "nonblank": np.where(stay, stay_nb[rows, sw], pe),
+            "lm": np.where(stay, bt.lm[rows, sw], fused),
+            "last": np.where(stay, bt.last[rows, sw], ec),
+            "free": np.where(stay, bt.free[rows, sw], space),
+        }
+        code, open_, lm_rows = bt.lm_code[rows, ew], bt.lm_open[rows, ew], bt.lm_rows[rows, ew]
+        if self._table is not None:
+            step = ~stay & moves
+            advanced = self._table.advance(lm_rows[step], ec[step])
+            lm_rows = lm_rows.copy()
+            lm_rows[step] = advanced
+            code = code.copy()
+            code[step] = self._table.codes[advanced]
+            # The context before a trailing space: the sentence end is scored from there.
+            open_ = np.where(~stay & space, np.where(pfree, open_, bt.lm_code[rows, ew]), code)
+        out["lm_code"] = np.where(stay, bt.lm_code[rows, sw], code)
+        out["lm_open"] = np.where(stay, bt.lm_open[rows, sw], open_)
+        out["lm_rows"] = np.where(stay, bt.lm_rows[rows, sw], lm_rows)
+        node, history = bt.word[rows, ew], bt.history[rows, ew]
+        if self._lexicon is not None:
+            node = np.where(space, 0, self._lexicon.child[node, ec])
+            if self._history:
+                closes = (~stay & space & ~pfree)[..., None]
+                pushed = np.concatenate([history[..., 1:], self._lexicon.word_id[bt.word[rows, ew]][..., None]], -1)
+                history = np.where(closes, pushed, history)
+        out["word"] = np.where(stay, bt.word[rows, sw], node)
+        out["history"] = np.where(stay[..., None], bt.history[rows, sw], history)
+        return out
 
-    def end(self, beams: tuple[Beam, ...]) -> Beam:
-        """The best prefix at a segment end, counting the LM's end-of-sentence probability."""
-        if self.lm is None and self._prefixes is None and self.words is None:
-            return beams[0]
-        return max(beams, key=lambda b: b.score + self._end_score(b))
-
-    def _end_score(self, b: Beam) -> float:
-        # The sentence end closes the last word (a trailing space closed it already).
-        end = -self._oov_cost(b.text, self.space) if self._prefixes is not None and not b.text.endswith(" ") else 0.0
-        said = b.text.split()
+    def end_scores(self, beams: Beams) -> np.ndarray:
+        """What the sentence end adds to each prefix's score: the open word's OOV penalty and word-LM
+        term, the word LM's ``</s>`` and the character LM's ``</s>`` (which replaces a trailing space)."""
+        cfg = self.cfg
+        end = np.zeros(len(beams))
+        said = beams.speech >= 0  # the prefix holds a word
+        open_word = said & ~beams.free  # its last word has no space after it yet
+        lex = self._lexicon
+        if self._listed:
+            assert lex is not None
+            end = end - np.where(open_word, lex.prefix[beams.word] & ~lex.word[beams.word], False) * self.oov_penalty
         if self.words is not None:
-            if said and not b.text.endswith(" "):  # a trailing space closed the last word already
-                end += self._word_score(said)
-            end += self.cfg.word_weight * self.words.log_prob(said, None)
-        if self.lm is None:
+            assert lex is not None
+            history = beams.history
+            closing = np.flatnonzero(open_word)
+            if len(closing):
+                end[closing] += self._word_scores(history[closing], lex.word_id[beams.word[closing]])
+                pushed = np.concatenate([history[:, 1:], lex.word_id[beams.word][:, None]], 1)
+                history = np.where(open_word[:, None], pushed, history)
+            end += self._word_scores(history, np.full(len(beams), BOUNDARY))
+        if self._table is None:
             return end
-        words = " ".join(said)  # as the LM saw it: no leading or repeated spaces
-        lm, state = self.lm, self._start
-        if not words:
-            # An empty result is a sentence too, and an unlikely one: without this cost, a lone
-            # uncertain word lost to nothing (37 of 551 real prompts came back empty).
-            return self.cfg.lm_weight * lm.log_probs(state)[BOUNDARY]
-        for ch in words[-(lm.order - 1):]:
-            state = lm.advance(state, self.chars.index(ch))
-        lps = lm.log_probs(state)
-        end += self.cfg.lm_weight * lps[BOUNDARY]
-        if b.text.endswith(" "):
-            # The trailing space already scored the end of the last word; the sentence end replaces it.
-            end -= self.cfg.lm_weight * lps[self.space] + self.cfg.space_bonus
-        return end
+        table = self._table
+        with self._lock:
+            rows = table.rows(beams.lm_open)
+            start = table.logp[table.row(self._start), BOUNDARY]
+        lps = table.logp[rows]
+        end = end + cfg.lm_weight * lps[:, BOUNDARY]
+        trailing = said & beams.free
+        end = np.where(trailing, end - (cfg.lm_weight * lps[:, self.space] + cfg.space_bonus), end)
+        # An empty result is a sentence too, and an unlikely one: without this cost, a lone
+        # uncertain word lost to nothing (37 of 551 real prompts came back empty).
+        return np.where(said, end, cfg.lm_weight * start)
 
-    def restart(self, chosen: Beam) -> tuple[Beam, ...]:
+    def end(self, beams: Beams) -> Beam:
+        """The best prefix at a segment end, counting the LMs' end-of-sentence probabilities."""
+        return beams[self.ranked(beams)[0]]
+
+    def ranked(self, beams: Beams) -> np.ndarray:
+        """Rows of ``beams`` by their score at a segment end, best first (ties: in beam order)."""
+        if self.lm is None and not self._listed and self.words is None:
+            return np.arange(len(beams))
+        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm + self.end_scores(beams)
+        return np.argsort(-score, kind="stable")
+
+    def restart(self, chosen: Beam) -> Beams:
         """The beam set for the next segment after ``chosen`` ended this one."""
-        total = _logaddexp(chosen.blank, chosen.nonblank)
+        total = float(np.logaddexp(chosen.blank, chosen.nonblank))
         return self.initial(chosen.last, chosen.blank - total, chosen.nonblank - total)

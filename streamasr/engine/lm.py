@@ -232,27 +232,35 @@ class WordLM:
         self.index = {w: i for i, w in enumerate(words, start=1)}
         self.tables = tables
         _prepare(tables)
+        for t in tables:  # (context row << 32 | symbol), sorted: every entry found by one search
+            rows = np.repeat(np.arange(len(t["codes"]), dtype=np.uint64), t["counts"].astype(np.int64))
+            t["entry_keys"] = (rows << np.uint64(32)) | t["symbols"].astype(np.uint64)
         self._uniform = -float(np.log(len(words) + 1))  # what the unigrams interpolate with
-        self._memo: dict[tuple[tuple[str, ...], str | None], float] = {}
+        self._memo: dict[tuple[tuple[int, ...], int], float] = {}
 
     def log_prob(self, history: Iterable[str], word: str | None) -> float:
         """Natural-log P(word | the last ``order - 1`` words of ``history``); ``word`` None is ``</s>``.
 
         ``history`` is the sentence so far, without ``<s>`` (it is added here)."""
         tail = tuple(history)[-(self.order - 1):] if self.order > 1 else ()
-        key = (tail, word)
+        ids = [self.index.get(w, -1) for w in tail]
+        if len(ids) < self.order - 1:
+            ids = [BOUNDARY] + ids  # the sentence start
+        return self.log_prob_ids(tuple(ids), BOUNDARY if word is None else self.index.get(word, -1))
+
+    def log_prob_ids(self, context: tuple[int, ...], symbol: int) -> float:
+        """``log_prob`` by word ids: ``context`` the ids of the words before, oldest first, with
+        ``BOUNDARY`` for ``<s>`` (at most ``order - 1``; fewer only at a sentence start);
+        ``symbol`` the word's id, ``BOUNDARY`` for ``</s>``; -1 stands for a word outside the vocabulary."""
+        key = (context, symbol)
         cached = self._memo.get(key)
         if cached is not None:
             return cached
         if len(self._memo) >= _CACHE_LIMIT:
             self._memo.clear()
-        ids = [self.index.get(w, -1) for w in tail]
-        if len(ids) < self.order - 1:
-            ids = [BOUNDARY] + ids  # the sentence start
-        sym = BOUNDARY if word is None else self.index.get(word, -1)
         total = 0.0
-        for m in range(len(ids), -1, -1):  # the longest context first, backing off
-            ctx = ids[len(ids) - m:]
+        for m in range(len(context), -1, -1):  # the longest context first, backing off
+            ctx = context[len(context) - m:]
             if -1 in ctx:  # an unknown word in the context: no stored context holds it
                 continue
             code = 1
@@ -263,15 +271,44 @@ class WordLM:
             if row >= len(t["codes"]) or int(t["codes"][row]) != code:
                 continue  # context not stored: backoff weight 1
             lo, hi = int(t["offsets"][row]), int(t["offsets"][row + 1])
-            if sym >= 0:
-                j = lo + int(t["symbols"][lo:hi].searchsorted(np.uint32(sym)))
-                if j < hi and int(t["symbols"][j]) == sym:
+            if symbol >= 0:
+                j = lo + int(t["symbols"][lo:hi].searchsorted(np.uint32(symbol)))
+                if j < hi and int(t["symbols"][j]) == symbol:
                     total += float(t["logp"][j])
                     break
             total += float(t["logbow"][row])
         else:  # not even a unigram: the unigram backoff weight (added above) x the uniform share
             total += self._uniform
         self._memo[key] = total
+        return total
+
+    def log_probs_ids(self, context: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """``log_prob_ids`` for many queries at once, as arrays: ``context`` int (queries, order - 1),
+        oldest first, a sentence start's missing words as -2 on the left; ``symbols`` int (queries,)."""
+        total = np.zeros(len(symbols))
+        done = np.zeros(len(symbols), bool)
+        width = context.shape[1]
+        symbols = symbols.astype(np.int64)
+        for m in range(width, -1, -1):  # the longest context first, backing off
+            ctx = context[:, width - m:].astype(np.int64)
+            ask = np.flatnonzero(~done & (ctx >= 0).all(1))  # no unknown word, no missing one
+            if not len(ask):
+                continue
+            code = np.ones(len(ask), np.uint64)
+            for column in ctx[ask].T:
+                code = (code << np.uint64(self.bits)) | column.astype(np.uint64)
+            t = self.tables[m]
+            row = np.minimum(t["codes"].searchsorted(code), len(t["codes"]) - 1)
+            stored = t["codes"][row] == code
+            ask, row = ask[stored], row[stored]  # a context not stored has backoff weight 1
+            sym = symbols[ask]
+            j = np.minimum(t["entry_keys"].searchsorted((row.astype(np.uint64) << np.uint64(32)) |
+                                                        np.maximum(sym, 0).astype(np.uint64)), len(t["symbols"]) - 1)
+            hit = (sym >= 0) & (j < t["offsets"][row + 1]) & (t["symbols"][j] == sym)
+            total[ask[hit]] += t["logp"][j[hit]]
+            done[ask[hit]] = True
+            total[ask[~hit]] += t["logbow"][row[~hit]]
+        total[~done] += self._uniform  # not even a unigram: the uniform share
         return total
 
     def score(self, text: str) -> float:

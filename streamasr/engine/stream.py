@@ -120,7 +120,7 @@ class Recognizer:
             endpoint=endpoint_cfg or EndpointConfig(),
             resampler=resampler,
             hidden=self.start_hidden,
-            beams=self.beam.initial() if self.beam is not None else (),
+            beams=self.beam.initial() if self.beam is not None else None,
             adapt=speaker,
         )
 
@@ -173,7 +173,7 @@ class StreamState:
     tokens: tuple[ctc.Token, ...] = ()  # tokens of the current segment
     words: tuple[Word, ...] = ()  # words of the current segment that a space has ended
     settled: int = 0  # how many of ``tokens`` those words cover (the rest is the word being spoken)
-    beams: tuple[beam.Beam, ...] = ()  # beam search only: the current segment's prefixes, best first
+    beams: beam.Beams | None = None  # beam search only: the current segment's prefixes, best first
     segment: int = 0  # index of the current segment
     segment_start: int = 0  # first model frame of the current segment
     samples: int = 0  # input samples received (at sample_rate)
@@ -201,7 +201,7 @@ class _Decoded(NamedTuple):
     segment: int
     segment_start: int
     results: list[Result]
-    beams: tuple[beam.Beam, ...] = ()
+    beams: beam.Beams | None = None
     ended: int | None = None  # the model frame where the last segment ending in this step ended
 
 
@@ -316,8 +316,6 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
     hypothesis is not rebuilt, and words once ended by a space are kept in the state rather
     than rebuilt for every partial, which keeps per-stream work small with many streams.
     """
-    if rec.beam is not None:
-        return _decode_beam(rec, rec.beam, state, log_probs, partial)
     tokens, words, settled = state.tokens, state.words, state.settled
     segment, seg_start = state.segment, state.segment_start
     results: list[Result] = []
@@ -351,34 +349,53 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
                     ended=ended)
 
 
-def _decode_beam(rec: Recognizer, dec: beam.BeamDecoder, state: StreamState, log_probs: np.ndarray,
-                 partial: bool) -> _Decoded:
-    """Prefix beam search over new frames with per-frame endpoint checks on the best prefix.
+def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamState], log_probs: list[np.ndarray],
+                  partial: bool) -> list[_Decoded]:
+    """Prefix beam search over every stream's new frames, all streams a frame at a time in one
+    batch, with per-frame endpoint checks on each stream's best prefix.
 
-    At a segment end the best prefix (counting the LM's sentence end) becomes the final and the
-    beams restart from the empty prefix. Ends with a partial (if ``partial``) when the best
-    prefix differs from the one the state held.
+    At a segment end the best prefix (counting the LMs' sentence end) becomes the final and the
+    stream's beams restart from the empty prefix. Each stream ends with a partial (if
+    ``partial``) when its best prefix differs from the one its state held.
     """
-    beams, segment, seg_start = state.beams or dec.initial(), state.segment, state.segment_start
-    results: list[Result] = []
-    ended: int | None = None
-    space = rec.tokenizer.space
-    for t, row in enumerate(log_probs.tolist()):
-        frame = state.frame + t
-        beams = dec.advance(beams, row, frame)
-        decision = endpoint.check(state.endpoint, frame, seg_start, beam.last_speech(beams[0], space),
-                                  rec.frame_seconds)
-        if decision != "none":
-            chosen = dec.end(beams)
+    order = sorted(range(len(states)), key=lambda i: -len(log_probs[i]))  # the streams still going: a prefix
+    lengths = np.array([len(log_probs[i]) for i in order])
+    batch = dec.batch([states[i].beams if states[i].beams is not None else dec.initial() for i in order])
+    padded = np.zeros((len(order), int(lengths.max(initial=0)), len(rec.tokenizer.vocab)))
+    for row, i in enumerate(order):
+        if len(log_probs[i]):
+            padded[row, :len(log_probs[i])] = log_probs[i]
+    first = np.array([states[i].frame for i in order])
+    segment = [states[i].segment for i in order]
+    seg_start = [states[i].segment_start for i in order]
+    results: list[list[Result]] = [[] for _ in order]
+    ended: list[int | None] = [None] * len(order)
+    for t in range(padded.shape[1]):
+        m = int(np.count_nonzero(lengths > t))
+        dec.step(batch, padded[:m, t], first[:m] + t)
+        speech = batch.speech[:m, 0].tolist()
+        for row in range(m):
+            frame = int(first[row]) + t
+            i = order[row]
+            decision = endpoint.check(states[i].endpoint, frame, seg_start[row],
+                                      None if speech[row] < 0 else speech[row], rec.frame_seconds)
+            if decision == "none":
+                continue
+            chosen = dec.end(batch.row(row))
             if decision == "final":
-                results.append(_result(rec, "final", segment, chosen.tokens, seg_start, (), 0))
-                segment, ended = segment + 1, frame + 1
-            beams, seg_start = dec.restart(chosen), frame + 1
-    tokens = beams[0].tokens
-    if tokens and partial and tokens != state.tokens:
-        results.append(_result(rec, "partial", segment, tokens, seg_start, (), 0))
-    return _Decoded(state.frame + len(log_probs), state.last_id, tokens, (), 0, segment, seg_start, results, beams,
-                    ended)
+                results[row].append(_result(rec, "final", segment[row], chosen.tokens, seg_start[row], (), 0))
+                segment[row], ended[row] = segment[row] + 1, frame + 1
+            batch.set_row(row, dec.restart(chosen))
+            seg_start[row] = frame + 1
+    out: list[_Decoded | None] = [None] * len(states)
+    for row, (i, beams) in enumerate(zip(order, dec.split(batch))):
+        state = states[i]
+        tokens = beams.tokens(0)
+        if tokens and partial and tokens != state.tokens:
+            results[row].append(_result(rec, "partial", segment[row], tokens, seg_start[row], (), 0))
+        out[i] = _Decoded(state.frame + len(log_probs[i]), state.last_id, tokens, (), 0, segment[row],
+                          seg_start[row], results[row], beams, ended[row])
+    return out  # type: ignore[return-value]
 
 
 def _settle(rec: Recognizer, tokens: list[ctc.Token] | tuple[ctc.Token, ...], words: tuple[Word, ...],
@@ -428,8 +445,11 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
     states, outputs = _run_with_lessons(rec, states, frames)
     done: list[StreamState] = []
     results: list[list[Result]] = []
-    for state, fe, f, (log_probs, hidden) in zip(states, staged, frames, outputs):
-        d = _decode(rec, state, log_probs, partial=not flush)
+    if rec.beam is not None:
+        decoded = _decode_beams(rec, rec.beam, states, [lp for lp, _ in outputs], partial=not flush)
+    else:
+        decoded = [_decode(rec, state, lp, partial=not flush) for state, (lp, _) in zip(states, outputs)]
+    for state, fe, f, (_, hidden), d in zip(states, staged, frames, outputs, decoded):
         speaker = state.adapt
         if speaker is not None:  # the frames this step ran (not those only read as lookahead)
             held = len(speaker.frames)
@@ -505,7 +525,7 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
     With a lookahead, the last ``lookahead`` steps of audio have no output yet; they go to the next segment.
     """
     if rec.beam is not None:
-        chosen = rec.beam.end(state.beams or rec.beam.initial())
+        chosen = rec.beam.end(state.beams if state.beams is not None else rec.beam.initial())
         state = replace(state, tokens=chosen.tokens, beams=rec.beam.restart(chosen))
     if not state.tokens:
         return replace(state, segment_start=state.frame), []
