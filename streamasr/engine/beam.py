@@ -50,6 +50,8 @@ _DEAD = -1e300  # the rank of a prefix of score -inf
 _SLOT_HASH = (np.uint64(0xD6E8FEB86659FD93), np.uint64(0xA0761D6478BD642F), np.uint64(0xE7037ED1A0B428DB))
 _ABSENT = np.uint64(2**64 - 1)  # the key of a slot that holds no prefix, while searching
 _EPOCHS = itertools.count(1)  # LM-table epochs, unique in the process
+_GENERATIONS = itertools.count(1)  # token-tree numberings, unique in the process
+_COMPACT_NODES = 4096  # a stream's token tree is compacted once it holds more nodes (and beam_size x 16)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ class Beams:
     chars: tuple[str, ...] = field(repr=False)  # id -> character, to spell texts
     lm_rows: np.ndarray | None = field(default=None, repr=False)  # the decoder's LM-cache rows of lm_code
     lm_epoch: int = 0  # the cache epoch those rows belong to (another decoder's or an old epoch: looked up again)
+    # Which numbering ``tree`` has: node ids stay as they are from step to step (new tokens get new
+    # ids) until the tree is compacted, which gives it a new generation.
+    generation: int = 0
 
     def __len__(self) -> int:
         return len(self.key)
@@ -182,15 +187,32 @@ class Beams:
     def __iter__(self) -> Iterator[Beam]:
         return (self[i] for i in range(len(self)))
 
-    def tokens(self, i: int) -> tuple[Token, ...]:
-        """Prefix ``i``'s tokens, oldest first."""
-        out: list[Token] = []
+    def tokens(self, i: int, known: tuple[Beams, tuple[Token, ...]] | None = None) -> tuple[Token, ...]:
+        """Prefix ``i``'s tokens, oldest first.
+
+        ``known``: an earlier beam set of this stream and its best prefix's tokens: when prefix
+        ``i`` extends that prefix (its tree has the same numbering), only its new tokens are read.
+        """
+        char, frame, prob = self.tree.char, self.tree.frame, self.tree.prob
+        make = tuple.__new__  # (a NamedTuple's own constructor costs twice as much, per token of every partial)
         node = int(self.tip[i])
-        parent, char, frame, prob = self.tree
+        if known is not None and known[0].generation == self.generation and len(known[0]):
+            mark, parent, chain = int(known[0].tip[0]), self.tree.parent, []
+            while node > mark:  # ancestors have smaller ids
+                chain.append(node)
+                node = int(parent[node])
+            if node == mark:
+                chain.reverse()
+                return known[1] + tuple([make(Token, t) for t in zip(char[chain].tolist(), frame[chain].tolist(),
+                                                                      prob[chain].tolist())])
+            node = int(self.tip[i])
+        parents = self.tree.parent.tolist()
+        chain = []
         while node >= 0:
-            out.append(Token(int(char[node]), int(frame[node]), float(prob[node])))
-            node = int(parent[node])
-        return tuple(reversed(out))
+            chain.append(node)
+            node = parents[node]
+        chain.reverse()
+        return tuple([make(Token, t) for t in zip(char[chain].tolist(), frame[chain].tolist(), prob[chain].tolist())])
 
     def last_speech(self) -> int | None:
         """Frame of the best prefix's last non-space character (None if it has none), for endpointing."""
@@ -317,6 +339,8 @@ class _Batch:
         self.node_row = np.repeat(np.arange(len(sets), dtype=np.int32), sizes)
         self.size = int(sizes.sum())  # nodes in use (the arrays may be longer)
         self.chars = sets[0].chars
+        self.generation = [b.generation for b in sets]
+        self.sizes = sizes  # nodes each stream brought
 
     @property
     def width(self) -> int:
@@ -362,12 +386,16 @@ class _Batch:
         for name in self.FIELDS:
             getattr(self, name)[s, :k] = getattr(beams, name) if name != "tip" else -1
         self.n[s] = k
+        self.generation[s] = -1  # its tree is compacted (to nothing) at the split
 
-    def split(self, epoch: int) -> list[Beams]:
-        """Every stream's beam set, each with its own tree of only the tokens its prefixes still use."""
+    def split(self, epoch: int, limit: int) -> list[Beams]:
+        """Every stream's beam set, each with its own tree: the tokens it had and the new ones, or,
+        once it holds more than ``limit`` nodes, only those its prefixes still use."""
         parent = self.tree[0][:self.size]
-        live = np.arange(self.width)[None, :] < self.n[:, None]
-        keep = np.zeros(self.size, bool)
+        count_all = np.bincount(self.node_row[:self.size], minlength=len(self.n))
+        compact = (count_all > limit) | (np.array(self.generation) < 0)
+        keep = ~compact[self.node_row[:self.size]]
+        live = (np.arange(self.width)[None, :] < self.n[:, None]) & compact[:, None]
         frontier = np.unique(self.tip[live])
         frontier = frontier[frontier >= 0]
         while len(frontier):  # mark the tips and their ancestors, stopping where paths join
@@ -390,7 +418,8 @@ class _Batch:
             k, lo, hi = int(self.n[s]), int(starts[s]), int(starts[s + 1])
             fields = {name: getattr(self, name)[s, :k].copy() for name in self.FIELDS if name not in ("tip", "lm_rows")}
             out.append(Beams(**fields, tip=tips[s, :k].copy(), tree=Tree(*(a[lo:hi] for a in tree)),
-                             chars=self.chars, lm_rows=self.lm_rows[s, :k].copy(), lm_epoch=epoch))
+                             chars=self.chars, lm_rows=self.lm_rows[s, :k].copy(), lm_epoch=epoch,
+                             generation=next(_GENERATIONS) if compact[s] else self.generation[s]))
         return out
 
 
@@ -452,7 +481,7 @@ class BeamDecoder:
                      last=np.full(1, last, np.int64), free=np.ones(1, bool), word=np.zeros(1, np.int32),
                      history=history, tip=np.full(1, -1, np.int32), speech=np.full(1, -1, np.int32),
                      tree=Tree(np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0)),
-                     chars=self.chars, lm_rows=rows, lm_epoch=epoch)
+                     chars=self.chars, lm_rows=rows, lm_epoch=epoch, generation=next(_GENERATIONS))
 
     def batch(self, sets: Sequence[Beams]) -> _Batch:
         """Many streams' beam sets as one working set for ``step`` (``split`` gives them back)."""
@@ -462,7 +491,8 @@ class BeamDecoder:
             return _Batch(self, sets)
 
     def split(self, batch: _Batch) -> list[Beams]:
-        return batch.split(self._table.epoch if self._table is not None else 0)
+        return batch.split(self._table.epoch if self._table is not None else 0,
+                           max(_COMPACT_NODES, 16 * self.cfg.beam_size))
 
     def advance(self, beams: Beams, log_probs: Sequence[float] | np.ndarray, frame: int) -> Beams:
         """Extend one stream's beam set by one frame (``step`` with a batch of one)."""

@@ -390,10 +390,16 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
     out: list[_Decoded | None] = [None] * len(states)
     for row, (i, beams) in enumerate(zip(order, dec.split(batch))):
         state = states[i]
-        tokens = beams.tokens(0)
+        same_segment = seg_start[row] == state.segment_start and state.beams is not None
+        tokens = beams.tokens(0, (state.beams, state.tokens) if same_segment else None)  # type: ignore[arg-type]
+        # The words of the state's best prefix that a space had ended stay, if the new best shares them.
+        words, settled = state.words, state.settled
+        if not same_segment or tokens[:settled] != state.tokens[:settled]:
+            words, settled = (), 0
         if tokens and partial and tokens != state.tokens:
-            results[row].append(_result(rec, "partial", segment[row], tokens, seg_start[row], (), 0))
-        out[i] = _Decoded(state.frame + len(log_probs[i]), state.last_id, tokens, (), 0, segment[row],
+            words, settled = _settle(rec, tokens, words, settled)
+            results[row].append(_result(rec, "partial", segment[row], tokens, seg_start[row], words, settled))
+        out[i] = _Decoded(state.frame + len(log_probs[i]), state.last_id, tokens, words, settled, segment[row],
                           seg_start[row], results[row], beams, ended[row])
     return out  # type: ignore[return-value]
 
@@ -526,7 +532,7 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
     """
     if rec.beam is not None:
         chosen = rec.beam.end(state.beams if state.beams is not None else rec.beam.initial())
-        state = replace(state, tokens=chosen.tokens, beams=rec.beam.restart(chosen))
+        state = replace(state, tokens=chosen.tokens, words=(), settled=0, beams=rec.beam.restart(chosen))
     if not state.tokens:
         return replace(state, segment_start=state.frame), []
     words, settled = _settle(rec, state.tokens, state.words, state.settled)

@@ -254,10 +254,10 @@ def register(sub: Any) -> None:
     add_dataclass_options(parser, DecoderConfig)  # --method, --beam-size, --lm-weight, ...
     # --adapt-lr, ...: each stream learns its own speaker (streams may decline: start.adapt false)
     add_dataclass_options(parser, AdaptConfig, prefix="adapt_")
-    # Beam search costs ~14x the greedy decoder per stream and is not batched across streams; a
-    # service with many streams defaults to greedy (400 real-time streams on 2 vCPUs, see
-    # docs/benchmarks.md). `--method beam` trades concurrency for accuracy.
-    parser.set_defaults(func=_serve_command, method="greedy")
+    # The beam search with the LMs, as `transcribe` decodes: a file gives the same text through the
+    # server as offline. It is batched across streams (engine/beam.py); `--method greedy` serves
+    # more streams per CPU with far less accurate text (docs/performance.md).
+    parser.set_defaults(func=_serve_command)
 
 
 def _serve_command(args: argparse.Namespace) -> int:
