@@ -246,31 +246,36 @@ class _LMTable:
             self._reset()
 
     def row(self, code: int) -> int:
-        r = self.index.get(code)
-        if r is None:
-            r = len(self.index)
-            if r == len(self.codes):  # grow by doubling
-                self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)])
-                self.logp = np.concatenate([self.logp, np.zeros_like(self.logp)])
-                self.next = np.concatenate([self.next, np.full_like(self.next, -1)])
-            self.codes[r] = code
-            self.logp[r] = np.frombuffer(self.lm.log_probs(code), np.float32)
-            self.index[code] = r
-        return r
+        return int(self.rows(np.array([code], np.int64))[0])
 
     def rows(self, codes: np.ndarray) -> np.ndarray:
-        return np.fromiter((self.row(c) for c in codes.tolist()), np.int32, len(codes))
+        """The rows of context ``codes``, added (all at once) where the table lacks them."""
+        rows = np.fromiter((self.index.get(c, -1) for c in codes.tolist()), np.int32, len(codes))
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            new, where = np.unique(codes[missing], return_inverse=True)
+            first = len(self.index)
+            if first + len(new) > len(self.codes):  # grow by doubling
+                grow = max(len(self.codes), len(new))
+                self.codes = np.concatenate([self.codes, np.zeros(grow, np.int64)])
+                self.logp = np.concatenate([self.logp, np.zeros((grow, self.width))])
+                self.next = np.concatenate([self.next, np.full((grow, self.width), -1, np.int32)])
+            added = np.arange(first, first + len(new), dtype=np.int32)
+            self.codes[added] = new
+            self.logp[added] = self.lm.log_probs_many(new)
+            self.index.update(zip(new.tolist(), added.tolist()))
+            rows[missing] = added[where]
+        return rows
 
     def advance(self, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
         """The rows of the contexts after ``symbols`` (``CharLM.advance``), row by row."""
         out = self.next[rows, symbols]
-        for i in np.flatnonzero(out < 0).tolist():  # contexts not visited yet: few once streams run
-            r, c = int(rows[i]), int(symbols[i])
-            nxt = int(self.next[r, c])
-            if nxt < 0:
-                nxt = self.row(self.lm.advance(int(self.codes[r]), c))
-                self.next[r, c] = nxt
-            out[i] = nxt
+        miss = np.flatnonzero(out < 0)  # contexts not visited yet: few once streams run
+        if len(miss):
+            r, c = rows[miss], symbols[miss]
+            nxt = self.rows(self.lm.advance_many(self.codes[r], c))
+            self.next[r, c] = nxt
+            out[miss] = nxt
         return out
 
 
@@ -280,12 +285,16 @@ class _Lexicon:
     word outside the tree. ``prefix``: the node starts a word of the character LM's list
     (``CharLM.prefixes``); ``word``: it is one; ``word_id``: its id in the word LM (-1: none)."""
 
-    def __init__(self, chars: tuple[str, ...], listed: frozenset[str] | None, words: WordLM | None) -> None:
+    def __init__(self, chars: tuple[str, ...], lm: CharLM | None, words: WordLM | None) -> None:
+        """``lm``: the character LM whose word list the OOV penalty uses (None: no list)."""
         index = {c: i for i, c in enumerate(chars) if c}
-        vocab = set(listed or ()) | set(words.words if words is not None else ())
-        vocab = {w for w in vocab if w and all(c in index for c in w)}
-        prefixes = sorted({w[:i] for w in vocab for i in range(1, len(w) + 1)})
-        node = {p: i for i, p in enumerate(prefixes, start=1)}
+        listed = lm.words if lm is not None else None
+        starts = lm.prefixes if lm is not None else frozenset()
+        spelt = set(starts)
+        if words is not None:
+            spelt.update(w[:i] for w in words.words for i in range(1, len(w) + 1))
+        prefixes = sorted(p for p in spelt if all(c in index for c in p))
+        node = dict(zip(prefixes, range(1, len(prefixes) + 1)))
         node[""] = 0
         size = len(prefixes) + 2
         self.child = np.full((size, len(chars)), -1, np.int32)
@@ -297,8 +306,7 @@ class _Lexicon:
         self.word = np.zeros(size, bool)
         self.word_id = np.full(size, -1, np.int32)
         if listed is not None:
-            starts = {w[:i] for w in listed for i in range(1, len(w) + 1)}
-            self.prefix[[node[p] for p in prefixes if p in starts]] = True
+            self.prefix[[node[p] for p in starts if p in node]] = True
             self.word[[node[w] for w in listed if w in node]] = True
         if words is not None:
             known = [(node[w], i) for w, i in words.index.items() if w in node]
@@ -446,15 +454,13 @@ class BeamDecoder:
             self.oov_penalty = DEFAULT_OOV_PENALTY if has_words else 0.0
         else:
             self.oov_penalty = cfg.oov_penalty
-        listed: frozenset[str] | None = None
-        if self.oov_penalty > 0:
-            if lm is None or lm.words is None:
-                raise ModelError(f"oov_penalty {cfg.oov_penalty} needs an LM file with a word list "
-                                 f"(scripts/build_lm.py writes one; or set the penalty to 0); "
-                                 f"got {'no LM' if lm is None else 'an LM without one'}")
-            listed = lm.words
-        self._listed = listed is not None
-        self._lexicon = _Lexicon(self.chars, listed, self.words) if listed is not None or self.words else None
+        if self.oov_penalty > 0 and (lm is None or lm.words is None):
+            raise ModelError(f"oov_penalty {cfg.oov_penalty} needs an LM file with a word list "
+                             f"(scripts/build_lm.py writes one; or set the penalty to 0); "
+                             f"got {'no LM' if lm is None else 'an LM without one'}")
+        self._listed = self.oov_penalty > 0
+        self._lexicon = (_Lexicon(self.chars, lm if self._listed else None, self.words)
+                         if self._listed or self.words is not None else None)
         self._table = _LMTable(self.lm) if self.lm is not None else None
         self._history = self.words.order - 1 if self.words is not None else 0
         self._best_bonus = max(cfg.insertion_bonus, cfg.space_bonus, 0.0)  # the LM terms are never positive

@@ -126,6 +126,49 @@ class CharLM:
         self._dists[state] = dist
         return dist
 
+    def advance_many(self, states: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """``advance`` for many states at once (int64 arrays)."""
+        key = (states.astype(np.int64) << BITS) | symbols.astype(np.int64)
+        code = np.where(key < self._full << BITS, key, (key & (self._full - 1)) | self._full)
+        todo = np.flatnonzero(code > 1)
+        while len(todo):  # drop the oldest symbol until the model stores the context
+            c = code[todo]
+            stored = self._stored(c)
+            todo = todo[~stored]
+            code[todo] = _suffixes(code[todo])
+            todo = todo[code[todo] > 1]
+        return code
+
+    def log_probs_many(self, states: np.ndarray) -> np.ndarray:
+        """``log_probs`` of many states at once: float32 (states, symbols), the same numbers."""
+        states = states.astype(np.int64)
+        out = np.tile(np.frombuffer(self._unigram, np.float32), (len(states), 1))
+        lengths = _lengths(states)
+        for m in range(1, int(lengths.max(initial=0)) + 1):  # the newest m symbols, shortest first
+            ask = np.flatnonzero(lengths >= m)
+            sub = (states[ask] & ((1 << (BITS * m)) - 1)) | (1 << (BITS * m))
+            t = self.tables[m]
+            row = np.minimum(t["codes"].searchsorted(sub), len(t["codes"]) - 1)
+            stored = t["codes"][row] == sub
+            ask, row = ask[stored], row[stored]
+            out[ask] += t["logbow"][row][:, None]
+            lo, hi = t["offsets"][row], t["offsets"][row + 1]
+            count = hi - lo
+            entry = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+            out[np.repeat(ask, count), t["symbols"][entry]] = t["logp"][entry]
+        return out
+
+    def _stored(self, codes: np.ndarray) -> np.ndarray:
+        """Whether each context code (int64 array) is in the model's tables."""
+        lengths = _lengths(codes)
+        out = np.zeros(len(codes), bool)
+        for m in np.unique(lengths).tolist():
+            at = np.flatnonzero(lengths == m)
+            t = self.tables[m]["codes"]
+            row = np.minimum(t.searchsorted(codes[at].astype(t.dtype)), len(t) - 1)
+            out[at] = t[row] == codes[at]
+        return out
+
     def _find(self, code: int) -> int:
         """Row of context ``code`` in its table, -1 if the model does not store it."""
         codes = self.tables[(code.bit_length() - 1) // BITS]["codes"]
@@ -177,6 +220,17 @@ def _suffix(code: int) -> int:
     if length == 0:
         return code
     return (code & ((1 << (BITS * (length - 1))) - 1)) | (1 << (BITS * (length - 1)))
+
+
+def _lengths(codes: np.ndarray) -> np.ndarray:
+    """Symbols in each context code (int64 array): the sentinel bit's position / BITS."""
+    return (np.frexp(codes.astype(np.float64))[1].astype(np.int64) - 1) // BITS
+
+
+def _suffixes(codes: np.ndarray) -> np.ndarray:
+    """``_suffix`` of each code (int64 array, each of at least one symbol)."""
+    top = np.left_shift(np.int64(1), BITS * (_lengths(codes) - 1))
+    return (codes & (top - 1)) | top
 
 
 def _prepare(tables: list[dict[str, np.ndarray]]) -> None:
