@@ -14,6 +14,17 @@ class Word:
     conf: float  # mean character posterior, 0..1
 
 
+MAX_NBEST = 10  # most texts a final carries as alternatives
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One of a final's n best texts (``nbest``): the first is the final's own text."""
+
+    text: str
+    score: float  # nats against the best text's score (0 for the best, below 0 for the others)
+
+
 @dataclass(frozen=True)
 class Result:
     kind: Literal["partial", "final"]
@@ -22,6 +33,8 @@ class Result:
     start: float  # seconds: first word's start (segment start when there are no words)
     end: float  # seconds: last word's end
     words: tuple[Word, ...] = field(default_factory=tuple)
+    # A final's best texts, best first, when the stream asked for more than one (empty otherwise).
+    alternatives: tuple[Alternative, ...] = ()
 
     @property
     def is_final(self) -> bool:

@@ -299,3 +299,19 @@ def test_a_stream_decodes_the_same_alone_and_among_fifty(tiny_model_path: Path, 
     state, results = finish(rec, states[0])
     together = finals[0] + [r for r in results if r.is_final]
     assert len(alone) >= 2 and [r.to_dict() for r in together] == [r.to_dict() for r in alone]
+
+
+def test_n_best_texts(beam_recognizer: Recognizer, tiny_model_path: Path, speech_wav: Path) -> None:
+    audio = load_audio(speech_wav)
+    state = beam_recognizer.initial_state(16000, SHORT, nbest=4)
+    state, results = step(beam_recognizer, state, audio)
+    state, last = finish(beam_recognizer, state)
+    finals = [r for r in results + last if r.is_final]
+    assert finals and all(r.alternatives[0].text == r.text and len(r.alternatives) <= 4 for r in finals)
+    assert any(len(r.alternatives) > 1 for r in finals)
+    greedy = Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy"))
+    state = greedy.initial_state(16000, SHORT, nbest=2)  # the greedy decoder has only its own text
+    state, results = step(greedy, state, audio)
+    assert all([(a.text, a.score) for a in r.alternatives] == [(r.text, 0.0)] for r in results if r.is_final)
+    with pytest.raises(ValueError, match=r"nbest must be an integer in \[1, 10\], got 0"):
+        beam_recognizer.initial_state(nbest=0)

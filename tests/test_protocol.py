@@ -132,3 +132,19 @@ def test_ready_carries_the_protocol_version() -> None:
 def test_malformed_server_messages_are_rejected(text: str) -> None:
     with pytest.raises(ProtocolError):
         protocol.parse_server(text)
+
+
+def test_nbest_is_validated_and_alternatives_round_trip() -> None:
+    from streamasr.results import Alternative
+
+    assert protocol.parse_client('{"type": "start", "nbest": 3}').nbest == 3  # type: ignore[union-attr]
+    for bad in ("0", "11", "2.5", "true", '"3"'):
+        with pytest.raises(ProtocolError, match=r"start.nbest must be an integer in \[1, 10\]"):
+            protocol.parse_client('{"type": "start", "nbest": %s}' % bad)
+    final = Result("final", 0, "hold the line", 0.1, 0.9, (),
+                   (Alternative("hold the line", 0.0), Alternative("hold a line", -1.25)))
+    wire = protocol.result_to_json(final)
+    assert json.loads(wire)["alternatives"] == [{"text": "hold the line", "score": 0.0},
+                                                {"text": "hold a line", "score": -1.25}]
+    assert protocol.parse_server(wire) == final
+    assert "alternatives" not in json.loads(protocol.result_to_json(Result("final", 0, "x", 0.0, 0.1)))

@@ -473,3 +473,31 @@ def test_worker_processes_share_the_port(tiny_model_path: Path, tiny_recognizer:
             for child in children:
                 with contextlib.suppress(psutil.Error):
                     child.kill()
+
+
+def test_beam_server_finals_equal_offline_and_carry_n_best(tiny_model_path: Path, tiny_lm_path: Path,
+                                                           speech: np.ndarray) -> None:
+    """A server decoding with the beam search and the LMs gives each final what the offline
+    engine gives; a stream that asks for ``nbest`` gets its best texts as alternatives."""
+    from streamasr.engine.beam import DecoderConfig
+
+    rec = Recognizer.load(tiny_model_path, decoder=DecoderConfig(beam_size=16, lm=str(tiny_lm_path),
+                                                                  insertion_bonus=2.0, word_weight=0.2))
+    expected = offline(rec, speech, 16000, SHORT_ENDPOINT)
+
+    async def main() -> tuple[list[Result], list[Result]]:
+        async with running(rec) as server:
+            plain = await stream_all(server.url, speech, Start(endpoint=SHORT_ENDPOINT, encoding="pcm_f32le"))
+            ranked = await stream_all(server.url, speech, Start(endpoint=SHORT_ENDPOINT, encoding="pcm_f32le",
+                                                               nbest=3))
+            return plain, ranked
+
+    plain, ranked = run(main())
+    assert len(expected) >= 2 and finals(plain) == expected
+    assert all(not r.alternatives for r in finals(plain))
+    for got, want in zip(finals(ranked), expected, strict=True):
+        texts = [a.text for a in got.alternatives]
+        scores = [a.score for a in got.alternatives]
+        assert got.text == want.text and texts[0] == want.text and len(set(texts)) == len(texts) <= 3
+        assert scores[0] == 0.0 and scores == sorted(scores, reverse=True)
+    assert any(len(r.alternatives) > 1 for r in finals(ranked))

@@ -192,6 +192,8 @@ class CaptionPrinter:
             self.out.write(protocol.result_to_json(result) + "\n")
         elif result.is_final:
             self.out.write(("\r\x1b[K" if self._partial else "") + result.text + "\n")
+            for other in result.alternatives[1:]:  # the n best texts after the final's own
+                self.out.write(f"    {other.score:8.2f}  {other.text}\n")
             self._partial = ""
         elif self.live and result.text != self._partial:
             width = shutil.get_terminal_size().columns - 1
@@ -223,6 +225,9 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
                         help="the speaker's profile: with a server, its name there (serve --speakers DIR); "
                              "mic without --url: a file (with --adapt-lr). The stream starts from what the "
                              "speaker's earlier streams taught and keeps what it teaches when it ends")
+    parser.add_argument("--nbest", type=int, default=1, metavar="N",
+                        help="finals carry the N best texts with their scores (jsonl: 'alternatives'; "
+                             "text: indented under the final; default: 1, none)")
     add_dataclass_options(parser, EndpointConfig, prefix="endpoint-")
 
 
@@ -232,7 +237,7 @@ def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protoc
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,
                  endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt,
-                 speaker=args.speaker)
+                 speaker=args.speaker, nbest=args.nbest)
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:

@@ -745,6 +745,27 @@ class BeamDecoder:
         """The best prefix at a segment end, counting the LMs' end-of-sentence probabilities."""
         return beams[self.ranked(beams)[0]]
 
+    def best(self, beams: Beams, n: int) -> tuple[Beam, list[tuple[str, float]]]:
+        """``end``, and the ``n`` best distinct texts at the segment end with their scores in nats
+        against the best one's (prefixes that differ only in spaces are one text)."""
+        order = self.ranked(beams)
+        chosen = beams[order[0]]
+        if n <= 1:
+            return chosen, []
+        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm
+        if self.lm is not None or self._listed or self.words is not None:
+            score = score + self.end_scores(beams)
+        texts: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        for i in order.tolist():
+            text = " ".join(beams[i].text.split())
+            if text not in seen:
+                seen.add(text)
+                texts.append((text, round(float(score[i] - score[order[0]]), 3)))
+                if len(texts) == n:
+                    break
+        return chosen, texts
+
     def ranked(self, beams: Beams) -> np.ndarray:
         """Rows of ``beams`` by their score at a segment end, best first (ties: in beam order)."""
         if self.lm is None and not self._listed and self.words is None:

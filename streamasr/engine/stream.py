@@ -26,7 +26,7 @@ from streamasr.engine.features import FeatureConfig, FeatureExtractor
 from streamasr.engine.lm import CharLM, WordLM
 from streamasr.engine.model import AcousticModel
 from streamasr.engine.model import quantize as quantize_model
-from streamasr.results import Result, Word
+from streamasr.results import MAX_NBEST, Alternative, Result, Word
 from streamasr.engine.text import Tokenizer
 
 
@@ -99,8 +99,10 @@ class Recognizer:
         return self._resamplers[rate]
 
     def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None,
-                      adapt: AdaptConfig | AdaptState | None = None) -> StreamState:
+                      adapt: AdaptConfig | AdaptState | None = None, nbest: int = 1) -> StreamState:
         """A fresh stream that accepts PCM at ``sample_rate``.
+
+        ``nbest``: finals carry this many best texts (``Result.alternatives``) when above 1, at most ``MAX_NBEST``.
 
         Args:
             adapt: speaker adaptation (``streamasr.engine.adapt``): an ``AdaptConfig`` to start learning a
@@ -109,6 +111,8 @@ class Recognizer:
         """
         if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
             raise AudioError(f"sample rate {sample_rate!r} is not supported; expected an integer in [1000, 384000] Hz")
+        if isinstance(nbest, bool) or not isinstance(nbest, int) or not 1 <= nbest <= MAX_NBEST:
+            raise ValueError(f"nbest must be an integer in [1, {MAX_NBEST}], got {nbest!r}")
         speaker: AdaptState | None = None
         if isinstance(adapt, AdaptState) or (adapt is not None and adapt.enabled):
             self.check_adaptable()
@@ -122,6 +126,7 @@ class Recognizer:
             hidden=self.start_hidden,
             beams=self.beam.initial() if self.beam is not None else None,
             adapt=speaker,
+            nbest=nbest,
         )
 
     def check_adaptable(self) -> None:
@@ -179,6 +184,7 @@ class StreamState:
     samples: int = 0  # input samples received (at sample_rate)
     finished: bool = False
     adapt: AdaptState | None = None  # speaker adaptation: this stream's LayerNorm and what it learns from
+    nbest: int = 1  # texts a final carries as alternatives when above 1
 
 
 class _Staged(NamedTuple):
@@ -337,7 +343,7 @@ def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial:
             decision = endpoint.check(state.endpoint, frame, seg_start, last_speech, rec.frame_seconds)
             if decision == "final":
                 words, settled = _settle(rec, growing, words, settled)
-                results.append(_result(rec, "final", segment, growing, seg_start, words, settled))
+                results.append(_result(rec, "final", segment, growing, seg_start, words, settled, state.nbest))
                 segment, ended = segment + 1, frame + 1
             if decision != "none":
                 growing, words, settled, seg_start, last_speech, added = [], (), 0, frame + 1, None, False
@@ -381,9 +387,10 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
                                       None if speech[row] < 0 else speech[row], rec.frame_seconds)
             if decision == "none":
                 continue
-            chosen = dec.end(batch.row(row))
+            chosen, alternatives = dec.best(batch.row(row), states[i].nbest)
             if decision == "final":
-                results[row].append(_result(rec, "final", segment[row], chosen.tokens, seg_start[row], (), 0))
+                results[row].append(_result(rec, "final", segment[row], chosen.tokens, seg_start[row], (), 0,
+                                            states[i].nbest, alternatives))
                 segment[row], ended[row] = segment[row] + 1, frame + 1
             batch.set_row(row, dec.restart(chosen))
             seg_start[row] = frame + 1
@@ -413,14 +420,21 @@ def _settle(rec: Recognizer, tokens: list[ctc.Token] | tuple[ctc.Token, ...], wo
 
 def _result(rec: Recognizer, kind: Literal["partial", "final"], segment: int,
             tokens: list[ctc.Token] | tuple[ctc.Token, ...], seg_start: int, words: tuple[Word, ...],
-            settled: int) -> Result:
-    """The segment's hypothesis: the settled words plus the word still being spoken."""
+            settled: int, nbest: int = 1, alternatives: list[tuple[str, float]] | None = None) -> Result:
+    """The segment's hypothesis: the settled words plus the word still being spoken.
+
+    A final of a stream that asked for ``nbest`` > 1 texts carries ``alternatives`` (the beam
+    search's; the greedy decoder has only its own text)."""
     if settled < len(tokens):
         words = words + tuple(ctc.words_from_tokens(tokens[settled:], rec.tokenizer.vocab, rec.tokenizer.space,
                                                     rec.frame_seconds))
     start = words[0].start if words else round(seg_start * rec.frame_seconds, 3)
     end = words[-1].end if words else start
-    return Result(kind, segment, " ".join(w.word for w in words), start, end, words)
+    text = " ".join(w.word for w in words)
+    others: tuple[Alternative, ...] = ()
+    if kind == "final" and nbest > 1:
+        others = tuple(Alternative(t, score) for t, score in (alternatives or [(text, 0.0)]))
+    return Result(kind, segment, text, start, end, words, others)
 
 
 def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray | bytes],
@@ -472,7 +486,7 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
             feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
             words=d.words, settled=d.settled, beams=d.beams, segment=d.segment, segment_start=d.segment_start,
-            samples=fe.samples, adapt=speaker))
+            samples=fe.samples, adapt=speaker, nbest=state.nbest))
         results.append(d.results)
     return list(zip(done, results))
 
@@ -530,13 +544,16 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
 
     With a lookahead, the last ``lookahead`` steps of audio have no output yet; they go to the next segment.
     """
+    alternatives = None
     if rec.beam is not None:
-        chosen = rec.beam.end(state.beams if state.beams is not None else rec.beam.initial())
+        chosen, alternatives = rec.beam.best(state.beams if state.beams is not None else rec.beam.initial(),
+                                             state.nbest)
         state = replace(state, tokens=chosen.tokens, words=(), settled=0, beams=rec.beam.restart(chosen))
     if not state.tokens:
         return replace(state, segment_start=state.frame), []
     words, settled = _settle(rec, state.tokens, state.words, state.settled)
-    final = _result(rec, "final", state.segment, state.tokens, state.segment_start, words, settled)
+    final = _result(rec, "final", state.segment, state.tokens, state.segment_start, words, settled,
+                    state.nbest, alternatives)
     speaker = None
     if state.adapt is not None:  # the segment ends here, after all the frames held
         speaker = _heard(replace(state.adapt, ended=len(state.adapt.frames), end=state.frame), [final])

@@ -19,7 +19,7 @@ import numpy as np
 from streamasr.engine.audio import ENCODINGS, SAMPLE_RATE, pcm_to_float
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError, ProtocolError
-from streamasr.results import Result, Word
+from streamasr.results import MAX_NBEST, Alternative, Result, Word
 
 VERSION = 1
 PATH = "/v1/stream"  # websocket endpoint
@@ -51,7 +51,9 @@ class Start:
     partials: bool = True  # send ``partial`` messages
     words: bool = True  # include per-word times and confidences in ``final``
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # segmentation rules
-    hotwords: tuple[str, ...] = ()  # accepted and validated; the greedy decoder ignores them
+    hotwords: tuple[str, ...] = ()  # accepted and validated; the decoders do not use them yet
+    # Finals carry this many best texts as ``alternatives`` (with scores) when above 1.
+    nbest: int = 1
     # Learn the speaker's voice as the stream goes, where the server offers it (serve --adapt-lr);
     # false for a stream with several speakers, whose voices would pull it different ways.
     adapt: bool = True
@@ -63,7 +65,7 @@ class Start:
         return _dump({"type": "start", "sample_rate": self.sample_rate, "encoding": self.encoding,
                       "partials": self.partials, "words": self.words,
                       "endpoint": self.endpoint.to_dict(), "hotwords": list(self.hotwords), "adapt": self.adapt,
-                      "speaker": self.speaker})
+                      "speaker": self.speaker, "nbest": self.nbest})
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ def result_to_json(result: Result, words: bool = True) -> str:
     if result.is_final:
         obj["words"] = [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf}
                         for w in (result.words if words else ())]
+        if result.alternatives:
+            obj["alternatives"] = [{"text": a.text, "score": a.score} for a in result.alternatives]
     return _dump(obj)
 
 
@@ -196,6 +200,12 @@ def _parse_hotwords(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _parse_nbest(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NBEST:
+        raise _invalid("bad_field", f"start.nbest must be an integer in [1, {MAX_NBEST}], got {str(value)[:80]}")
+    return value
+
+
 # A speaker profile's name is a file name on the server: no paths, no hidden files.
 SPEAKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -221,7 +231,7 @@ def _parse_start(obj: dict[str, Any]) -> Start:
     return Start(sample_rate=rate, encoding=encoding, partials=_field(obj, "partials", bool, True),
                  words=_field(obj, "words", bool, True), endpoint=_parse_endpoint(obj.get("endpoint")),
                  hotwords=_parse_hotwords(obj.get("hotwords", [])), adapt=_field(obj, "adapt", bool, True),
-                 speaker=_parse_speaker(obj.get("speaker")))
+                 speaker=_parse_speaker(obj.get("speaker")), nbest=_parse_nbest(obj.get("nbest", 1)))
 
 
 def parse_client(text: str | bytes) -> ClientMessage:
@@ -283,7 +293,8 @@ def parse_server(text: str | bytes) -> ServerMessage:
         if kind in ("partial", "final"):
             start = float(obj["start"])
             return Result(kind, int(obj["segment"]), str(obj["text"]), start, float(obj.get("end", start)),
-                          _words(obj.get("words")))
+                          _words(obj.get("words")),
+                          tuple(Alternative(str(a["text"]), float(a["score"])) for a in obj.get("alternatives", ())))
         if kind == "done":
             return Done()
         if kind == "error":
