@@ -25,6 +25,7 @@ from streamasr.engine.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
+from streamasr.engine.hotwords import Hotwords, read_hotwords
 from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Segment, Transcript
 
@@ -41,6 +42,7 @@ def transcribe_audio(
     file: str = "",
     progress: ProgressFn | None = None,
     speaker: Speaker | None = None,
+    hotwords: Hotwords | None = None,
 ) -> Transcript:
     """Recognise a whole signal by streaming it through the engine chunk by chunk.
 
@@ -56,6 +58,7 @@ def transcribe_audio(
             speaker's earlier streams taught, learns at each segment's end, and leaves what it
             learnt in ``speaker.adapt`` (the result does not depend on ``chunk_ms`` either, for
             chunks shorter than ``AdaptConfig.delay``).
+        hotwords: words and phrases the beam search boosts (``Hotwords.compile``).
 
     Returns:
         The transcript: one segment per non-empty final.
@@ -71,7 +74,8 @@ def transcribe_audio(
     audio = pcm_to_float(audio)  # validates dtype, shape and finiteness once, up front
     if audio.size == 0:
         raise AudioError("audio has 0 samples; expected at least some audio")
-    state = rec.initial_state(sample_rate, endpoint_cfg, speaker.adapt if speaker is not None else None)
+    state = rec.initial_state(sample_rate, endpoint_cfg, speaker.adapt if speaker is not None else None,
+                              hotwords=hotwords)
     chunk = max(1, round(chunk_ms * sample_rate / 1000))
     total = len(audio) / sample_rate
 
@@ -95,6 +99,7 @@ def transcribe_file(
     endpoint_cfg: EndpointConfig | None = None,
     progress: ProgressFn | None = None,
     speaker: Speaker | None = None,
+    hotwords: Hotwords | None = None,
 ) -> Transcript:
     """Decode an audio file (any format soundfile or ffmpeg reads) and transcribe it.
 
@@ -108,7 +113,7 @@ def transcribe_file(
     try:
         audio = load_audio(path)
         return transcribe_audio(rec, audio, chunk_ms, endpoint_cfg, file=str(path), progress=progress,
-                                speaker=speaker)
+                                speaker=speaker, hotwords=hotwords)
     except AudioError as e:
         if str(e).startswith((str(path), str(Path(path)))):  # load_audio names Path(path)
             raise
@@ -151,6 +156,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="with --adapt-lr: hear the files N times and write the last pass, which the earlier "
                         "ones have taught the voice (2: the real voice's 551 prompts 31.0 -> 27.4 %% WER; "
                         "N times the time; default: 1)")
+    p.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
+                   help="words and phrases to boost in the beam search (names, terms), one per line, each "
+                        "optionally followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
     p.add_argument("--speaker", type=Path, default=None, metavar="FILE",
                    help="with --adapt-lr: a speaker profile; start from what FILE holds, if it exists, and "
                         "keep in it what this run taught, so the voice's next files start from there")
@@ -171,7 +179,10 @@ def _command(args: argparse.Namespace) -> int:
     if args.format in ("srt", "vtt") and len(args.files) > 1 and args.output_dir is None:
         raise ValueError(f"--format {args.format} writes one subtitle file per input; with "
                          f"{len(args.files)} input files give -o DIR")
+    if args.hotwords is not None and decoder.method != "beam":
+        raise ValueError("--hotwords boosts words in the beam search; drop --method greedy")
     rec = stream.Recognizer.load(args.model, args.quantize, decoder)
+    args.hotwords = Hotwords.compile(read_hotwords(args.hotwords), rec.tokenizer) if args.hotwords else None
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
@@ -208,7 +219,8 @@ def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace, endpoint
     with _Progress(len(args.files), show, learning or "files") as bars:
         for path in args.files:
             try:
-                transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, speaker)
+                transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, speaker,
+                                             args.hotwords)
                 if not learning:
                     _write(transcript, args.format, args.output_dir, names)
                 done.append(transcript)

@@ -14,6 +14,7 @@ from streamasr.engine.audio import load_audio
 from streamasr.engine.beam import DEFAULT_OOV_PENALTY, BeamDecoder, Beams, DecoderConfig
 from streamasr.cli import main
 from streamasr.engine.endpoint import EndpointConfig
+from streamasr.engine.hotwords import Hotwords, read_hotwords
 from streamasr.errors import ModelError
 from streamasr.results import Result
 from streamasr.engine.stream import Recognizer, finish, flush_segment, step, step_many
@@ -40,10 +41,11 @@ def frames(spec: list[dict[str, float] | str], floor: float = 1e-4) -> np.ndarra
     return np.log(out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def decode(dec: BeamDecoder, log_probs: np.ndarray, beams: Beams | None = None) -> Beams:
+def decode(dec: BeamDecoder, log_probs: np.ndarray, beams: Beams | None = None,
+           hotwords: Hotwords | None = None) -> Beams:
     beams = dec.initial() if beams is None else beams
     for t, row in enumerate(log_probs.tolist()):
-        beams = dec.advance(beams, row, t)
+        beams = dec.advance(beams, row, t, hotwords)
     return beams
 
 
@@ -201,8 +203,8 @@ def test_word_lm_with_the_character_lm(tiny_lm_path: Path, tmp_path: Path, tiny_
     assert whole and [(r.text, r.start, r.end) for r in chunked] == [(r.text, r.start, r.end) for r in whole]
 
 
-def run(rec: Recognizer, audio: np.ndarray, chunk: int) -> list[Result]:
-    state, results = rec.initial_state(16000, SHORT), []
+def run(rec: Recognizer, audio: np.ndarray, chunk: int, hotwords: Hotwords | None = None) -> list[Result]:
+    state, results = rec.initial_state(16000, SHORT, hotwords=hotwords), []
     for start in range(0, len(audio), chunk):
         state, out = step(rec, state, audio[start:start + chunk])
         results += out
@@ -281,12 +283,15 @@ def test_a_stream_decodes_the_same_alone_and_among_fifty(tiny_model_path: Path, 
     cfg = DecoderConfig(method="beam", beam_size=16, lm=str(tiny_lm_path), insertion_bonus=2.0, word_weight=0.2)
     rec = Recognizer.load(tiny_model_path, decoder=cfg)
     audio = load_audio(speech_wav)
-    alone = run(rec, audio, 16 * 100)
+    mine = Hotwords.compile([("the number", 1.5)], TOK)
+    alone = run(rec, audio, 16 * 100, mine)
     rng = np.random.default_rng(5)
     others = [np.roll(audio, int(rng.integers(len(audio)))) * float(rng.uniform(0.3, 1.5)) for _ in range(50)]
     signals = [audio] + others
     chunks = [1600] + [int(rng.integers(300, 4000)) for _ in others]  # ragged: streams get different frame counts
-    states = [rec.initial_state(16000, SHORT) for _ in signals]
+    theirs = Hotwords.compile(["ten", ("an apple", 3.0)], TOK)  # a third of the others boost words of their own
+    states = [rec.initial_state(16000, SHORT, hotwords=mine if i == 0 else theirs if i % 3 == 0 else None)
+              for i in range(len(signals))]
     finals: list[list[Result]] = [[] for _ in signals]
     pos = [0] * len(signals)
     while any(p < len(x) for p, x in zip(pos, signals)):
@@ -315,3 +320,32 @@ def test_n_best_texts(beam_recognizer: Recognizer, tiny_model_path: Path, speech
     assert all([(a.text, a.score) for a in r.alternatives] == [(r.text, 0.0)] for r in results if r.is_final)
     with pytest.raises(ValueError, match=r"nbest must be an integer in \[1, 10\], got 0"):
         beam_recognizer.initial_state(nbest=0)
+
+
+def test_hotwords_boost_whole_phrases_only(tmp_path: Path) -> None:
+    # "please ?old" where the acoustics prefer "f" to "h" a little.
+    log_probs = frames([*"p_l_e_a_s_e_ _", {"f": 0.5, "h": 0.42, "_": 0.08}, "_", *"o_l_d_", "_"])
+    cfg = DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0, space_bonus=0.0, word_weight=0.0)
+    dec = BeamDecoder(cfg, TOK)
+    assert dec.end(decode(dec, log_probs)).text == "please fold"
+    hot = Hotwords.compile([("hold", 1.0)], TOK)
+    assert dec.end(decode(dec, log_probs, hotwords=hot), hot).text == "please hold"
+    assert dec.end(decode(dec, log_probs, hotwords=hot), hot).text == "please hold"
+    # A word that only starts like a hotword keeps nothing of the boost: "holding" is not "hold".
+    longer = frames([*"p_l_e_a_s_e_ _", {"f": 0.5, "h": 0.42, "_": 0.08}, "_", *"o_l_d_i_n_g_", "_"])
+    assert dec.end(decode(dec, longer, hotwords=hot), hot).text == "please folding"
+    # A phrase of several words is boosted as a whole, and only where a word starts.
+    phrase = Hotwords.compile(["please hold"], TOK)
+    assert dec.end(decode(dec, log_probs, hotwords=phrase), phrase).text == "please hold"
+    # Only from the start of a word: "fold" gains nothing from "old".
+    inside = Hotwords.compile([("old", 5.0)], TOK)
+    fold = [next(b for b in decode(dec, log_probs, hotwords=h) if b.text == "please fold") for h in (None, inside)]
+    assert fold[0].score == fold[1].score
+    path = tmp_path / "hot.txt"
+    path.write_text("# names\nAcme Corp 3\n\nhold\n")
+    assert read_hotwords(path) == [("Acme Corp", 3.0), ("hold", 2.0)]
+    assert Hotwords.compile(read_hotwords(path), TOK).phrases == (("acme corp", 3.0), ("hold", 2.0))
+    with pytest.raises(ValueError, match="spells nothing the model can say"):
+        Hotwords.compile(["!!"], TOK)
+    with pytest.raises(ValueError, match=r"boost must be a number of nats in \(0, 10.0\], got 0"):
+        Hotwords.compile([("hold", 0)], TOK)

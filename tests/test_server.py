@@ -485,15 +485,23 @@ def test_beam_server_finals_equal_offline_and_carry_n_best(tiny_model_path: Path
                                                                   insertion_bonus=2.0, word_weight=0.2))
     expected = offline(rec, speech, 16000, SHORT_ENDPOINT)
 
-    async def main() -> tuple[list[Result], list[Result]]:
-        async with running(rec) as server:
-            plain = await stream_all(server.url, speech, Start(endpoint=SHORT_ENDPOINT, encoding="pcm_f32le"))
-            ranked = await stream_all(server.url, speech, Start(endpoint=SHORT_ENDPOINT, encoding="pcm_f32le",
-                                                               nbest=3))
-            return plain, ranked
+    hotwords = ("the number", ("two", 3.0))
+    state, boosted = rec.initial_state(16000, SHORT_ENDPOINT, hotwords=list(hotwords)), []
+    for i in range(0, len(speech), 1600):
+        state, out = step(rec, state, speech[i:i + 1600])
+        boosted += out
+    boosted = finals(boosted + finish(rec, state)[1])
 
-    plain, ranked = run(main())
+    async def main() -> tuple[list[Result], list[Result], list[Result]]:
+        async with running(rec) as server:
+            plain, ranked, hot = await asyncio.gather(*(
+                stream_all(server.url, speech, Start(endpoint=SHORT_ENDPOINT, encoding="pcm_f32le", **extra))
+                for extra in ({}, {"nbest": 3}, {"hotwords": hotwords})))
+            return plain, ranked, hot
+
+    plain, ranked, hot = run(main())
     assert len(expected) >= 2 and finals(plain) == expected
+    assert finals(hot) == boosted and boosted != expected  # the hotwords changed the text, as offline
     assert all(not r.alternatives for r in finals(plain))
     for got, want in zip(finals(ranked), expected, strict=True):
         texts = [a.text for a in got.alternatives]

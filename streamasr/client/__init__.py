@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import numpy as np
@@ -225,6 +226,9 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
                         help="the speaker's profile: with a server, its name there (serve --speakers DIR); "
                              "mic without --url: a file (with --adapt-lr). The stream starts from what the "
                              "speaker's earlier streams taught and keeps what it teaches when it ends")
+    parser.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
+                        help="words and phrases to boost in the beam search, one per line, each optionally "
+                             "followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
     parser.add_argument("--nbest", type=int, default=1, metavar="N",
                         help="finals carry the N best texts with their scores (jsonl: 'alternatives'; "
                              "text: indented under the final; default: 1, none)")
@@ -234,10 +238,12 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
 def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protocol.Encoding) -> Start:
     from streamasr.options import dataclass_from_args
     from streamasr.engine.endpoint import EndpointConfig
+    from streamasr.engine.hotwords import read_hotwords
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,
                  endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt,
-                 speaker=args.speaker, nbest=args.nbest)
+                 speaker=args.speaker, nbest=args.nbest,
+                 hotwords=tuple(read_hotwords(args.hotwords)) if args.hotwords is not None else ())
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:

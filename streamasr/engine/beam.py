@@ -34,6 +34,7 @@ from typing import Any, Literal, NamedTuple, overload
 import numpy as np
 
 from streamasr.engine.ctc import Token
+from streamasr.engine.hotwords import Hotwords
 from streamasr.engine.lm import BOUNDARY, CharLM, WordLM
 from streamasr.engine.text import Tokenizer
 from streamasr.errors import ModelError
@@ -160,6 +161,8 @@ class Beams:
     history: np.ndarray  # int32 (n, word LM order - 1): word LM ids of the words before (-1 unknown, -2 none)
     tip: np.ndarray  # int32 (n,): node of the prefix's last token in ``tree`` (-1: no token yet)
     speech: np.ndarray  # int32 (n,): frame of its last non-space character (-1: none), for endpointing
+    hot: np.ndarray  # int32 (n,): node in the stream's hotword tree (0: not spelling a hotword)
+    hot_gain: np.ndarray  # float64 (n,): what the hotword being spelt has gained so far (given back if it breaks off)
     tree: Tree
     chars: tuple[str, ...] = field(repr=False)  # id -> character, to spell texts
     lm_rows: np.ndarray | None = field(default=None, repr=False)  # the decoder's LM-cache rows of lm_code
@@ -319,10 +322,23 @@ class _Batch:
     into one (``node_row``: each node's stream), new tokens appended as frames go."""
 
     FIELDS = ("key", "pkey", "blank", "nonblank", "lm", "lm_code", "lm_open", "last", "free", "word",
-              "history", "tip", "speech", "lm_rows")
+              "history", "tip", "speech", "hot", "hot_gain", "lm_rows")
 
-    def __init__(self, dec: BeamDecoder, sets: Sequence[Beams]) -> None:
+    def __init__(self, dec: BeamDecoder, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None]) -> None:
         self.n = np.array([len(b) for b in sets], np.int64)
+        # The streams' hotword trees side by side (node 0: a root for the streams without any);
+        # a prefix's node stays the stream's own, ``hot_root`` of its row added to look it up.
+        lists = [h for h in hotwords if h is not None]
+        self.has_hot = bool(lists)
+        if lists:
+            sizes = [len(h.bonus) for h in lists]
+            bases = np.cumsum([1] + sizes[:-1])
+            self.hot_child = np.concatenate([np.full((1, len(dec.chars)), -1, np.int32)] + [
+                np.where(h.child >= 0, h.child + b, -1) for h, b in zip(lists, bases.tolist())])
+            self.hot_bonus = np.concatenate([np.zeros(1)] + [h.bonus for h in lists])
+            self.hot_complete = np.concatenate([np.zeros(1, bool)] + [h.complete for h in lists])
+            base = iter(bases.tolist())
+            self.hot_root = np.array([next(base) if h is not None else 0 for h in hotwords], np.int64)
         width = int(self.n.max())
         sizes = np.array([len(b.tree.parent) for b in sets], np.int64)
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
@@ -486,23 +502,26 @@ class BeamDecoder:
                      nonblank=np.full(1, nonblank), lm=np.zeros(1), lm_code=start, lm_open=start.copy(),
                      last=np.full(1, last, np.int64), free=np.ones(1, bool), word=np.zeros(1, np.int32),
                      history=history, tip=np.full(1, -1, np.int32), speech=np.full(1, -1, np.int32),
+                     hot=np.zeros(1, np.int32), hot_gain=np.zeros(1),
                      tree=Tree(np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0)),
                      chars=self.chars, lm_rows=rows, lm_epoch=epoch, generation=next(_GENERATIONS))
 
-    def batch(self, sets: Sequence[Beams]) -> _Batch:
-        """Many streams' beam sets as one working set for ``step`` (``split`` gives them back)."""
+    def batch(self, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None] | None = None) -> _Batch:
+        """Many streams' beam sets as one working set for ``step`` (``split`` gives them back);
+        ``hotwords``: each stream's list (None: none)."""
         with self._lock:
             if self._table is not None:
                 self._table.trim()
-            return _Batch(self, sets)
+            return _Batch(self, sets, hotwords if hotwords is not None else [None] * len(sets))
 
     def split(self, batch: _Batch) -> list[Beams]:
         return batch.split(self._table.epoch if self._table is not None else 0,
                            max(_COMPACT_NODES, 16 * self.cfg.beam_size))
 
-    def advance(self, beams: Beams, log_probs: Sequence[float] | np.ndarray, frame: int) -> Beams:
+    def advance(self, beams: Beams, log_probs: Sequence[float] | np.ndarray, frame: int,
+                hotwords: Hotwords | None = None) -> Beams:
         """Extend one stream's beam set by one frame (``step`` with a batch of one)."""
-        batch = self.batch([beams])
+        batch = self.batch([beams], [hotwords])
         self.step(batch, np.asarray(log_probs, np.float64)[None], np.array([frame]))
         return self.split(batch)[0]
 
@@ -540,10 +559,15 @@ class BeamDecoder:
         cand_lp = np.take_along_axis(lp, cand, 1)
         # After the same character, only an alignment that passed through a blank extends.
         p = np.where(cand[:, None, :] == last[:, :, None], blank[:, :, None], total[:, :, None]) + cand_lp[:, None, :]
-        go = live[:, :, None] & cand_ok[:, None, :] & (p + (lmv + self._best_bonus)[:, :, None] >= floor[:, None, None])
+        best_bonus = self._best_bonus + (float(bt.hot_bonus.max()) if bt.has_hot else 0.0)
+        go = live[:, :, None] & cand_ok[:, None, :] & (p + (lmv + best_bonus)[:, :, None] >= floor[:, None, None])
         s, w, j = np.nonzero(go)  # the extensions worth scoring, stream by stream
         c, pe = cand[s, j], p[s, w, j]
         fused = self._fused(bt, s, w, c)
+        hot = hot_gain = None
+        if bt.has_hot:
+            gained, hot, hot_gain = self._hotwords(bt, s, w, c)
+            fused = fused + gained
         # An extension whose text is already a prefix of the set merges into it.
         key = bt.key[s, w] * _HASH + (c + 1).astype(np.uint64)
         col = self._find(np.where(live, bt.key[:m], _ABSENT), key, s)
@@ -586,8 +610,14 @@ class BeamDecoder:
         ext = np.where(stay, 0, ext)
         if not len(s):  # no extension at all: index arrays of one dummy entry keep the gathers valid
             s, w, c, pe, fused, key = (np.zeros(1, a.dtype) for a in (s, w, c, pe, fused, key))
+            hot, hot_gain = np.zeros(1, np.int32), np.zeros(1)
         ew, ec = w[ext], c[ext]
         values = self._successors(bt, rows, stay, sw, ew, ec, key[ext], stay_b, stay_nb, pe[ext], fused[ext])
+        if hot is not None and hot_gain is not None:
+            values["hot"] = np.where(stay, bt.hot[rows, sw], hot[ext])
+            values["hot_gain"] = np.where(stay, bt.hot_gain[rows, sw], hot_gain[ext])
+        else:
+            values["hot"], values["hot_gain"] = bt.hot[rows, sw], bt.hot_gain[rows, sw]
         # New tokens: every new prefix's character, and a stay's whose best path now ends in an extension.
         sw_ext = switch[rows, sw]
         switched = stay & (sw_ext >= 0)
@@ -629,6 +659,29 @@ class BeamDecoder:
                     fused[closing] += self._word_scores(bt.history[s[closing], w[closing]],
                                                         lex.word_id[node[closing]])
         return fused
+
+    def _hotwords(self, bt: _Batch, s: np.ndarray, w: np.ndarray, c: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What extending prefix (s, w) by character c gains or gives back for its stream's hotwords
+        (``engine.hotwords``), and its node and gain after it."""
+        root = bt.hot_root[s]
+        node, gain = bt.hot[s, w] + root, bt.hot_gain[s, w]
+        space = c == self.space
+        at_word_start = bt.free[s, w]
+        free = space & at_word_start  # a space after nothing or after a space: no change
+        inside = node != root
+        done = inside & space & bt.hot_complete[node]  # a whole phrase: what it gained stays
+        on = bt.hot_child[node, c]
+        go_on = inside & (on >= 0)
+        begin = np.where(at_word_start & ~space, bt.hot_child[root, c], -1)  # a phrase starts with this word
+        begin = np.where(go_on, -1, begin)
+        lost = np.where(inside & ~done & ~go_on, gain, 0.0)  # the word went another way: give it back
+        step = np.where(go_on, bt.hot_bonus[np.maximum(on, 0)],
+                        np.where(begin >= 0, bt.hot_bonus[np.maximum(begin, 0)], 0.0))
+        new_node = np.where(go_on, on, np.where(begin >= 0, begin, root))
+        new_gain = np.where(go_on, np.where(done, 0.0, gain) + step, step)
+        return (np.where(free, 0.0, step - lost), np.where(free, node, new_node) - root,
+                np.where(free, gain, new_gain))
 
     def _word_scores(self, history: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """``word_weight`` x the word LM's log-probability of each word ``ids`` after its ``history``."""
@@ -707,11 +760,14 @@ class BeamDecoder:
         out["history"] = np.where(stay[..., None], bt.history[rows, sw], history)
         return out
 
-    def end_scores(self, beams: Beams) -> np.ndarray:
+    def end_scores(self, beams: Beams, hotwords: Hotwords | None = None) -> np.ndarray:
         """What the sentence end adds to each prefix's score: the open word's OOV penalty and word-LM
-        term, the word LM's ``</s>`` and the character LM's ``</s>`` (which replaces a trailing space)."""
+        term, the word LM's ``</s>`` and the character LM's ``</s>`` (which replaces a trailing space),
+        and what a hotword broken off at the end gained."""
         cfg = self.cfg
         end = np.zeros(len(beams))
+        if hotwords is not None:
+            end = end - np.where((beams.hot > 0) & ~hotwords.complete[beams.hot], beams.hot_gain, 0.0)
         said = beams.speech >= 0  # the prefix holds a word
         open_word = said & ~beams.free  # its last word has no space after it yet
         lex = self._lexicon
@@ -741,20 +797,20 @@ class BeamDecoder:
         # uncertain word lost to nothing (37 of 551 real prompts came back empty).
         return np.where(said, end, cfg.lm_weight * start)
 
-    def end(self, beams: Beams) -> Beam:
+    def end(self, beams: Beams, hotwords: Hotwords | None = None) -> Beam:
         """The best prefix at a segment end, counting the LMs' end-of-sentence probabilities."""
-        return beams[self.ranked(beams)[0]]
+        return beams[self.ranked(beams, hotwords)[0]]
 
-    def best(self, beams: Beams, n: int) -> tuple[Beam, list[tuple[str, float]]]:
+    def best(self, beams: Beams, n: int, hotwords: Hotwords | None = None) -> tuple[Beam, list[tuple[str, float]]]:
         """``end``, and the ``n`` best distinct texts at the segment end with their scores in nats
         against the best one's (prefixes that differ only in spaces are one text)."""
-        order = self.ranked(beams)
+        order = self.ranked(beams, hotwords)
         chosen = beams[order[0]]
         if n <= 1:
             return chosen, []
         score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm
-        if self.lm is not None or self._listed or self.words is not None:
-            score = score + self.end_scores(beams)
+        if self.lm is not None or self._listed or self.words is not None or hotwords is not None:
+            score = score + self.end_scores(beams, hotwords)
         texts: list[tuple[str, float]] = []
         seen: set[str] = set()
         for i in order.tolist():
@@ -766,11 +822,11 @@ class BeamDecoder:
                     break
         return chosen, texts
 
-    def ranked(self, beams: Beams) -> np.ndarray:
+    def ranked(self, beams: Beams, hotwords: Hotwords | None = None) -> np.ndarray:
         """Rows of ``beams`` by their score at a segment end, best first (ties: in beam order)."""
-        if self.lm is None and not self._listed and self.words is None:
+        if self.lm is None and not self._listed and self.words is None and hotwords is None:
             return np.arange(len(beams))
-        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm + self.end_scores(beams)
+        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm + self.end_scores(beams, hotwords)
         return np.argsort(-score, kind="stable")
 
     def restart(self, chosen: Beam) -> Beams:

@@ -23,6 +23,7 @@ from streamasr.engine.checkpoint import load_checkpoint
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError
 from streamasr.engine.features import FeatureConfig, FeatureExtractor
+from streamasr.engine.hotwords import Hotwords
 from streamasr.engine.lm import CharLM, WordLM
 from streamasr.engine.model import AcousticModel
 from streamasr.engine.model import quantize as quantize_model
@@ -99,10 +100,13 @@ class Recognizer:
         return self._resamplers[rate]
 
     def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None,
-                      adapt: AdaptConfig | AdaptState | None = None, nbest: int = 1) -> StreamState:
+                      adapt: AdaptConfig | AdaptState | None = None, nbest: int = 1,
+                      hotwords: Hotwords | list[str] | list[tuple[str, float]] | None = None) -> StreamState:
         """A fresh stream that accepts PCM at ``sample_rate``.
 
         ``nbest``: finals carry this many best texts (``Result.alternatives``) when above 1, at most ``MAX_NBEST``.
+        ``hotwords``: words and phrases to boost, alone or with a boost in nats per character
+        (``engine.hotwords``); the beam search uses them, the greedy decoder cannot.
 
         Args:
             adapt: speaker adaptation (``streamasr.engine.adapt``): an ``AdaptConfig`` to start learning a
@@ -113,6 +117,8 @@ class Recognizer:
             raise AudioError(f"sample rate {sample_rate!r} is not supported; expected an integer in [1000, 384000] Hz")
         if isinstance(nbest, bool) or not isinstance(nbest, int) or not 1 <= nbest <= MAX_NBEST:
             raise ValueError(f"nbest must be an integer in [1, {MAX_NBEST}], got {nbest!r}")
+        if hotwords is not None and not isinstance(hotwords, Hotwords):
+            hotwords = Hotwords.compile(hotwords, self.tokenizer) if hotwords else None
         speaker: AdaptState | None = None
         if isinstance(adapt, AdaptState) or (adapt is not None and adapt.enabled):
             self.check_adaptable()
@@ -127,6 +133,7 @@ class Recognizer:
             beams=self.beam.initial() if self.beam is not None else None,
             adapt=speaker,
             nbest=nbest,
+            hotwords=hotwords,
         )
 
     def check_adaptable(self) -> None:
@@ -185,6 +192,7 @@ class StreamState:
     finished: bool = False
     adapt: AdaptState | None = None  # speaker adaptation: this stream's LayerNorm and what it learns from
     nbest: int = 1  # texts a final carries as alternatives when above 1
+    hotwords: Hotwords | None = None  # words and phrases the beam search boosts for this stream
 
 
 class _Staged(NamedTuple):
@@ -366,7 +374,8 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
     """
     order = sorted(range(len(states)), key=lambda i: -len(log_probs[i]))  # the streams still going: a prefix
     lengths = np.array([len(log_probs[i]) for i in order])
-    batch = dec.batch([states[i].beams if states[i].beams is not None else dec.initial() for i in order])
+    batch = dec.batch([states[i].beams if states[i].beams is not None else dec.initial() for i in order],
+                      [states[i].hotwords for i in order])
     padded = np.zeros((len(order), int(lengths.max(initial=0)), len(rec.tokenizer.vocab)))
     for row, i in enumerate(order):
         if len(log_probs[i]):
@@ -387,7 +396,7 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
                                       None if speech[row] < 0 else speech[row], rec.frame_seconds)
             if decision == "none":
                 continue
-            chosen, alternatives = dec.best(batch.row(row), states[i].nbest)
+            chosen, alternatives = dec.best(batch.row(row), states[i].nbest, states[i].hotwords)
             if decision == "final":
                 results[row].append(_result(rec, "final", segment[row], chosen.tokens, seg_start[row], (), 0,
                                             states[i].nbest, alternatives))
@@ -486,7 +495,7 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
             feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
             words=d.words, settled=d.settled, beams=d.beams, segment=d.segment, segment_start=d.segment_start,
-            samples=fe.samples, adapt=speaker, nbest=state.nbest))
+            samples=fe.samples, adapt=speaker, nbest=state.nbest, hotwords=state.hotwords))
         results.append(d.results)
     return list(zip(done, results))
 
@@ -547,7 +556,7 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
     alternatives = None
     if rec.beam is not None:
         chosen, alternatives = rec.beam.best(state.beams if state.beams is not None else rec.beam.initial(),
-                                             state.nbest)
+                                             state.nbest, state.hotwords)
         state = replace(state, tokens=chosen.tokens, words=(), settled=0, beams=rec.beam.restart(chosen))
     if not state.tokens:
         return replace(state, segment_start=state.frame), []

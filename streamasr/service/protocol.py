@@ -18,6 +18,7 @@ import numpy as np
 
 from streamasr.engine.audio import ENCODINGS, SAMPLE_RATE, pcm_to_float
 from streamasr.engine.endpoint import EndpointConfig
+from streamasr.engine.hotwords import DEFAULT_BOOST, MAX_BOOST
 from streamasr.errors import AudioError, ProtocolError
 from streamasr.results import MAX_NBEST, Alternative, Result, Word
 
@@ -51,7 +52,9 @@ class Start:
     partials: bool = True  # send ``partial`` messages
     words: bool = True  # include per-word times and confidences in ``final``
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)  # segmentation rules
-    hotwords: tuple[str, ...] = ()  # accepted and validated; the decoders do not use them yet
+    # Words and phrases to boost in the beam search: each a string, or an object {"phrase", "boost"}
+    # with its boost in nats per character (here a (phrase, boost) pair); a greedy server ignores them.
+    hotwords: tuple[str | tuple[str, float], ...] = ()
     # Finals carry this many best texts as ``alternatives`` (with scores) when above 1.
     nbest: int = 1
     # Learn the speaker's voice as the stream goes, where the server offers it (serve --adapt-lr);
@@ -64,7 +67,9 @@ class Start:
     def to_json(self) -> str:
         return _dump({"type": "start", "sample_rate": self.sample_rate, "encoding": self.encoding,
                       "partials": self.partials, "words": self.words,
-                      "endpoint": self.endpoint.to_dict(), "hotwords": list(self.hotwords), "adapt": self.adapt,
+                      "endpoint": self.endpoint.to_dict(),
+                      "hotwords": [h if isinstance(h, str) else {"phrase": h[0], "boost": h[1]} for h in self.hotwords],
+                      "adapt": self.adapt,
                       "speaker": self.speaker, "nbest": self.nbest})
 
 
@@ -192,12 +197,22 @@ def _parse_endpoint(value: Any) -> EndpointConfig:
         raise _invalid("bad_field", f"start.endpoint: {e}") from e
 
 
-def _parse_hotwords(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > MAX_HOTWORDS or not all(
-            isinstance(w, str) and 0 < len(w) <= MAX_HOTWORD_CHARS for w in value):
-        raise _invalid("bad_field", f"start.hotwords must be a list of at most {MAX_HOTWORDS} non-empty strings "
-                                    f"of at most {MAX_HOTWORD_CHARS} characters, got {str(value)[:80]}")
-    return tuple(value)
+def _parse_hotwords(value: Any) -> tuple[str | tuple[str, float], ...]:
+    expected = (f"start.hotwords must be a list of at most {MAX_HOTWORDS} entries, each a non-empty string of at "
+                f"most {MAX_HOTWORD_CHARS} characters or an object {{\"phrase\": string, \"boost\": number of nats "
+                f"per character in (0, {MAX_BOOST:g}]}}")
+    if not isinstance(value, list) or len(value) > MAX_HOTWORDS:
+        raise _invalid("bad_field", f"{expected}, got {str(value)[:80]}")
+    out: list[str | tuple[str, float]] = []
+    for entry in value:
+        phrase, boost = (entry, None) if isinstance(entry, str) else (
+            (entry.get("phrase"), entry.get("boost", DEFAULT_BOOST)) if isinstance(entry, dict) and
+            set(entry) <= {"phrase", "boost"} else (None, None))
+        if not isinstance(phrase, str) or not 0 < len(phrase) <= MAX_HOTWORD_CHARS or (boost is not None and (
+                isinstance(boost, bool) or not isinstance(boost, (int, float)) or not 0 < boost <= MAX_BOOST)):
+            raise _invalid("bad_field", f"{expected}, got the entry {str(entry)[:80]}")
+        out.append(phrase if boost is None else (phrase, float(boost)))
+    return tuple(out)
 
 
 def _parse_nbest(value: Any) -> int:
