@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from streamasr.service import protocol
 from streamasr.engine.adapt import AdaptConfig
 from streamasr.engine.audio import load_audio, resample
-from streamasr.engine.stream import Recognizer
+from streamasr.engine.stream import Recognizer, finish, step
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.requires_browser,
@@ -165,3 +165,34 @@ def test_browser_page_keeps_a_named_speakers_voice(tiny_recognizer: Recognizer, 
     assert any(v["status"].endswith(", adapting to your voice (ana's profile))") for v in views)
     assert last["closeCode"] == 1000 and last["status"] == "done"
     assert (tmp_path / "ana.spk").is_file()  # kept when the page's stream stopped
+
+
+def test_browser_page_sends_its_hotwords(tiny_model_path: Path, tiny_lm_path: Path, devtools_port: int,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hotwords box (here from ?hotwords=) reaches a beam-search server, whose finals are the
+    engine's for the audio the page sent with those hotwords."""
+    from streamasr.engine.beam import DecoderConfig
+
+    rec = Recognizer.load(tiny_model_path, decoder=DecoderConfig(beam_size=8, lm=str(tiny_lm_path),
+                                                                  insertion_bonus=2.0, word_weight=0.2))
+    received: list[np.ndarray] = []
+    decode = protocol.decode_audio
+
+    def record(data: bytes, encoding: protocol.Encoding) -> np.ndarray:
+        pcm = decode(data, encoding)
+        received.append(pcm)
+        return pcm
+
+    monkeypatch.setattr(protocol, "decode_audio", record)
+    with threaded_server(rec) as server:
+        views, last = run(drive(devtools_port, f"http://127.0.0.1:{server.port}/?hotwords=two,%20go%20go"), timeout=60)
+    assert last["closeCode"] == 1000 and last["status"] == "done"
+    sent = [m["text"] for m in last["messages"] if m["type"] == "final" and m["text"]]
+    rate = last["messages"][0]["sample_rate"]
+    audio = np.concatenate(received)
+    state, results = rec.initial_state(rate, hotwords=["two", "go go"]), []
+    for i in range(0, len(audio), 1600):
+        state, out = step(rec, state, audio[i:i + 1600])
+        results += out
+    results += finish(rec, state)[1]
+    assert sent and [r.text for r in results if r.is_final and r.text] == sent

@@ -22,6 +22,7 @@ from streamasr.training.data import read_pcm
 from streamasr.manifest import Utterance, read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.engine.run import pieces, run
+from streamasr.engine.hotwords import Hotwords, read_hotwords
 from streamasr.engine.stream import Recognizer, keep_speaker
 
 
@@ -35,13 +36,14 @@ class Hypothesis:
     seconds: float  # wall seconds the engine took
 
 
-def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0, speaker: Speaker | None = None) -> str:
+def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0, speaker: Speaker | None = None,
+              hotwords: Hotwords | None = None) -> str:
     """Text of ``audio`` (16 kHz float32) through the streaming engine; finals joined by spaces.
 
     With ``speaker``, the stream starts from what the speaker's earlier streams taught and leaves
     what it learnt itself in ``speaker.adapt``.
     """
-    state = rec.initial_state(adapt=speaker.adapt if speaker is not None else None)
+    state = rec.initial_state(adapt=speaker.adapt if speaker is not None else None, hotwords=hotwords)
     state, results = run(rec, state, pieces(audio, chunk_samples))
     if speaker is not None:
         keep_speaker(rec, state, speaker)
@@ -63,8 +65,26 @@ def score(hyps: list[Hypothesis]) -> dict[str, float]:
     }
 
 
+def hotword_counts(hyps: list[Hypothesis], phrases: list[str]) -> dict[str, dict[str, int]]:
+    """Per hotword phrase: how often the references say it, how many of those the hypotheses
+    have (per utterance, at most as many as its reference), and how many times the hypotheses
+    have it beyond their references' count (false alarms)."""
+    def count(text: str, phrase: str) -> int:
+        return f" {text} ".count(f" {phrase} ")
+
+    out: dict[str, dict[str, int]] = {}
+    for phrase in phrases:
+        said = found = extra = 0
+        for h in hyps:
+            ref, hyp = count(h.ref, phrase), count(h.hyp, phrase)
+            said, found, extra = said + ref, found + min(ref, hyp), extra + max(0, hyp - ref)
+        out[phrase] = {"said": said, "found": found, "false_alarms": extra}
+    return out
+
+
 def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progress: bool = False,
-             adapt: AdaptConfig | None = None, passes: int = 1) -> tuple[dict[str, Any], list[Hypothesis]]:
+             adapt: AdaptConfig | None = None, passes: int = 1,
+             hotwords: Hotwords | None = None) -> tuple[dict[str, Any], list[Hypothesis]]:
     """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses.
 
     With ``adapt`` enabled, each voice is a speaker: its utterances, in manifest order, are each
@@ -83,13 +103,17 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
             audio = read_pcm(utt.audio)
             began = time.perf_counter()
             speaker = speakers.setdefault(utt.voice, Speaker(cfg)) if cfg.enabled else None
-            text = recognise(rec, audio, chunk, speaker)
+            text = recognise(rec, audio, chunk, speaker, hotwords)
             if n == passes:
                 hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
                                        time.perf_counter() - began))
     report: dict[str, Any] = {"model": rec.name, "decoder": rec.decoder.to_dict(), "all": score(hyps)}
     if cfg.enabled:
         report["adapt"] = {**cfg.for_decoder(rec.decoder.method).to_dict(), "passes": passes}
+    if hotwords is not None:
+        counts = hotword_counts(hyps, [p for p, _ in hotwords.phrases])
+        total = {k: sum(c[k] for c in counts.values()) for k in ("said", "found", "false_alarms")}
+        report["hotwords"] = {"all": total, "phrases": counts}
     voices = sorted({h.voice for h in hyps if h.voice})
     if len(voices) > 1:
         report["voices"] = {v: score([h for h in hyps if h.voice == v]) for v in voices}
@@ -114,6 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, --adapt-steps, --adapt-max-seconds, ...
     p.add_argument("--adapt-passes", type=int, default=1, metavar="N",
                    help="with --adapt-lr: hear each manifest N times, score the last pass (default: 1)")
+    p.add_argument("--hotwords", default=None, metavar="FILE",
+                   help="boost these words and phrases (as transcribe --hotwords) and report, per phrase, how "
+                        "often the references say it, how many of those were recognised and the false alarms")
     p.set_defaults(func=_main)
 
 
@@ -132,12 +159,14 @@ def _main(args: argparse.Namespace) -> int:
     all_hyps: list[dict[str, Any]] = []
     for model in models:
         rec = Recognizer.load(model, args.quantize, decoder)
+        hotwords = Hotwords.compile(read_hotwords(args.hotwords), rec.tokenizer) if args.hotwords else None
         label = model or "bundled"
         by_model[label] = {}
         for manifest in args.manifest:
             items = read_manifest(manifest)
             items = items[: args.limit] if args.limit > 0 else items
-            report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt, passes=args.adapt_passes)
+            report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt, passes=args.adapt_passes,
+                                    hotwords=hotwords)
             by_model[label][manifest] = report
             all_hyps += [{**h.__dict__, "model": label} if len(models) > 1 else h.__dict__ for h in hyps]
     if args.hyps:
@@ -155,6 +184,9 @@ def _main(args: argparse.Namespace) -> int:
             rows = [(Path(manifest).name, report["all"])] + [("  " + v, s) for v, s in report.get("voices", {}).items()]
             for name, s in rows:
                 print(f"{name:<40} {s['utterances']:>6} {s['wer']:>7.3f} {s['cer']:>7.3f} {s['rtf']:>7.4f}")
+            if "hotwords" in report:
+                h = report["hotwords"]["all"]
+                print(f"  hotwords: {h['found']} of {h['said']} said recognised, {h['false_alarms']} false alarms")
         return 0
     if args.plot:
         plot_comparison(by_model, Path(args.plot), title)
