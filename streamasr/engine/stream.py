@@ -598,11 +598,18 @@ def keep_speaker(rec: Recognizer, state: StreamState, speaker: Speaker) -> Speak
 
 def finish(rec: Recognizer, state: StreamState) -> tuple[StreamState, list[Result]]:
     """End of audio: drain every buffer and emit the last final. The state accepts no more audio."""
-    state, results = step_many(rec, [state], [np.zeros(0, np.float32)], flush=True)[0]
-    state, last = flush_segment(rec, state)
-    # A character the model emits in the closing silence belongs to the audio's last moment.
-    limit = round(state.samples / state.sample_rate, 3)
-    return replace(state, finished=True), [_clamp(r, limit, rec.frame_seconds) for r in results + last]
+    return finish_many(rec, [state])[0]
+
+
+def finish_many(rec: Recognizer, states: list[StreamState]) -> list[tuple[StreamState, list[Result]]]:
+    """``finish`` for many streams, their closing frames run as one batch."""
+    out = []
+    for state, results in step_many(rec, states, [np.zeros(0, np.float32)] * len(states), flush=True):
+        state, last = flush_segment(rec, state)
+        # A character the model emits in the closing silence belongs to the audio's last moment.
+        limit = round(state.samples / state.sample_rate, 3)
+        out.append((replace(state, finished=True), [_clamp(r, limit, rec.frame_seconds) for r in results + last]))
+    return out
 
 
 def _clamp(result: Result, limit: float, frame: float) -> Result:

@@ -21,7 +21,7 @@ import numpy as np
 
 from streamasr.engine.adapt import Learner
 from streamasr.results import Result
-from streamasr.engine.stream import Recognizer, StreamState, finish, step_many
+from streamasr.engine.stream import Recognizer, StreamState, finish, finish_many, step_many
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class InferenceWorker:
                         request.future.set_result(outcome)
 
     def _compute(self, batch: list[_Request]) -> list[Outcome | BaseException]:
-        """Runs on the worker thread: one ``step_many`` for the steps, ``finish`` per ending stream."""
+        """Runs on the worker thread: one ``step_many`` for the steps, one ``finish_many`` for the ending streams."""
         began = time.perf_counter()
         outcomes: list[Outcome | BaseException] = [RuntimeError("not computed")] * len(batch)
         steps = [i for i, r in enumerate(batch) if not r.finish]
@@ -179,9 +179,14 @@ class InferenceWorker:
             except Exception:  # noqa: BLE001 - isolate the failing stream: rerun each alone
                 for i in steps:
                     outcomes[i] = self._one(batch[i])
-        for i, request in enumerate(batch):
-            if request.finish:
-                outcomes[i] = self._one(request)
+        ends = [i for i, r in enumerate(batch) if r.finish]
+        if ends:
+            try:
+                for i, outcome in zip(ends, finish_many(self.rec, [batch[i].state for i in ends]), strict=True):
+                    outcomes[i] = outcome
+            except Exception:  # noqa: BLE001 - isolate the failing stream: rerun each alone
+                for i in ends:
+                    outcomes[i] = self._one(batch[i])
         seconds = sum(len(r.pcm) / r.state.sample_rate for r in batch)
         with self.stats.lock:
             self.stats.audio_seconds += seconds
