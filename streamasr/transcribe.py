@@ -25,7 +25,7 @@ from streamasr.engine.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
-from streamasr.engine.hotwords import Hotwords, read_hotwords
+from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
 from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Segment, Transcript
 
@@ -43,6 +43,7 @@ def transcribe_audio(
     progress: ProgressFn | None = None,
     speaker: Speaker | None = None,
     hotwords: Hotwords | None = None,
+    grammar: Grammar | None = None,
 ) -> Transcript:
     """Recognise a whole signal by streaming it through the engine chunk by chunk.
 
@@ -59,6 +60,7 @@ def transcribe_audio(
             learnt in ``speaker.adapt`` (the result does not depend on ``chunk_ms`` either, for
             chunks shorter than ``AdaptConfig.delay``).
         hotwords: words and phrases the beam search boosts (``Hotwords.compile``).
+        grammar: a phrase list the text must be made of (``Grammar.compile``).
 
     Returns:
         The transcript: one segment per non-empty final.
@@ -75,7 +77,7 @@ def transcribe_audio(
     if audio.size == 0:
         raise AudioError("audio has 0 samples; expected at least some audio")
     state = rec.initial_state(sample_rate, endpoint_cfg, speaker.adapt if speaker is not None else None,
-                              hotwords=hotwords)
+                              hotwords=hotwords, grammar=grammar)
     chunk = max(1, round(chunk_ms * sample_rate / 1000))
     total = len(audio) / sample_rate
 
@@ -100,6 +102,7 @@ def transcribe_file(
     progress: ProgressFn | None = None,
     speaker: Speaker | None = None,
     hotwords: Hotwords | None = None,
+    grammar: Grammar | None = None,
 ) -> Transcript:
     """Decode an audio file (any format soundfile or ffmpeg reads) and transcribe it.
 
@@ -113,7 +116,7 @@ def transcribe_file(
     try:
         audio = load_audio(path)
         return transcribe_audio(rec, audio, chunk_ms, endpoint_cfg, file=str(path), progress=progress,
-                                speaker=speaker, hotwords=hotwords)
+                                speaker=speaker, hotwords=hotwords, grammar=grammar)
     except AudioError as e:
         if str(e).startswith((str(path), str(Path(path)))):  # load_audio names Path(path)
             raise
@@ -159,6 +162,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
                    help="words and phrases to boost in the beam search (names, terms), one per line, each "
                         "optionally followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
+    p.add_argument("--grammar", type=Path, default=None, metavar="FILE",
+                   help="a phrase list, one phrase per line (commands, menu words): each segment's text becomes "
+                        "a sequence of them, or nothing")
     p.add_argument("--speaker", type=Path, default=None, metavar="FILE",
                    help="with --adapt-lr: a speaker profile; start from what FILE holds, if it exists, and "
                         "keep in it what this run taught, so the voice's next files start from there")
@@ -179,10 +185,12 @@ def _command(args: argparse.Namespace) -> int:
     if args.format in ("srt", "vtt") and len(args.files) > 1 and args.output_dir is None:
         raise ValueError(f"--format {args.format} writes one subtitle file per input; with "
                          f"{len(args.files)} input files give -o DIR")
-    if args.hotwords is not None and decoder.method != "beam":
-        raise ValueError("--hotwords boosts words in the beam search; drop --method greedy")
+    for name in ("hotwords", "grammar"):
+        if getattr(args, name) is not None and decoder.method != "beam":
+            raise ValueError(f"--{name} works in the beam search; drop --method greedy")
     rec = stream.Recognizer.load(args.model, args.quantize, decoder)
     args.hotwords = Hotwords.compile(read_hotwords(args.hotwords), rec.tokenizer) if args.hotwords else None
+    args.grammar = Grammar.compile(read_phrases(args.grammar), rec.tokenizer) if args.grammar else None
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
@@ -220,7 +228,7 @@ def _transcribe_files(rec: stream.Recognizer, args: argparse.Namespace, endpoint
         for path in args.files:
             try:
                 transcript = transcribe_file(rec, path, args.chunk_ms, endpoint_cfg, bars.seconds, speaker,
-                                             args.hotwords)
+                                             args.hotwords, args.grammar)
                 if not learning:
                     _write(transcript, args.format, args.output_dir, names)
                 done.append(transcript)

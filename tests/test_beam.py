@@ -14,7 +14,7 @@ from streamasr.engine.audio import load_audio
 from streamasr.engine.beam import DEFAULT_OOV_PENALTY, BeamDecoder, Beams, DecoderConfig
 from streamasr.cli import main
 from streamasr.engine.endpoint import EndpointConfig
-from streamasr.engine.hotwords import Hotwords, read_hotwords
+from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
 from streamasr.errors import ModelError
 from streamasr.results import Result
 from streamasr.engine.stream import Recognizer, finish, flush_segment, step, step_many
@@ -42,10 +42,10 @@ def frames(spec: list[dict[str, float] | str], floor: float = 1e-4) -> np.ndarra
 
 
 def decode(dec: BeamDecoder, log_probs: np.ndarray, beams: Beams | None = None,
-           hotwords: Hotwords | None = None) -> Beams:
+           hotwords: Hotwords | None = None, grammar: Grammar | None = None) -> Beams:
     beams = dec.initial() if beams is None else beams
     for t, row in enumerate(log_probs.tolist()):
-        beams = dec.advance(beams, row, t, hotwords)
+        beams = dec.advance(beams, row, t, hotwords, grammar)
     return beams
 
 
@@ -349,3 +349,34 @@ def test_hotwords_boost_whole_phrases_only(tmp_path: Path) -> None:
         Hotwords.compile(["!!"], TOK)
     with pytest.raises(ValueError, match=r"boost must be a number of nats in \(0, 10.0\], got 0"):
         Hotwords.compile([("hold", 0)], TOK)
+
+
+def test_a_phrase_list_keeps_the_text_to_its_phrases(beam_recognizer: Recognizer, tiny_model_path: Path,
+                                                     speech_wav: Path, tmp_path: Path) -> None:
+    log_probs = frames([*"p_l_e_a_s_e_ _", {"f": 0.5, "h": 0.42, "_": 0.08}, "_", *"o_l_d_", "_"])
+    cfg = DecoderConfig(method="beam", lm_weight=0.0, insertion_bonus=0.0, space_bonus=0.0, word_weight=0.0)
+    dec = BeamDecoder(cfg, TOK)
+    menu = Grammar.compile(["please hold", "yes", "no"], TOK)
+    assert dec.end(decode(dec, log_probs, grammar=menu), grammar=menu).text == "please hold"
+    # Sequences of phrases are allowed; a text that stops inside a phrase is not.
+    seq = frames([*"y_e_s_ _n_o_", "_"])
+    assert dec.end(decode(dec, seq, grammar=menu), grammar=menu).text == "yes no"
+    cut = frames([*"p_l_e_a_s_e_", "_"])
+    assert dec.end(decode(dec, cut, grammar=menu), grammar=menu).text == ""
+    assert dec.end(decode(dec, frames(["_"] * 5), grammar=menu), grammar=menu).text == ""  # silence stays empty
+    # Through the engine: every final is made of the listed phrases.
+    audio = load_audio(speech_wav)
+    phrases = ["to", "go", "the number"]
+    state = beam_recognizer.initial_state(16000, SHORT, grammar=phrases)
+    state, results = step(beam_recognizer, state, audio)
+    results += finish(beam_recognizer, state)[1]
+    said = [r.text for r in results if r.is_final and r.text]
+    assert said and all(set(t.replace("the number", "").split()) <= {"to", "go"} for t in said)
+    greedy = Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy"))
+    with pytest.raises(ValueError, match="needs the beam search"):
+        greedy.initial_state(grammar=phrases)
+    with pytest.raises(ValueError, match="a grammar needs 1 to 1000 phrases, got 0"):
+        Grammar.compile([], TOK)
+    path = tmp_path / "menu.txt"
+    path.write_text("# a menu\nyes\n\nno thanks\n")
+    assert read_phrases(path) == ["yes", "no thanks"]

@@ -23,7 +23,8 @@ def test_start_defaults_match_the_documented_ones() -> None:
 def test_start_with_every_field_round_trips() -> None:
     start = Start(sample_rate=44100, encoding="pcm_f32le", partials=False, words=False,
                   endpoint=EndpointConfig(silence_after_speech=0.5, silence_no_speech=2, max_segment=10),
-                  hotwords=("weasels", ("acme corp", 3.0)), nbest=4, adapt=False, speaker="ann")
+                  hotwords=("weasels", ("acme corp", 3.0)), nbest=4, adapt=False, speaker="ann",
+                  grammar=("yes", "no thanks"))
     assert protocol.parse_client(start.to_json()) == start
 
 
@@ -62,6 +63,9 @@ def test_flush_and_stop_round_trip(message: Flush | Stop) -> None:
     ('{"type": "start", "hotwords": [{"phrase": "acme", "weight": 2}]}', "bad_field", 1007),
     ('{"type": "start", "hotwords": [{"boost": 2}]}', "bad_field", 1007),
     ('{"type": "start", "hotwords": [3]}', "bad_field", 1007),
+    ('{"type": "start", "grammar": []}', "bad_field", 1007),
+    ('{"type": "start", "grammar": "yes"}', "bad_field", 1007),
+    ('{"type": "start", "grammar": ["yes", ""]}', "bad_field", 1007),
     ('{"type": "start", "sampel_rate": 8000}', "bad_field", 1007),
     ('{"type": "stop", "now": true}', "bad_field", 1007),
 ])

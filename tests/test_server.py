@@ -173,6 +173,7 @@ BAD_CASES: dict[str, tuple[list[str | bytes], str, int]] = {
     "wrong_field_type": ([start_frame(sample_rate="16000")], "bad_field", 1007),
     "bad_endpoint": ([start_frame(endpoint={"silence_after_speech": -1})], "bad_field", 1007),
     "nan_in_json": (['{"type": "start", "sample_rate": NaN}'], "malformed_json", 1007),
+    "grammar_on_a_greedy_server": ([start_frame(grammar=["yes", "no"])], "bad_field", 1007),
     "second_start": ([F32, b"\x00" * 400, F32], "already_started", 1008),
     "unknown_type_after_start": ([F32, '{"type": "pause"}'], "unknown_type", 1008),
 }
@@ -492,14 +493,15 @@ def test_beam_server_finals_equal_offline_and_carry_n_best(tiny_model_path: Path
         boosted += out
     boosted = finals(boosted + finish(rec, state)[1])
 
-    async def main() -> tuple[list[Result], list[Result], list[Result]]:
+    async def main() -> tuple[list[Result], list[Result], list[Result], list[Result]]:
         async with running(rec) as server:
-            plain, ranked, hot = await asyncio.gather(*(
+            plain, ranked, hot, menu = await asyncio.gather(*(
                 stream_all(server.url, speech, Start(endpoint=SHORT_ENDPOINT, encoding="pcm_f32le", **extra))
-                for extra in ({}, {"nbest": 3}, {"hotwords": hotwords})))
-            return plain, ranked, hot
+                for extra in ({}, {"nbest": 3}, {"hotwords": hotwords}, {"grammar": ("to", "go")})))
+            return plain, ranked, hot, menu
 
-    plain, ranked, hot = run(main())
+    plain, ranked, hot, menu = run(main())
+    assert all(set(r.text.split()) <= {"to", "go"} for r in finals(menu)) and any(r.text for r in finals(menu))
     assert len(expected) >= 2 and finals(plain) == expected
     assert finals(hot) == boosted and boosted != expected  # the hotwords changed the text, as offline
     assert all(not r.alternatives for r in finals(plain))

@@ -229,6 +229,9 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
                         help="words and phrases to boost in the beam search, one per line, each optionally "
                              "followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
+    parser.add_argument("--grammar", type=Path, default=None, metavar="FILE",
+                        help="a phrase list, one phrase per line (commands, menu words): each segment's text "
+                             "becomes a sequence of them, or nothing (needs the beam search)")
     parser.add_argument("--nbest", type=int, default=1, metavar="N",
                         help="finals carry the N best texts with their scores (jsonl: 'alternatives'; "
                              "text: indented under the final; default: 1, none)")
@@ -238,12 +241,13 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
 def start_from_args(args: argparse.Namespace, sample_rate: int, encoding: protocol.Encoding) -> Start:
     from streamasr.options import dataclass_from_args
     from streamasr.engine.endpoint import EndpointConfig
-    from streamasr.engine.hotwords import read_hotwords
+    from streamasr.engine.hotwords import read_hotwords, read_phrases
 
     return Start(sample_rate=sample_rate, encoding=encoding, partials=args.partials, words=args.words,
                  endpoint=dataclass_from_args(EndpointConfig, args, prefix="endpoint-"), adapt=args.adapt,
                  speaker=args.speaker, nbest=args.nbest,
-                 hotwords=tuple(read_hotwords(args.hotwords)) if args.hotwords is not None else ())
+                 hotwords=tuple(read_hotwords(args.hotwords)) if args.hotwords is not None else (),
+                 grammar=tuple(read_phrases(args.grammar)) if args.grammar is not None else None)
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:

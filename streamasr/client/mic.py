@@ -153,13 +153,13 @@ async def until(chunks: AsyncIterator[np.ndarray], stop: asyncio.Event | None) -
 
 async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint: Any = None,
                     stop: asyncio.Event | None = None, adapt: Any = None, nbest: int = 1,
-                    hotwords: Sequence[str | tuple[str, float]] = ()) -> Any:
+                    hotwords: Sequence[str | tuple[str, float]] = (), grammar: Sequence[str] | None = None) -> Any:
     """Recognise ``source`` in this process; model work runs in a thread, off the event loop.
 
     Args:
         rec: a ``streamasr.engine.stream.Recognizer``.
         endpoint: an ``EndpointConfig`` (default rules when None).
-        nbest, hotwords: as ``Recognizer.initial_state`` takes them.
+        nbest, hotwords, grammar: as ``Recognizer.initial_state`` takes them.
         adapt: an ``AdaptConfig``, or an ``AdaptState`` to go on from (a speaker profile): the
             stream learns its speaker's voice at each segment's end, on a thread of its own
             (``adapt.Learner``), so captions never wait for it.
@@ -172,7 +172,8 @@ async def run_local(source: AudioSource, rec: Any, on_result: OnResult, endpoint
     from streamasr.engine.stream import finish, step_many
 
     loop = asyncio.get_running_loop()
-    state = rec.initial_state(source.sample_rate, endpoint, adapt, nbest, list(hotwords) or None)
+    state = rec.initial_state(source.sample_rate, endpoint, adapt, nbest, list(hotwords) or None,
+                              list(grammar) if grammar is not None else None)
     learner = rec.learner() if state.adapt is not None else None
     try:
         async for chunk in until(source.chunks(), stop):
@@ -286,7 +287,8 @@ def _mic_command(args: argparse.Namespace) -> int:
                 shown = printer.show if args.partials else _finals_only(printer.show)
                 speaker = rec.speaker(adapt, profile) if adapt.enabled and args.adapt else None
                 state = await run_local(source, rec, shown, start.endpoint, stop,
-                                        speaker.adapt if speaker is not None else None, start.nbest, start.hotwords)
+                                        speaker.adapt if speaker is not None else None, start.nbest, start.hotwords,
+                                        start.grammar)
                 if speaker is not None and profile is not None:
                     await loop.run_in_executor(None, _keep_speaker, rec, state, speaker, profile)
         finally:

@@ -34,7 +34,7 @@ from typing import Any, Literal, NamedTuple, overload
 import numpy as np
 
 from streamasr.engine.ctc import Token
-from streamasr.engine.hotwords import Hotwords
+from streamasr.engine.hotwords import Grammar, Hotwords
 from streamasr.engine.lm import BOUNDARY, CharLM, WordLM
 from streamasr.engine.text import Tokenizer
 from streamasr.errors import ModelError
@@ -163,6 +163,7 @@ class Beams:
     speech: np.ndarray  # int32 (n,): frame of its last non-space character (-1: none), for endpointing
     hot: np.ndarray  # int32 (n,): node in the stream's hotword tree (0: not spelling a hotword)
     hot_gain: np.ndarray  # float64 (n,): what the hotword being spelt has gained so far (given back if it breaks off)
+    grammar: np.ndarray  # int32 (n,): state in the stream's phrase list automaton (0 without one)
     tree: Tree
     chars: tuple[str, ...] = field(repr=False)  # id -> character, to spell texts
     lm_rows: np.ndarray | None = field(default=None, repr=False)  # the decoder's LM-cache rows of lm_code
@@ -322,10 +323,22 @@ class _Batch:
     into one (``node_row``: each node's stream), new tokens appended as frames go."""
 
     FIELDS = ("key", "pkey", "blank", "nonblank", "lm", "lm_code", "lm_open", "last", "free", "word",
-              "history", "tip", "speech", "hot", "hot_gain", "lm_rows")
+              "history", "tip", "speech", "hot", "hot_gain", "grammar", "lm_rows")
 
-    def __init__(self, dec: BeamDecoder, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None]) -> None:
+    def __init__(self, dec: BeamDecoder, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None],
+                 grammars: Sequence[Grammar | None]) -> None:
         self.n = np.array([len(b) for b in sets], np.int64)
+        # The streams' phrase lists side by side, after a state 0 that allows everything (the
+        # streams without one stay there); a prefix's state stays the stream's own, as hot's.
+        used = [g for g in grammars if g is not None]
+        self.has_grammar = bool(used)
+        if used:
+            g_sizes = [len(g.accepting) for g in used]
+            g_bases = np.cumsum([1] + g_sizes[:-1])
+            self.grammar_child = np.concatenate([np.zeros((1, len(dec.chars)), np.int32)] + [
+                np.where(g.child >= 0, g.child + b, -1) for g, b in zip(used, g_bases.tolist())])
+            g_base = iter(g_bases.tolist())
+            self.grammar_root = np.array([next(g_base) if g is not None else 0 for g in grammars], np.int64)
         # The streams' hotword trees side by side (node 0: a root for the streams without any);
         # a prefix's node stays the stream's own, ``hot_root`` of its row added to look it up.
         lists = [h for h in hotwords if h is not None]
@@ -502,26 +515,29 @@ class BeamDecoder:
                      nonblank=np.full(1, nonblank), lm=np.zeros(1), lm_code=start, lm_open=start.copy(),
                      last=np.full(1, last, np.int64), free=np.ones(1, bool), word=np.zeros(1, np.int32),
                      history=history, tip=np.full(1, -1, np.int32), speech=np.full(1, -1, np.int32),
-                     hot=np.zeros(1, np.int32), hot_gain=np.zeros(1),
+                     hot=np.zeros(1, np.int32), hot_gain=np.zeros(1), grammar=np.zeros(1, np.int32),
                      tree=Tree(np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int32), np.zeros(0)),
                      chars=self.chars, lm_rows=rows, lm_epoch=epoch, generation=next(_GENERATIONS))
 
-    def batch(self, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None] | None = None) -> _Batch:
+    def batch(self, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None] | None = None,
+              grammars: Sequence[Grammar | None] | None = None) -> _Batch:
         """Many streams' beam sets as one working set for ``step`` (``split`` gives them back);
-        ``hotwords``: each stream's list (None: none)."""
+        ``hotwords``, ``grammars``: each stream's hotwords and phrase list (None: none)."""
         with self._lock:
             if self._table is not None:
                 self._table.trim()
-            return _Batch(self, sets, hotwords if hotwords is not None else [None] * len(sets))
+            none = [None] * len(sets)
+            return _Batch(self, sets, hotwords if hotwords is not None else none,
+                          grammars if grammars is not None else none)
 
     def split(self, batch: _Batch) -> list[Beams]:
         return batch.split(self._table.epoch if self._table is not None else 0,
                            max(_COMPACT_NODES, 16 * self.cfg.beam_size))
 
     def advance(self, beams: Beams, log_probs: Sequence[float] | np.ndarray, frame: int,
-                hotwords: Hotwords | None = None) -> Beams:
+                hotwords: Hotwords | None = None, grammar: Grammar | None = None) -> Beams:
         """Extend one stream's beam set by one frame (``step`` with a batch of one)."""
-        batch = self.batch([beams], [hotwords])
+        batch = self.batch([beams], [hotwords], [grammar])
         self.step(batch, np.asarray(log_probs, np.float64)[None], np.array([frame]))
         return self.split(batch)[0]
 
@@ -563,6 +579,13 @@ class BeamDecoder:
         go = live[:, :, None] & cand_ok[:, None, :] & (p + (lmv + best_bonus)[:, :, None] >= floor[:, None, None])
         s, w, j = np.nonzero(go)  # the extensions worth scoring, stream by stream
         c, pe = cand[s, j], p[s, w, j]
+        if bt.has_grammar:  # a stream with a phrase list extends only along it (a free space changes nothing)
+            at = bt.grammar[s, w] + bt.grammar_root[s]
+            free = (c == self.space) & bt.free[s, w]
+            state = np.where(free, at, bt.grammar_child[at, c])
+            keep = np.flatnonzero(state >= 0)
+            s, w, j, c, pe, state = s[keep], w[keep], j[keep], c[keep], pe[keep], state[keep]
+            grammar_state = state - bt.grammar_root[s]
         fused = self._fused(bt, s, w, c)
         hot = hot_gain = None
         if bt.has_hot:
@@ -610,7 +633,7 @@ class BeamDecoder:
         ext = np.where(stay, 0, ext)
         if not len(s):  # no extension at all: index arrays of one dummy entry keep the gathers valid
             s, w, c, pe, fused, key = (np.zeros(1, a.dtype) for a in (s, w, c, pe, fused, key))
-            hot, hot_gain = np.zeros(1, np.int32), np.zeros(1)
+            hot, hot_gain, grammar_state = np.zeros(1, np.int32), np.zeros(1), np.zeros(1, np.int64)
         ew, ec = w[ext], c[ext]
         values = self._successors(bt, rows, stay, sw, ew, ec, key[ext], stay_b, stay_nb, pe[ext], fused[ext])
         if hot is not None and hot_gain is not None:
@@ -618,6 +641,8 @@ class BeamDecoder:
             values["hot_gain"] = np.where(stay, bt.hot_gain[rows, sw], hot_gain[ext])
         else:
             values["hot"], values["hot_gain"] = bt.hot[rows, sw], bt.hot_gain[rows, sw]
+        values["grammar"] = (np.where(stay, bt.grammar[rows, sw], grammar_state[ext]) if bt.has_grammar
+                             else bt.grammar[rows, sw])
         # New tokens: every new prefix's character, and a stay's whose best path now ends in an extension.
         sw_ext = switch[rows, sw]
         switched = stay & (sw_ext >= 0)
@@ -760,12 +785,16 @@ class BeamDecoder:
         out["history"] = np.where(stay[..., None], bt.history[rows, sw], history)
         return out
 
-    def end_scores(self, beams: Beams, hotwords: Hotwords | None = None) -> np.ndarray:
+    def end_scores(self, beams: Beams, hotwords: Hotwords | None = None, grammar: Grammar | None = None
+                   ) -> np.ndarray:
         """What the sentence end adds to each prefix's score: the open word's OOV penalty and word-LM
         term, the word LM's ``</s>`` and the character LM's ``</s>`` (which replaces a trailing space),
-        and what a hotword broken off at the end gained."""
+        what a hotword broken off at the end gained, and -inf for a text that stops mid-phrase of
+        the stream's phrase list."""
         cfg = self.cfg
         end = np.zeros(len(beams))
+        if grammar is not None:
+            end = np.where(grammar.accepting[beams.grammar], end, NEG_INF)
         if hotwords is not None:
             end = end - np.where((beams.hot > 0) & ~hotwords.complete[beams.hot], beams.hot_gain, 0.0)
         said = beams.speech >= 0  # the prefix holds a word
@@ -797,23 +826,31 @@ class BeamDecoder:
         # uncertain word lost to nothing (37 of 551 real prompts came back empty).
         return np.where(said, end, cfg.lm_weight * start)
 
-    def end(self, beams: Beams, hotwords: Hotwords | None = None) -> Beam:
+    def end(self, beams: Beams, hotwords: Hotwords | None = None, grammar: Grammar | None = None) -> Beam:
         """The best prefix at a segment end, counting the LMs' end-of-sentence probabilities."""
-        return beams[self.ranked(beams, hotwords)[0]]
+        return self.best(beams, 1, hotwords, grammar)[0]
 
-    def best(self, beams: Beams, n: int, hotwords: Hotwords | None = None) -> tuple[Beam, list[tuple[str, float]]]:
+    def best(self, beams: Beams, n: int, hotwords: Hotwords | None = None, grammar: Grammar | None = None
+             ) -> tuple[Beam, list[tuple[str, float]]]:
         """``end``, and the ``n`` best distinct texts at the segment end with their scores in nats
-        against the best one's (prefixes that differ only in spaces are one text)."""
-        order = self.ranked(beams, hotwords)
+        against the best one's (prefixes that differ only in spaces are one text).
+
+        With a phrase list, a segment none of whose prefixes is a whole sequence of phrases ends
+        empty (its best prefix's tokens dropped)."""
+        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm
+        if self.lm is not None or self._listed or self.words is not None or hotwords is not None or grammar is not None:
+            score = score + self.end_scores(beams, hotwords, grammar)
+        order = np.argsort(-np.maximum(score, _DEAD), kind="stable")
         chosen = beams[order[0]]
+        if score[order[0]] == NEG_INF:  # (only with a phrase list) nothing said fits it
+            chosen = chosen._replace(text="", tokens=())
         if n <= 1:
             return chosen, []
-        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm
-        if self.lm is not None or self._listed or self.words is not None or hotwords is not None:
-            score = score + self.end_scores(beams, hotwords)
         texts: list[tuple[str, float]] = []
         seen: set[str] = set()
         for i in order.tolist():
+            if score[i] == NEG_INF:
+                break
             text = " ".join(beams[i].text.split())
             if text not in seen:
                 seen.add(text)
@@ -821,13 +858,6 @@ class BeamDecoder:
                 if len(texts) == n:
                     break
         return chosen, texts
-
-    def ranked(self, beams: Beams, hotwords: Hotwords | None = None) -> np.ndarray:
-        """Rows of ``beams`` by their score at a segment end, best first (ties: in beam order)."""
-        if self.lm is None and not self._listed and self.words is None and hotwords is None:
-            return np.arange(len(beams))
-        score = np.logaddexp(beams.blank, beams.nonblank) + beams.lm + self.end_scores(beams, hotwords)
-        return np.argsort(-score, kind="stable")
 
     def restart(self, chosen: Beam) -> Beams:
         """The beam set for the next segment after ``chosen`` ended this one."""

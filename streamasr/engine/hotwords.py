@@ -89,3 +89,55 @@ def read_hotwords(path: str | Path) -> list[tuple[str, float]]:
         entries.append((weighted[1], float(weighted[2])) if weighted else (line, DEFAULT_BOOST))
     return entries
 
+
+
+@dataclass(frozen=True, eq=False)
+class Grammar:
+    """A phrase list the search must keep to (command and control, voice menus): a segment's text
+    is a sequence of listed phrases, or nothing. A deterministic automaton over characters:
+    ``child[state, id]`` the state one character on (-1: no listed sequence goes on so), state 0
+    the start; ``accepting[state]``: a text that ends there is a whole sequence of phrases."""
+
+    phrases: tuple[str, ...]
+    child: np.ndarray  # int32 (states, vocabulary)
+    accepting: np.ndarray  # bool (states,)
+
+    @classmethod
+    def compile(cls, phrases: list[str], tokenizer: Tokenizer, max_states: int = 100_000) -> Grammar:
+        """Raises ValueError: no phrases, a phrase that spells nothing, or too large a list."""
+        if not phrases or len(phrases) > MAX_PHRASES:
+            raise ValueError(f"a grammar needs 1 to {MAX_PHRASES} phrases, got {len(phrases)}")
+        trie = Hotwords.compile([(p, 1.0) for p in phrases], tokenizer)  # the phrases' letter tree
+        space = tokenizer.space
+        # Subset construction: a state is the set of tree nodes the text can be at; a space after a
+        # whole phrase also goes back to the root, where the next phrase starts.
+        start = frozenset([0])
+        index = {start: 0}
+        sets, rows, accepting = [start], [], []
+        while len(rows) < len(sets):
+            nodes = sets[len(rows)]
+            row = [-1] * len(tokenizer.vocab)
+            for c in range(1, len(tokenizer.vocab)):
+                nxt = {int(trie.child[n, c]) for n in nodes if trie.child[n, c] >= 0}
+                if c == space and any(trie.complete[n] for n in nodes):
+                    nxt.add(0)
+                if nxt:
+                    key = frozenset(nxt)
+                    if key not in index:
+                        if len(sets) >= max_states:
+                            raise ValueError(f"the grammar's {len(phrases)} phrases need more than {max_states} states")
+                        index[key] = len(sets)
+                        sets.append(key)
+                    row[c] = index[key]
+            rows.append(row)
+            accepting.append(0 in nodes or any(trie.complete[n] for n in nodes))
+        return cls(tuple(p for p, _ in trie.phrases), np.array(rows, np.int32), np.array(accepting))
+
+
+def read_phrases(path: str | Path) -> list[str]:
+    """A phrase list file (``Grammar``): one phrase per line; blank lines and '#' lines are skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read phrase list {path}: {e}; expected UTF-8 text, a phrase per line") from e
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]

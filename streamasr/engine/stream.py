@@ -23,7 +23,7 @@ from streamasr.engine.checkpoint import load_checkpoint
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.errors import AudioError
 from streamasr.engine.features import FeatureConfig, FeatureExtractor
-from streamasr.engine.hotwords import Hotwords
+from streamasr.engine.hotwords import Grammar, Hotwords
 from streamasr.engine.lm import CharLM, WordLM
 from streamasr.engine.model import AcousticModel
 from streamasr.engine.model import quantize as quantize_model
@@ -101,12 +101,15 @@ class Recognizer:
 
     def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None,
                       adapt: AdaptConfig | AdaptState | None = None, nbest: int = 1,
-                      hotwords: Hotwords | list[str] | list[tuple[str, float]] | None = None) -> StreamState:
+                      hotwords: Hotwords | list[str] | list[tuple[str, float]] | None = None,
+                      grammar: Grammar | list[str] | None = None) -> StreamState:
         """A fresh stream that accepts PCM at ``sample_rate``.
 
         ``nbest``: finals carry this many best texts (``Result.alternatives``) when above 1, at most ``MAX_NBEST``.
         ``hotwords``: words and phrases to boost, alone or with a boost in nats per character
         (``engine.hotwords``); the beam search uses them, the greedy decoder cannot.
+        ``grammar``: a phrase list (``Grammar``): each segment's text becomes a sequence of listed
+        phrases, or nothing (beam search only).
 
         Args:
             adapt: speaker adaptation (``streamasr.engine.adapt``): an ``AdaptConfig`` to start learning a
@@ -119,6 +122,10 @@ class Recognizer:
             raise ValueError(f"nbest must be an integer in [1, {MAX_NBEST}], got {nbest!r}")
         if hotwords is not None and not isinstance(hotwords, Hotwords):
             hotwords = Hotwords.compile(hotwords, self.tokenizer) if hotwords else None
+        if grammar is not None and not isinstance(grammar, Grammar):
+            grammar = Grammar.compile(grammar, self.tokenizer)
+        if grammar is not None and self.beam is None:
+            raise ValueError("a phrase list (grammar) needs the beam search; the recognizer decodes greedily")
         speaker: AdaptState | None = None
         if isinstance(adapt, AdaptState) or (adapt is not None and adapt.enabled):
             self.check_adaptable()
@@ -134,6 +141,7 @@ class Recognizer:
             adapt=speaker,
             nbest=nbest,
             hotwords=hotwords,
+            grammar=grammar,
         )
 
     def check_adaptable(self) -> None:
@@ -193,6 +201,7 @@ class StreamState:
     adapt: AdaptState | None = None  # speaker adaptation: this stream's LayerNorm and what it learns from
     nbest: int = 1  # texts a final carries as alternatives when above 1
     hotwords: Hotwords | None = None  # words and phrases the beam search boosts for this stream
+    grammar: Grammar | None = None  # the phrases this stream's text must be made of (beam search only)
 
 
 class _Staged(NamedTuple):
@@ -375,7 +384,7 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
     order = sorted(range(len(states)), key=lambda i: -len(log_probs[i]))  # the streams still going: a prefix
     lengths = np.array([len(log_probs[i]) for i in order])
     batch = dec.batch([states[i].beams if states[i].beams is not None else dec.initial() for i in order],
-                      [states[i].hotwords for i in order])
+                      [states[i].hotwords for i in order], [states[i].grammar for i in order])
     padded = np.zeros((len(order), int(lengths.max(initial=0)), len(rec.tokenizer.vocab)))
     for row, i in enumerate(order):
         if len(log_probs[i]):
@@ -396,7 +405,7 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
                                       None if speech[row] < 0 else speech[row], rec.frame_seconds)
             if decision == "none":
                 continue
-            chosen, alternatives = dec.best(batch.row(row), states[i].nbest, states[i].hotwords)
+            chosen, alternatives = dec.best(batch.row(row), states[i].nbest, states[i].hotwords, states[i].grammar)
             if decision == "final":
                 results[row].append(_result(rec, "final", segment[row], chosen.tokens, seg_start[row], (), 0,
                                             states[i].nbest, alternatives))
@@ -495,7 +504,8 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
             sample_rate=state.sample_rate, endpoint=state.endpoint, resampler=fe.resampler, hidden=hidden,
             feature_tail=fe.tail, pending=fe.pending, frame=d.frame, last_id=d.last_id, tokens=d.tokens,
             words=d.words, settled=d.settled, beams=d.beams, segment=d.segment, segment_start=d.segment_start,
-            samples=fe.samples, adapt=speaker, nbest=state.nbest, hotwords=state.hotwords))
+            samples=fe.samples, adapt=speaker, nbest=state.nbest, hotwords=state.hotwords,
+            grammar=state.grammar))
         results.append(d.results)
     return list(zip(done, results))
 
@@ -556,7 +566,7 @@ def flush_segment(rec: Recognizer, state: StreamState) -> tuple[StreamState, lis
     alternatives = None
     if rec.beam is not None:
         chosen, alternatives = rec.beam.best(state.beams if state.beams is not None else rec.beam.initial(),
-                                             state.nbest, state.hotwords)
+                                             state.nbest, state.hotwords, state.grammar)
         state = replace(state, tokens=chosen.tokens, words=(), settled=0, beams=rec.beam.restart(chosen))
     if not state.tokens:
         return replace(state, segment_start=state.frame), []

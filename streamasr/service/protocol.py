@@ -18,7 +18,7 @@ import numpy as np
 
 from streamasr.engine.audio import ENCODINGS, SAMPLE_RATE, pcm_to_float
 from streamasr.engine.endpoint import EndpointConfig
-from streamasr.engine.hotwords import DEFAULT_BOOST, MAX_BOOST
+from streamasr.engine.hotwords import DEFAULT_BOOST, MAX_BOOST, MAX_PHRASES
 from streamasr.errors import AudioError, ProtocolError
 from streamasr.results import MAX_NBEST, Alternative, Result, Word
 
@@ -57,6 +57,8 @@ class Start:
     hotwords: tuple[str | tuple[str, float], ...] = ()
     # Finals carry this many best texts as ``alternatives`` (with scores) when above 1.
     nbest: int = 1
+    # A phrase list: each segment's text becomes a sequence of these phrases, or nothing (beam search only).
+    grammar: tuple[str, ...] | None = None
     # Learn the speaker's voice as the stream goes, where the server offers it (serve --adapt-lr);
     # false for a stream with several speakers, whose voices would pull it different ways.
     adapt: bool = True
@@ -70,7 +72,8 @@ class Start:
                       "endpoint": self.endpoint.to_dict(),
                       "hotwords": [h if isinstance(h, str) else {"phrase": h[0], "boost": h[1]} for h in self.hotwords],
                       "adapt": self.adapt,
-                      "speaker": self.speaker, "nbest": self.nbest})
+                      "speaker": self.speaker, "nbest": self.nbest,
+                      "grammar": list(self.grammar) if self.grammar is not None else None})
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,16 @@ def _parse_hotwords(value: Any) -> tuple[str | tuple[str, float], ...]:
     return tuple(out)
 
 
+def _parse_grammar(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_PHRASES or not all(
+            isinstance(p, str) and 0 < len(p) <= MAX_HOTWORD_CHARS for p in value):
+        raise _invalid("bad_field", f"start.grammar must be null or a list of 1 to {MAX_PHRASES} non-empty strings "
+                                    f"of at most {MAX_HOTWORD_CHARS} characters, got {str(value)[:80]}")
+    return tuple(value)
+
+
 def _parse_nbest(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NBEST:
         raise _invalid("bad_field", f"start.nbest must be an integer in [1, {MAX_NBEST}], got {str(value)[:80]}")
@@ -246,7 +259,8 @@ def _parse_start(obj: dict[str, Any]) -> Start:
     return Start(sample_rate=rate, encoding=encoding, partials=_field(obj, "partials", bool, True),
                  words=_field(obj, "words", bool, True), endpoint=_parse_endpoint(obj.get("endpoint")),
                  hotwords=_parse_hotwords(obj.get("hotwords", [])), adapt=_field(obj, "adapt", bool, True),
-                 speaker=_parse_speaker(obj.get("speaker")), nbest=_parse_nbest(obj.get("nbest", 1)))
+                 speaker=_parse_speaker(obj.get("speaker")), nbest=_parse_nbest(obj.get("nbest", 1)),
+                 grammar=_parse_grammar(obj.get("grammar")))
 
 
 def parse_client(text: str | bytes) -> ClientMessage:

@@ -92,7 +92,8 @@ class Session:
             try:
                 state = self.rec.initial_state(start.sample_rate, start.endpoint, speaker.adapt if speaker is not None
                                                else self.adapt if start.adapt else None, start.nbest,
-                                               list(start.hotwords) if self.rec.beam is not None else None)
+                                               list(start.hotwords) if self.rec.beam is not None else None,
+                                               list(start.grammar) if start.grammar is not None else None)
             except (AudioError, ValueError) as e:  # the engine's own checks, beyond the protocol's
                 raise ProtocolError("bad_field", str(e), protocol.CLOSE_INVALID_DATA) from e
             await self._send(Ready(self.id, self.rec.name, start.sample_rate, start.encoding,
