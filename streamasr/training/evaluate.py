@@ -22,7 +22,7 @@ from streamasr.training.data import read_pcm
 from streamasr.manifest import Utterance, read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.engine.run import pieces, run
-from streamasr.engine.hotwords import Hotwords, read_hotwords
+from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
 from streamasr.engine.stream import Recognizer, keep_speaker
 
 
@@ -37,13 +37,14 @@ class Hypothesis:
 
 
 def recognise(rec: Recognizer, audio: np.ndarray, chunk_samples: int = 0, speaker: Speaker | None = None,
-              hotwords: Hotwords | None = None) -> str:
+              hotwords: Hotwords | None = None, grammar: Grammar | None = None) -> str:
     """Text of ``audio`` (16 kHz float32) through the streaming engine; finals joined by spaces.
 
     With ``speaker``, the stream starts from what the speaker's earlier streams taught and leaves
     what it learnt itself in ``speaker.adapt``.
     """
-    state = rec.initial_state(adapt=speaker.adapt if speaker is not None else None, hotwords=hotwords)
+    state = rec.initial_state(adapt=speaker.adapt if speaker is not None else None, hotwords=hotwords,
+                              grammar=grammar)
     state, results = run(rec, state, pieces(audio, chunk_samples))
     if speaker is not None:
         keep_speaker(rec, state, speaker)
@@ -62,6 +63,7 @@ def score(hyps: list[Hypothesis]) -> dict[str, float]:
         "wer": round(float(jiwer.wer(refs, outs)), 4),
         "cer": round(float(jiwer.cer(refs, outs)), 4),
         "rtf": round(sum(h.seconds for h in pairs) / max(1e-9, sum(h.duration for h in pairs)), 4),
+        "sentences_right": round(sum(h.hyp == h.ref for h in pairs) / len(pairs), 4),
     }
 
 
@@ -83,8 +85,8 @@ def hotword_counts(hyps: list[Hypothesis], phrases: list[str]) -> dict[str, dict
 
 
 def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progress: bool = False,
-             adapt: AdaptConfig | None = None, passes: int = 1,
-             hotwords: Hotwords | None = None) -> tuple[dict[str, Any], list[Hypothesis]]:
+             adapt: AdaptConfig | None = None, passes: int = 1, hotwords: Hotwords | None = None,
+             grammar: Grammar | None = None) -> tuple[dict[str, Any], list[Hypothesis]]:
     """Run the engine over every utterance; returns overall and per-voice scores and the hypotheses.
 
     With ``adapt`` enabled, each voice is a speaker: its utterances, in manifest order, are each
@@ -103,7 +105,7 @@ def evaluate(rec: Recognizer, items: list[Utterance], chunk_ms: int = 0, progres
             audio = read_pcm(utt.audio)
             began = time.perf_counter()
             speaker = speakers.setdefault(utt.voice, Speaker(cfg)) if cfg.enabled else None
-            text = recognise(rec, audio, chunk, speaker, hotwords)
+            text = recognise(rec, audio, chunk, speaker, hotwords, grammar)
             if n == passes:
                 hyps.append(Hypothesis(utt.audio, utt.voice, utt.text, text, len(audio) / rec.feature_cfg.sample_rate,
                                        time.perf_counter() - began))
@@ -141,6 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--hotwords", default=None, metavar="FILE",
                    help="boost these words and phrases (as transcribe --hotwords) and report, per phrase, how "
                         "often the references say it, how many of those were recognised and the false alarms")
+    p.add_argument("--grammar", default=None, metavar="FILE",
+                   help="a phrase list (as transcribe --grammar): every text becomes a sequence of its phrases")
     p.set_defaults(func=_main)
 
 
@@ -160,13 +164,14 @@ def _main(args: argparse.Namespace) -> int:
     for model in models:
         rec = Recognizer.load(model, args.quantize, decoder)
         hotwords = Hotwords.compile(read_hotwords(args.hotwords), rec.tokenizer) if args.hotwords else None
+        grammar = Grammar.compile(read_phrases(args.grammar), rec.tokenizer) if args.grammar else None
         label = model or "bundled"
         by_model[label] = {}
         for manifest in args.manifest:
             items = read_manifest(manifest)
             items = items[: args.limit] if args.limit > 0 else items
             report, hyps = evaluate(rec, items, args.chunk_ms, progress=True, adapt=adapt, passes=args.adapt_passes,
-                                    hotwords=hotwords)
+                                    hotwords=hotwords, grammar=grammar)
             by_model[label][manifest] = report
             all_hyps += [{**h.__dict__, "model": label} if len(models) > 1 else h.__dict__ for h in hyps]
     if args.hyps:
