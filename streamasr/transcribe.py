@@ -26,6 +26,7 @@ from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
 from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
+from streamasr.engine.hotwords import add_options as add_list_options
 from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Segment, Transcript
 
@@ -159,12 +160,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="with --adapt-lr: hear the files N times and write the last pass, which the earlier "
                         "ones have taught the voice (2: the real voice's 551 prompts 31.0 -> 27.4 %% WER; "
                         "N times the time; default: 1)")
-    p.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
-                   help="words and phrases to boost in the beam search (names, terms), one per line, each "
-                        "optionally followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
-    p.add_argument("--grammar", type=Path, default=None, metavar="FILE",
-                   help="a phrase list, one phrase per line (commands, menu words): each segment's text becomes "
-                        "a sequence of them, or nothing")
+    add_list_options(p)  # --hotwords, --grammar
     p.add_argument("--speaker", type=Path, default=None, metavar="FILE",
                    help="with --adapt-lr: a speaker profile; start from what FILE holds, if it exists, and "
                         "keep in it what this run taught, so the voice's next files start from there")

@@ -105,17 +105,23 @@ async def drive(devtools: int, url: str) -> tuple[list[dict[str, Any]], dict[str
         return views, views[-1]
 
 
-def test_browser_page_shows_live_partials_and_the_server_finals(
-        tiny_recognizer: Recognizer, devtools_port: int, speech_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    received: list[np.ndarray] = []
+@pytest.fixture
+def received(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The audio the server decodes from the page's frames, as it gets it."""
+    audio: list[np.ndarray] = []
     decode = protocol.decode_audio
 
     def record(data: bytes, encoding: protocol.Encoding) -> np.ndarray:
         pcm = decode(data, encoding)
-        received.append(pcm)
+        audio.append(pcm)
         return pcm
 
-    monkeypatch.setattr(protocol, "decode_audio", record)  # what the server got from the page
+    monkeypatch.setattr(protocol, "decode_audio", record)
+    return audio
+
+
+def test_browser_page_shows_live_partials_and_the_server_finals(
+        tiny_recognizer: Recognizer, devtools_port: int, speech_wav: Path, received: list[np.ndarray]) -> None:
     with threaded_server(tiny_recognizer, token="page-token") as server:
         views, last = run(drive(devtools_port, f"http://127.0.0.1:{server.port}/?token=page-token"), timeout=45)
 
@@ -168,22 +174,13 @@ def test_browser_page_keeps_a_named_speakers_voice(tiny_recognizer: Recognizer, 
 
 
 def test_browser_page_sends_its_hotwords(tiny_model_path: Path, tiny_lm_path: Path, devtools_port: int,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                         received: list[np.ndarray]) -> None:
     """The hotwords box (here from ?hotwords=) reaches a beam-search server, whose finals are the
     engine's for the audio the page sent with those hotwords."""
     from streamasr.engine.beam import DecoderConfig
 
     rec = Recognizer.load(tiny_model_path, decoder=DecoderConfig(beam_size=8, lm=str(tiny_lm_path),
                                                                   insertion_bonus=2.0, word_weight=0.2))
-    received: list[np.ndarray] = []
-    decode = protocol.decode_audio
-
-    def record(data: bytes, encoding: protocol.Encoding) -> np.ndarray:
-        pcm = decode(data, encoding)
-        received.append(pcm)
-        return pcm
-
-    monkeypatch.setattr(protocol, "decode_audio", record)
     with threaded_server(rec) as server:
         views, last = run(drive(devtools_port, f"http://127.0.0.1:{server.port}/?hotwords=two,%20go%20go"), timeout=60)
     assert last["closeCode"] == 1000 and last["status"] == "done"

@@ -213,6 +213,7 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``client`` and ``mic``: output format, partials, words, endpointing, token."""
     from streamasr.options import add_dataclass_options
     from streamasr.engine.endpoint import EndpointConfig
+    from streamasr.engine.hotwords import add_options as add_list_options
 
     parser.add_argument("--format", choices=("text", "jsonl"), default="text",
                         help="text: partials in place, finals as lines; jsonl: one JSON result per line")
@@ -226,12 +227,7 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
                         help="the speaker's profile: with a server, its name there (serve --speakers DIR); "
                              "mic without --url: a file (with --adapt-lr). The stream starts from what the "
                              "speaker's earlier streams taught and keeps what it teaches when it ends")
-    parser.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
-                        help="words and phrases to boost in the beam search, one per line, each optionally "
-                             "followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
-    parser.add_argument("--grammar", type=Path, default=None, metavar="FILE",
-                        help="a phrase list, one phrase per line (commands, menu words): each segment's text "
-                             "becomes a sequence of them, or nothing (needs the beam search)")
+    add_list_options(parser)  # --hotwords, --grammar
     parser.add_argument("--nbest", type=int, default=1, metavar="N",
                         help="finals carry the N best texts with their scores (jsonl: 'alternatives'; "
                              "text: indented under the final; default: 1, none)")

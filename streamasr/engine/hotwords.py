@@ -10,6 +10,7 @@ prefix (its node in the tree and what it gained so far), kept in the beam set li
 
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +142,13 @@ def read_phrases(path: str | Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read phrase list {path}: {e}; expected UTF-8 text, a phrase per line") from e
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--hotwords FILE`` and ``--grammar FILE``, for the commands that decode or send a stream."""
+    parser.add_argument("--hotwords", type=Path, default=None, metavar="FILE",
+                        help="words and phrases to boost in the beam search (names, terms), one per line, each "
+                             "optionally followed by its boost in nats per character (default 2; e.g. 'acme corp 3')")
+    parser.add_argument("--grammar", type=Path, default=None, metavar="FILE",
+                        help="a phrase list, one phrase per line (commands, menu words): each segment's text "
+                             "becomes a sequence of them, or nothing (needs the beam search)")

@@ -23,6 +23,7 @@ from streamasr.manifest import Utterance, read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.engine.run import pieces, run
 from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
+from streamasr.engine.hotwords import add_options as add_list_options
 from streamasr.engine.stream import Recognizer, keep_speaker
 
 
@@ -140,11 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_dataclass_options(p, AdaptConfig, prefix="adapt_")  # --adapt-lr, --adapt-steps, --adapt-max-seconds, ...
     p.add_argument("--adapt-passes", type=int, default=1, metavar="N",
                    help="with --adapt-lr: hear each manifest N times, score the last pass (default: 1)")
-    p.add_argument("--hotwords", default=None, metavar="FILE",
-                   help="boost these words and phrases (as transcribe --hotwords) and report, per phrase, how "
-                        "often the references say it, how many of those were recognised and the false alarms")
-    p.add_argument("--grammar", default=None, metavar="FILE",
-                   help="a phrase list (as transcribe --grammar): every text becomes a sequence of its phrases")
+    add_list_options(p)  # --hotwords (reported per phrase: said, recognised, false alarms), --grammar
     p.set_defaults(func=_main)
 
 
