@@ -324,6 +324,31 @@ class _Batch:
 
     FIELDS = ("key", "pkey", "blank", "nonblank", "lm", "lm_code", "lm_open", "last", "free", "word",
               "history", "tip", "speech", "hot", "hot_gain", "grammar", "lm_rows")
+    # (streams, width[, ...]) each: the ``Beams`` fields of the same names, padded
+    key: np.ndarray
+    pkey: np.ndarray
+    blank: np.ndarray
+    nonblank: np.ndarray
+    lm: np.ndarray
+    lm_code: np.ndarray
+    lm_open: np.ndarray
+    last: np.ndarray
+    free: np.ndarray
+    word: np.ndarray
+    history: np.ndarray
+    tip: np.ndarray
+    speech: np.ndarray
+    hot: np.ndarray
+    hot_gain: np.ndarray
+    grammar: np.ndarray
+    lm_rows: np.ndarray
+    # the streams' hotword trees and phrase-list automata, side by side (when any stream has one)
+    hot_child: np.ndarray
+    hot_bonus: np.ndarray
+    hot_complete: np.ndarray
+    hot_root: np.ndarray
+    grammar_child: np.ndarray
+    grammar_root: np.ndarray
 
     def __init__(self, dec: BeamDecoder, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None],
                  grammars: Sequence[Grammar | None]) -> None:
@@ -333,8 +358,7 @@ class _Batch:
         used = [g for g in grammars if g is not None]
         self.has_grammar = bool(used)
         if used:
-            g_sizes = [len(g.accepting) for g in used]
-            g_bases = np.cumsum([1] + g_sizes[:-1])
+            g_bases = np.cumsum([1] + [len(g.accepting) for g in used[:-1]])
             self.grammar_child = np.concatenate([np.zeros((1, len(dec.chars)), np.int32)] + [
                 np.where(g.child >= 0, g.child + b, -1) for g, b in zip(used, g_bases.tolist())])
             g_base = iter(g_bases.tolist())
@@ -344,22 +368,23 @@ class _Batch:
         lists = [h for h in hotwords if h is not None]
         self.has_hot = bool(lists)
         if lists:
-            sizes = [len(h.bonus) for h in lists]
-            bases = np.cumsum([1] + sizes[:-1])
+            hot_bases = np.cumsum([1] + [len(h.bonus) for h in lists[:-1]])
             self.hot_child = np.concatenate([np.full((1, len(dec.chars)), -1, np.int32)] + [
-                np.where(h.child >= 0, h.child + b, -1) for h, b in zip(lists, bases.tolist())])
+                np.where(h.child >= 0, h.child + b, -1) for h, b in zip(lists, hot_bases.tolist())])
             self.hot_bonus = np.concatenate([np.zeros(1)] + [h.bonus for h in lists])
             self.hot_complete = np.concatenate([np.zeros(1, bool)] + [h.complete for h in lists])
-            base = iter(bases.tolist())
-            self.hot_root = np.array([next(base) if h is not None else 0 for h in hotwords], np.int64)
+            hot_base = iter(hot_bases.tolist())
+            self.hot_root = np.array([next(hot_base) if h is not None else 0 for h in hotwords], np.int64)
         width = int(self.n.max())
         sizes = np.array([len(b.tree.parent) for b in sets], np.int64)
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
         table = dec._table
+        parts: list[np.ndarray]
         for name in self.FIELDS:
-            if name == "lm_rows":
-                parts = [b.lm_rows if table is None or (b.lm_rows is not None and b.lm_epoch == table.epoch)
-                         else table.rows(b.lm_code) for b in sets]
+            if name == "lm_rows":  # rows of another decoder's table or an old epoch are looked up again
+                parts = [b.lm_rows if b.lm_rows is not None and (table is None or b.lm_epoch == table.epoch)
+                         else table.rows(b.lm_code) if table is not None else np.zeros(len(b), np.int32)
+                         for b in sets]
             elif name == "tip":
                 parts = [np.where(b.tip >= 0, b.tip + o, -1) for b, o in zip(sets, base.tolist())]
             else:
@@ -381,7 +406,7 @@ class _Batch:
 
     @property
     def width(self) -> int:
-        return self.key.shape[1]
+        return int(self.key.shape[1])
 
     def add_nodes(self, rows: np.ndarray, parent: np.ndarray, char: np.ndarray, frame: np.ndarray,
                   prob: np.ndarray) -> np.ndarray:
@@ -583,8 +608,8 @@ class BeamDecoder:
             at = bt.grammar[s, w] + bt.grammar_root[s]
             free = (c == self.space) & bt.free[s, w]
             state = np.where(free, at, bt.grammar_child[at, c])
-            keep = np.flatnonzero(state >= 0)
-            s, w, j, c, pe, state = s[keep], w[keep], j[keep], c[keep], pe[keep], state[keep]
+            fits = np.flatnonzero(state >= 0)
+            s, w, j, c, pe, state = s[fits], w[fits], j[fits], c[fits], pe[fits], state[fits]
             grammar_state = state - bt.grammar_root[s]
         fused = self._fused(bt, s, w, c)
         hot = hot_gain = None
@@ -611,7 +636,7 @@ class BeamDecoder:
         count = np.bincount(s[new], minlength=m)
         first = np.concatenate([[0], np.cumsum(count)[:-1]])
         rank = np.arange(len(new)) - first[s[new]]
-        cols = width + (int(count.max()) if len(new) else 0)
+        cols: int = width + (int(count.max()) if len(new) else 0)
         # Prefixes of score -inf (possible before the set is full) rank as -1e300, after every other
         # and before the empty slots.
         scores = np.full((m, cols), NEG_INF)

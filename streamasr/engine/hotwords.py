@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class Hotwords:
     complete: np.ndarray  # bool (nodes,)
 
     @classmethod
-    def compile(cls, entries: list[tuple[str, float]] | list[str], tokenizer: Tokenizer) -> Hotwords:
+    def compile(cls, entries: Sequence[str | tuple[str, float]], tokenizer: Tokenizer) -> Hotwords:
         """``entries``: phrases, each alone (boost ``DEFAULT_BOOST``) or with its boost in nats per character.
 
         Raises:
@@ -104,7 +105,7 @@ class Grammar:
     accepting: np.ndarray  # bool (states,)
 
     @classmethod
-    def compile(cls, phrases: list[str], tokenizer: Tokenizer, max_states: int = 100_000) -> Grammar:
+    def compile(cls, phrases: Sequence[str], tokenizer: Tokenizer, max_states: int = 100_000) -> Grammar:
         """Raises ValueError: no phrases, a phrase that spells nothing, or too large a list."""
         if not phrases or len(phrases) > MAX_PHRASES:
             raise ValueError(f"a grammar needs 1 to {MAX_PHRASES} phrases, got {len(phrases)}")
@@ -114,7 +115,9 @@ class Grammar:
         # whole phrase also goes back to the root, where the next phrase starts.
         start = frozenset([0])
         index = {start: 0}
-        sets, rows, accepting = [start], [], []
+        sets: list[frozenset[int]] = [start]
+        rows: list[list[int]] = []
+        accepting: list[bool] = []
         while len(rows) < len(sets):
             nodes = sets[len(rows)]
             row = [-1] * len(tokenizer.vocab)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -101,8 +102,8 @@ class Recognizer:
 
     def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None,
                       adapt: AdaptConfig | AdaptState | None = None, nbest: int = 1,
-                      hotwords: Hotwords | list[str] | list[tuple[str, float]] | None = None,
-                      grammar: Grammar | list[str] | None = None) -> StreamState:
+                      hotwords: Hotwords | Sequence[str | tuple[str, float]] | None = None,
+                      grammar: Grammar | Sequence[str] | None = None) -> StreamState:
         """A fresh stream that accepts PCM at ``sample_rate``.
 
         ``nbest``: finals carry this many best texts (``Result.alternatives``) when above 1, at most ``MAX_NBEST``.
@@ -383,7 +384,7 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
     """
     order = sorted(range(len(states)), key=lambda i: -len(log_probs[i]))  # the streams still going: a prefix
     lengths = np.array([len(log_probs[i]) for i in order])
-    batch = dec.batch([states[i].beams if states[i].beams is not None else dec.initial() for i in order],
+    batch = dec.batch([b if b is not None else dec.initial() for b in (states[i].beams for i in order)],
                       [states[i].hotwords for i in order], [states[i].grammar for i in order])
     padded = np.zeros((len(order), int(lengths.max(initial=0)), len(rec.tokenizer.vocab)))
     for row, i in enumerate(order):
