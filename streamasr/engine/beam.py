@@ -18,8 +18,8 @@ itself a word, so the beam drops such a prefix early), plus ``word_weight`` x th
 log-probability of each word, paid on the space or end that closes it (and of the sentence end).
 
 The language models become arrays where the search needs them: the character LM's distributions
-and next contexts in a table that grows with the contexts the streams visit (``_LMTable``), the
-word lists in a letter tree (``_Lexicon``); prefixes are told apart by a 64-bit hash of their
+and next contexts in a table that grows with the contexts the streams visit (``ContextTable``), the
+word lists in a letter tree (``Lexicon``); prefixes are told apart by a 64-bit hash of their
 text (with the hash of the text's parent as a second check).
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from streamasr.engine.ctc import Token
 from streamasr.engine.hotwords import Grammar, Hotwords
-from streamasr.engine.lm import BOUNDARY, CharLM, WordLM
+from streamasr.engine.lm import BOUNDARY, CharLM, ContextTable, Lexicon, WordLM
 from streamasr.engine.text import Tokenizer
 from streamasr.errors import ModelError
 
@@ -50,7 +50,6 @@ _DEAD = -1e300  # the rank of a prefix of score -inf
 # Odd multipliers of the per-row hash tables' slots (one per level)
 _SLOT_HASH = (np.uint64(0xD6E8FEB86659FD93), np.uint64(0xA0761D6478BD642F), np.uint64(0xE7037ED1A0B428DB))
 _ABSENT = np.uint64(2**64 - 1)  # the key of a slot that holds no prefix, while searching
-_EPOCHS = itertools.count(1)  # LM-table epochs, unique in the process
 _GENERATIONS = itertools.count(1)  # token-tree numberings, unique in the process
 _COMPACT_NODES = 4096  # a stream's token tree is compacted once it holds more nodes (and beam_size x 16)
 
@@ -222,99 +221,6 @@ class Beams:
         """Frame of the best prefix's last non-space character (None if it has none), for endpointing."""
         frame = int(self.speech[0])
         return None if frame < 0 else frame
-
-
-class _LMTable:
-    """The character LM as arrays, for the contexts the streams have visited: row r holds context
-    ``codes[r]``'s log-probabilities (float64, exactly the LM's float32 values) and the row of the
-    context after each symbol (-1: not looked up yet). It grows as streams visit contexts and is
-    emptied (a new epoch) between batches once it passes ``limit`` rows (~350 bytes each). A pure
-    function of the LM, so it never changes a result."""
-
-    def __init__(self, lm: CharLM, limit: int = 250_000) -> None:
-        self.lm = lm
-        self.limit = limit
-        self.width = len(lm.vocab)
-        self._reset()
-
-    def _reset(self) -> None:
-        self.epoch = next(_EPOCHS)
-        self.index: dict[int, int] = {}  # context code -> row
-        self.codes = np.zeros(4096, np.int64)
-        self.logp = np.zeros((4096, self.width), np.float64)
-        self.next = np.full((4096, self.width), -1, np.int32)
-
-    def trim(self) -> None:
-        """Start a new epoch if the table has grown past its limit (only between batches: rows in use stay valid)."""
-        if len(self.index) > self.limit:
-            self._reset()
-
-    def row(self, code: int) -> int:
-        return int(self.rows(np.array([code], np.int64))[0])
-
-    def rows(self, codes: np.ndarray) -> np.ndarray:
-        """The rows of context ``codes``, added (all at once) where the table lacks them."""
-        rows = np.fromiter((self.index.get(c, -1) for c in codes.tolist()), np.int32, len(codes))
-        missing = np.flatnonzero(rows < 0)
-        if len(missing):
-            new, where = np.unique(codes[missing], return_inverse=True)
-            first = len(self.index)
-            if first + len(new) > len(self.codes):  # grow by doubling
-                grow = max(len(self.codes), len(new))
-                self.codes = np.concatenate([self.codes, np.zeros(grow, np.int64)])
-                self.logp = np.concatenate([self.logp, np.zeros((grow, self.width))])
-                self.next = np.concatenate([self.next, np.full((grow, self.width), -1, np.int32)])
-            added = np.arange(first, first + len(new), dtype=np.int32)
-            self.codes[added] = new
-            self.logp[added] = self.lm.log_probs_many(new)
-            self.index.update(zip(new.tolist(), added.tolist()))
-            rows[missing] = added[where]
-        return rows
-
-    def advance(self, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-        """The rows of the contexts after ``symbols`` (``CharLM.advance``), row by row."""
-        out = self.next[rows, symbols]
-        miss = np.flatnonzero(out < 0)  # contexts not visited yet: few once streams run
-        if len(miss):
-            r, c = rows[miss], symbols[miss]
-            nxt = self.rows(self.lm.advance_many(self.codes[r], c))
-            self.next[r, c] = nxt
-            out[miss] = nxt
-        return out
-
-
-class _Lexicon:
-    """The word lists as a letter tree: node 0 is the empty word, ``child[node, id]`` the node one
-    character on (-1: no listed word goes on so), and the last node (index -1) stands for every
-    word outside the tree. ``prefix``: the node starts a word of the character LM's list
-    (``CharLM.prefixes``); ``word``: it is one; ``word_id``: its id in the word LM (-1: none)."""
-
-    def __init__(self, chars: tuple[str, ...], lm: CharLM | None, words: WordLM | None) -> None:
-        """``lm``: the character LM whose word list the OOV penalty uses (None: no list)."""
-        index = {c: i for i, c in enumerate(chars) if c}
-        listed = lm.words if lm is not None else None
-        starts = lm.prefixes if lm is not None else frozenset()
-        spelt = set(starts)
-        if words is not None:
-            spelt.update(w[:i] for w in words.words for i in range(1, len(w) + 1))
-        prefixes = sorted(p for p in spelt if all(c in index for c in p))
-        node = dict(zip(prefixes, range(1, len(prefixes) + 1)))
-        node[""] = 0
-        size = len(prefixes) + 2
-        self.child = np.full((size, len(chars)), -1, np.int32)
-        if prefixes:
-            parents = np.fromiter((node[p[:-1]] for p in prefixes), np.int64, len(prefixes))
-            symbols = np.fromiter((index[p[-1]] for p in prefixes), np.int64, len(prefixes))
-            self.child[parents, symbols] = np.arange(1, len(prefixes) + 1, dtype=np.int32)
-        self.prefix = np.zeros(size, bool)
-        self.word = np.zeros(size, bool)
-        self.word_id = np.full(size, -1, np.int32)
-        if listed is not None:
-            self.prefix[[node[p] for p in starts if p in node]] = True
-            self.word[[node[w] for w in listed if w in node]] = True
-        if words is not None:
-            known = [(node[w], i) for w, i in words.index.items() if w in node]
-            self.word_id[[n for n, _ in known]] = [i for _, i in known]
 
 
 class _Batch:
@@ -513,9 +419,9 @@ class BeamDecoder:
                              f"(scripts/build_lm.py writes one; or set the penalty to 0); "
                              f"got {'no LM' if lm is None else 'an LM without one'}")
         self._listed = self.oov_penalty > 0
-        self._lexicon = (_Lexicon(self.chars, lm if self._listed else None, self.words)
+        self._lexicon = (Lexicon(self.chars, lm if self._listed else None, self.words)
                          if self._listed or self.words is not None else None)
-        self._table = _LMTable(self.lm) if self.lm is not None else None
+        self._table = ContextTable(self.lm) if self.lm is not None else None
         self._history = self.words.order - 1 if self.words is not None else 0
         self._best_bonus = max(cfg.insertion_bonus, cfg.space_bonus, 0.0)  # the LM terms are never positive
         self._lock = threading.Lock()

@@ -15,10 +15,15 @@ log backoff weights and entry counts, and the entries' symbols and log-probabili
 and the words of the training text plus any word list given to ``build_lm.py --words``
 (newline-separated bytes), which the beam search may hold its hypotheses to
 (``DecoderConfig.oov_penalty``).
+
+``WordLM`` is the word n-gram model of the same estimate. ``ContextTable`` and ``Lexicon`` are the
+arrays the batched beam search reads them through: the contexts streams visit, and the word lists
+as a letter tree.
 """
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections.abc import Iterable
 from importlib import resources
@@ -396,3 +401,99 @@ class WordLM:
         except (OSError, KeyError, ValueError) as e:
             raise ModelError(f"{path} is not a readable streamasr word LM: {e}") from e
         return cls(order, words, tables)
+
+
+_EPOCHS = itertools.count(1)  # ContextTable epochs, unique in the process
+
+
+class ContextTable:
+    """The character LM as arrays, for the contexts the streams have visited: row r holds context
+    ``codes[r]``'s log-probabilities (float64, exactly the LM's float32 values) and the row of the
+    context after each symbol (-1: not looked up yet). It grows as streams visit contexts and is
+    emptied (a new epoch) between batches once it passes ``limit`` rows (~350 bytes each). A pure
+    function of the LM, so it never changes a result."""
+
+    def __init__(self, lm: CharLM, limit: int = 250_000) -> None:
+        self.lm = lm
+        self.limit = limit
+        self.width = len(lm.vocab)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.epoch = next(_EPOCHS)
+        self.index: dict[int, int] = {}  # context code -> row
+        self.codes = np.zeros(4096, np.int64)
+        self.logp = np.zeros((4096, self.width), np.float64)
+        self.next = np.full((4096, self.width), -1, np.int32)
+
+    def trim(self) -> None:
+        """Start a new epoch if the table has grown past its limit (only between batches: rows in use stay valid)."""
+        if len(self.index) > self.limit:
+            self._reset()
+
+    def row(self, code: int) -> int:
+        return int(self.rows(np.array([code], np.int64))[0])
+
+    def rows(self, codes: np.ndarray) -> np.ndarray:
+        """The rows of context ``codes``, added (all at once) where the table lacks them."""
+        rows = np.fromiter((self.index.get(c, -1) for c in codes.tolist()), np.int32, len(codes))
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            new, where = np.unique(codes[missing], return_inverse=True)
+            first = len(self.index)
+            if first + len(new) > len(self.codes):  # grow by doubling
+                grow = max(len(self.codes), len(new))
+                self.codes = np.concatenate([self.codes, np.zeros(grow, np.int64)])
+                self.logp = np.concatenate([self.logp, np.zeros((grow, self.width))])
+                self.next = np.concatenate([self.next, np.full((grow, self.width), -1, np.int32)])
+            added = np.arange(first, first + len(new), dtype=np.int32)
+            self.codes[added] = new
+            self.logp[added] = self.lm.log_probs_many(new)
+            self.index.update(zip(new.tolist(), added.tolist()))
+            rows[missing] = added[where]
+        return rows
+
+    def advance(self, rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """The rows of the contexts after ``symbols`` (``CharLM.advance``), row by row."""
+        out = self.next[rows, symbols]
+        miss = np.flatnonzero(out < 0)  # contexts not visited yet: few once streams run
+        if len(miss):
+            r, c = rows[miss], symbols[miss]
+            nxt = self.rows(self.lm.advance_many(self.codes[r], c))
+            self.next[r, c] = nxt
+            out[miss] = nxt
+        return out
+
+
+class Lexicon:
+    """The word lists as a letter tree: node 0 is the empty word, ``child[node, id]`` the node one
+    character on (-1: no listed word goes on so), and the last node (index -1) stands for every
+    word outside the tree. ``prefix``: the node starts a word of the character LM's list
+    (``CharLM.prefixes``); ``word``: it is one; ``word_id``: its id in the word LM (-1: none)."""
+
+    def __init__(self, chars: tuple[str, ...], lm: CharLM | None, words: WordLM | None) -> None:
+        """``lm``: the character LM whose word list the OOV penalty uses (None: no list)."""
+        index = {c: i for i, c in enumerate(chars) if c}
+        listed = lm.words if lm is not None else None
+        starts = lm.prefixes if lm is not None else frozenset()
+        spelt = set(starts)
+        if words is not None:
+            spelt.update(w[:i] for w in words.words for i in range(1, len(w) + 1))
+        prefixes = sorted(p for p in spelt if all(c in index for c in p))
+        node = dict(zip(prefixes, range(1, len(prefixes) + 1)))
+        node[""] = 0
+        size = len(prefixes) + 2
+        self.child = np.full((size, len(chars)), -1, np.int32)
+        if prefixes:
+            parents = np.fromiter((node[p[:-1]] for p in prefixes), np.int64, len(prefixes))
+            symbols = np.fromiter((index[p[-1]] for p in prefixes), np.int64, len(prefixes))
+            self.child[parents, symbols] = np.arange(1, len(prefixes) + 1, dtype=np.int32)
+        self.prefix = np.zeros(size, bool)
+        self.word = np.zeros(size, bool)
+        self.word_id = np.full(size, -1, np.int32)
+        if listed is not None:
+            self.prefix[[node[p] for p in starts if p in node]] = True
+            self.word[[node[w] for w in listed if w in node]] = True
+        if words is not None:
+            known = [(node[w], i) for w, i in words.index.items() if w in node]
+            self.word_id[[n for n, _ in known]] = [i for _, i in known]
