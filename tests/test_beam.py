@@ -380,3 +380,24 @@ def test_a_phrase_list_keeps_the_text_to_its_phrases(beam_recognizer: Recognizer
     path = tmp_path / "menu.txt"
     path.write_text("# a menu\nyes\n\nno thanks\n")
     assert read_phrases(path) == ["yes", "no thanks"]
+
+
+def test_a_hotword_is_no_out_of_vocabulary_word(tiny_lm_path: Path) -> None:
+    """A listed phrase's words do not pay the OOV penalty: once the phrase is whole, what they paid comes back."""
+    model = lm.CharLM.load(tiny_lm_path)
+    cfg = DecoderConfig(method="beam", lm_weight=0.1, insertion_bonus=0.0, oov_penalty=3.0, word_weight=0.0)
+    dec = BeamDecoder(cfg, TOK, model)
+    hot = Hotwords.compile([("numbor", 0.5)], TOK)
+    closed = frames([*"t_h_e_ _n_u_m_b_o_r_ _", "_"])
+
+    def lm_term(hotwords: Hotwords | None, log_probs: np.ndarray, text: str) -> float:
+        return next(b.lm for b in decode(dec, log_probs, hotwords=hotwords) if b.text == text)
+
+    assert lm_term(hot, closed, "the numbor ") == pytest.approx(lm_term(None, closed, "the numbor ") + 6 * 0.5 + 3.0)
+    # Open at the end: the refund comes with the sentence end; a word that only starts like it gets none.
+    open_ = frames([*"t_h_e_ _n_u_m_b_o_r_", "_"])
+    beams = decode(dec, open_, hotwords=hot)
+    plain = decode(dec, open_)
+    i, j = ([b.text for b in x].index("the numbor") for x in (beams, plain))
+    assert beams[i].score + dec.end_scores(beams, hot)[i] == pytest.approx(
+        plain[j].score + dec.end_scores(plain)[j] + 6 * 0.5 + 3.0)

@@ -634,9 +634,16 @@ class BeamDecoder:
         lost = np.where(inside & ~done & ~go_on, gain, 0.0)  # the word went another way: give it back
         step = np.where(go_on, bt.hot_bonus[np.maximum(on, 0)],
                         np.where(begin >= 0, bt.hot_bonus[np.maximum(begin, 0)], 0.0))
+        # A word of a hotword is not out of vocabulary: a space that closes one, inside a phrase
+        # that goes on or ends there, refunds the OOV penalty the word paid (kept in the gain until
+        # the phrase is whole, so a phrase that breaks off gives it back too).
+        refund = np.zeros(len(s))
+        if self._listed and self._lexicon is not None:
+            refund = np.where(space & ~free & (go_on | done) & ~self._lexicon.word[bt.word[s, w]],
+                              self.oov_penalty, 0.0)
         new_node = np.where(go_on, on, np.where(begin >= 0, begin, root))
-        new_gain = np.where(go_on, np.where(done, 0.0, gain) + step, step)
-        return (np.where(free, 0.0, step - lost), np.where(free, node, new_node) - root,
+        new_gain = np.where(go_on, np.where(done, 0.0, gain + refund) + step, step)
+        return (np.where(free, 0.0, step + refund - lost), np.where(free, node, new_node) - root,
                 np.where(free, gain, new_gain))
 
     def _word_scores(self, history: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -728,6 +735,9 @@ class BeamDecoder:
             end = np.where(grammar.accepting[beams.grammar], end, NEG_INF)
         if hotwords is not None:
             end = end - np.where((beams.hot > 0) & ~hotwords.complete[beams.hot], beams.hot_gain, 0.0)
+            if self._listed and self._lexicon is not None:  # a whole hotword at the end: its word is no OOV
+                end = end + np.where((beams.hot > 0) & hotwords.complete[beams.hot] & ~beams.free
+                                     & ~self._lexicon.word[beams.word], self.oov_penalty, 0.0)
         said = beams.speech >= 0  # the prefix holds a word
         open_word = said & ~beams.free  # its last word has no space after it yet
         lex = self._lexicon
