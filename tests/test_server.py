@@ -315,6 +315,34 @@ def test_browser_origins_other_than_the_server_s_own_are_refused(tiny_recognizer
     assert run(main()) == [101, 101, 101, 403, 403, 2]
 
 
+def test_a_handshake_with_repeated_headers_gets_400(tiny_recognizer: Recognizer,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Two Authorization, Origin or Host headers: a plain 400 naming them, no traceback (issue 33)."""
+    async def raw(port: int, extra: str) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"GET {protocol.PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+        await writer.drain()
+        answer = await reader.read(4096)
+        writer.close()
+        return answer
+
+    async def main() -> tuple[list[bytes], int]:
+        async with running(tiny_recognizer, token="T") as server:
+            answers = [await raw(server.port, extra) for extra in (
+                "Authorization: Bearer T\r\nAuthorization: Bearer X\r\n",
+                "Authorization: Bearer T\r\nOrigin: http://a.example\r\nOrigin: http://b.example\r\n",
+                "Authorization: Bearer T\r\nHost: evil.example\r\n")]
+            return answers, server.metrics.rejected["bad_request"]
+
+    caplog.set_level(logging.INFO, "websockets")
+    answers, rejected = run(main())
+    for answer, name in zip(answers, ("Authorization", "Origin", "Host")):
+        assert answer.startswith(b"HTTP/1.1 400") and f"repeats the header(s) {name}".encode() in answer
+    assert rejected == 3 and not [r for r in caplog.records if r.exc_info]
+
+
 def test_connections_beyond_the_limit_get_503(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
     async def main() -> tuple[int | None, int]:
         async with running(tiny_recognizer, max_connections=2) as server:

@@ -161,6 +161,11 @@ class StreamServer:
         if path != protocol.PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such path {path!r}; the stream is at "
                                                                  f"{protocol.PATH}\n")
+        repeated = [name for name in ("Authorization", "Origin", "Host") if len(request.headers.get_all(name)) > 1]
+        if repeated:  # which one would count is ambiguous, and proxies disagree: refuse (issue 33, finding 2)
+            self.metrics.rejected["bad_request"] += 1
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, f"the handshake repeats the header(s) "
+                                                                   f"{', '.join(repeated)}; send each once\n")
         if not self._origin_allowed(request):
             self.metrics.rejected["origin"] += 1
             origin = request.headers.get("Origin", "")
