@@ -35,7 +35,7 @@ from streamasr.options import add_dataclass_options, dataclass_argv, dataclass_f
 from streamasr.engine.endpoint import EndpointConfig
 
 # Engine stages timed by ``bench_engine``: report name -> function name in streamasr.engine.stream.
-STAGES = {"front_end": "_front_end", "model": "_run_model", "decoder": "_decode", "adapt": "_learn"}
+STAGES = {"front_end": "_front_end", "model": "_run_model", "decoder": "_decode_all", "adapt": "_learn"}
 
 
 @dataclass(frozen=True)

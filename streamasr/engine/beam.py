@@ -599,7 +599,8 @@ class BeamDecoder:
         base = bt.lm[s, w]
         fused = base + np.where(space, cfg.space_bonus, cfg.insertion_bonus)
         if self._table is not None:
-            fused = fused + cfg.lm_weight * self._table.logp[bt.lm_rows[s, w], c]
+            # (float32 values as float64, as Python floats were: the sum rounds as it always did)
+            fused = fused + cfg.lm_weight * self._table.logp[bt.lm_rows[s, w], c].astype(np.float64)
         fused = np.where(free, base, fused)
         if self._lexicon is not None:
             lex, node = self._lexicon, bt.word[s, w]
@@ -758,8 +759,8 @@ class BeamDecoder:
         table = self._table
         with self._lock:
             rows = table.rows(beams.lm_open)
-            start = table.logp[table.row(self._start), BOUNDARY]
-        lps = table.logp[rows]
+            start = float(table.logp[table.row(self._start), BOUNDARY])
+        lps = table.logp[rows].astype(np.float64)
         end = end + cfg.lm_weight * lps[:, BOUNDARY]
         trailing = said & beams.free
         end = np.where(trailing, end - (cfg.lm_weight * lps[:, self.space] + cfg.space_bonus), end)

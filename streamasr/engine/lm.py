@@ -408,12 +408,14 @@ _EPOCHS = itertools.count(1)  # ContextTable epochs, unique in the process
 
 class ContextTable:
     """The character LM as arrays, for the contexts the streams have visited: row r holds context
-    ``codes[r]``'s log-probabilities (float64, exactly the LM's float32 values) and the row of the
-    context after each symbol (-1: not looked up yet). It grows as streams visit contexts and is
-    emptied (a new epoch) between batches once it passes ``limit`` rows (~350 bytes each). A pure
+    ``codes[r]``'s log-probabilities (the LM's float32 values) and the row of the context after
+    each symbol (-1: not looked up yet). It grows as streams visit contexts and is emptied (a new
+    epoch) between batches once it passes ``limit`` rows (~240 bytes each: 240 MB at the default
+    limit). A context new to the table costs ~10 us to look up, and streams keep meeting new ones
+    (a dozen streams, ~15,000 a second), so a table that is emptied less often is cheaper. A pure
     function of the LM, so it never changes a result."""
 
-    def __init__(self, lm: CharLM, limit: int = 250_000) -> None:
+    def __init__(self, lm: CharLM, limit: int = 1_000_000) -> None:
         self.lm = lm
         self.limit = limit
         self.width = len(lm.vocab)
@@ -423,7 +425,7 @@ class ContextTable:
         self.epoch = next(_EPOCHS)
         self.index: dict[int, int] = {}  # context code -> row
         self.codes = np.zeros(4096, np.int64)
-        self.logp = np.zeros((4096, self.width), np.float64)
+        self.logp = np.zeros((4096, self.width), np.float32)
         self.next = np.full((4096, self.width), -1, np.int32)
 
     def trim(self) -> None:
@@ -444,7 +446,7 @@ class ContextTable:
             if first + len(new) > len(self.codes):  # grow by doubling
                 grow = max(len(self.codes), len(new))
                 self.codes = np.concatenate([self.codes, np.zeros(grow, np.int64)])
-                self.logp = np.concatenate([self.logp, np.zeros((grow, self.width))])
+                self.logp = np.concatenate([self.logp, np.zeros((grow, self.width), np.float32)])
                 self.next = np.concatenate([self.next, np.full((grow, self.width), -1, np.int32)])
             added = np.arange(first, first + len(new), dtype=np.int32)
             self.codes[added] = new

@@ -333,6 +333,14 @@ def _run_with_lessons(rec: Recognizer, states: list[StreamState], frames: list[n
     return states, outputs
 
 
+def _decode_all(rec: Recognizer, states: list[StreamState], log_probs: list[np.ndarray], partial: bool
+                ) -> list[_Decoded]:
+    """Every stream's new frames: the beam search for all of them at once, or greedy stream by stream."""
+    if rec.beam is not None:
+        return _decode_beams(rec, rec.beam, states, log_probs, partial)
+    return [_decode(rec, state, lp, partial) for state, lp in zip(states, log_probs)]
+
+
 def _decode(rec: Recognizer, state: StreamState, log_probs: np.ndarray, partial: bool) -> _Decoded:
     """Greedy CTC over new frames with per-frame endpoint checks.
 
@@ -484,10 +492,7 @@ def step_many(rec: Recognizer, states: list[StreamState], pcms: list[np.ndarray 
     states, outputs = _run_with_lessons(rec, states, frames)
     done: list[StreamState] = []
     results: list[list[Result]] = []
-    if rec.beam is not None:
-        decoded = _decode_beams(rec, rec.beam, states, [lp for lp, _ in outputs], partial=not flush)
-    else:
-        decoded = [_decode(rec, state, lp, partial=not flush) for state, (lp, _) in zip(states, outputs)]
+    decoded = _decode_all(rec, states, [lp for lp, _ in outputs], partial=not flush)
     for state, fe, f, (_, hidden), d in zip(states, staged, frames, outputs, decoded):
         speaker = state.adapt
         if speaker is not None:  # the frames this step ran (not those only read as lookahead)
