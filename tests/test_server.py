@@ -305,14 +305,28 @@ def test_browser_origins_other_than_the_server_s_own_are_refused(tiny_recognizer
         except InvalidStatus as e:
             return e.response.status_code
 
-    async def main() -> list[int]:
+    async def rebound(port: int) -> bytes:
+        """A page on evil.example whose name now points at 127.0.0.1: Host and Origin both say evil.example."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"GET {protocol.PATH} HTTP/1.1\r\nHost: evil.example:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nOrigin: http://evil.example:{port}\r\n\r\n").encode())
+        await writer.drain()
+        answer = await reader.read(4096)
+        writer.close()
+        return answer
+
+    async def main() -> tuple[list[int], bytes]:
         async with running(tiny_recognizer, allowed_origins="https://app.example") as server:
             own = "http://" + server.url.split("/")[2]  # the page the server itself serves
             got = [await status(server.url, o) for o in
-                   (None, own, "https://app.example", "https://evil.example", "null")]
-            return got + [server.metrics.rejected["origin"]]
+                   (None, own, f"http://localhost:{server.port}", "https://app.example", "https://evil.example",
+                    "null", f"http://127.0.0.1:{server.port + 1}")]
+            return got + [server.metrics.rejected["origin"]], await rebound(server.port)
 
-    assert run(main()) == [101, 101, 101, 403, 403, 2]
+    codes, answer = run(main())
+    assert codes == [101, 101, 101, 101, 403, 403, 403, 3]
+    assert answer.startswith(b"HTTP/1.1 403")  # DNS rebinding: the Host header does not make a page the server's own
 
 
 def test_a_handshake_with_repeated_headers_gets_400(tiny_recognizer: Recognizer,

@@ -141,12 +141,21 @@ class StreamServer:
     def _origin_allowed(self, request: Request) -> bool:
         # Browsers send Origin on every websocket handshake; other clients usually send none. Without
         # this check any web page the user visits could stream to (and use) a server on localhost.
+        # The server's own pages are those served under a loopback name or the address it listens
+        # on: never whatever the request's Host says, which a page on a rebound DNS name sets to
+        # its own name (issue 33, finding 7).
         origin = request.headers.get("Origin")
         if origin is None:
             return True
         if "*" in self._origins or origin.rstrip("/") in self._origins:
             return True
-        return urlsplit(origin).netloc.lower() == request.headers.get("Host", "").lower()
+        return urlsplit(origin).netloc.lower() in self._own_netlocs()
+
+    def _own_netlocs(self) -> set[str]:
+        names = {"127.0.0.1", "localhost", "[::1]"}
+        if self.cfg.host not in ("", "0.0.0.0", "::"):  # a wildcard address names no page
+            names.add(f"[{self.cfg.host}]" if ":" in self.cfg.host else self.cfg.host.lower())
+        return {f"{name}:{self.port}" for name in names}
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.partition("?")[0]
