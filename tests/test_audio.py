@@ -159,3 +159,20 @@ def test_streaming_resampler_equals_torchaudio(rate: int) -> None:
 def test_resampler_rejects_bad_rates() -> None:
     with pytest.raises(AudioError, match="sample rates must be positive, got 0 -> 16000"):
         Resampler(0)
+
+
+def test_odd_sample_rates_cost_bounded_memory() -> None:
+    """A rate coprime with 16 kHz would need a kernel of 16,000 x 8,030 taps (514 MB) from 8,009 Hz:
+    it is read as the nearest rate with a small kernel instead (issue 33, finding 5)."""
+    from streamasr.engine.audio import MAX_KERNEL
+
+    for rate in (8009, 11027, 44101, 1001, 383999, 12345):
+        resampler = Resampler(rate)
+        assert resampler.kernel.numel() <= MAX_KERNEL
+        assert abs(resampler.read_rate - rate) / rate < 0.002 or abs(resampler.read_rate - rate) <= 640
+        audio = np.zeros(rate, np.float32)  # one second in: one second out, within the rate's rounding
+        state, out = resampler.process(resampler.initial_state(), audio)
+        _, rest = resampler.flush(state)
+        assert abs(len(out) + len(rest) - SAMPLE_RATE) <= SAMPLE_RATE * abs(resampler.read_rate - rate) / rate + 2
+    for rate in (8000, 11025, 22050, 44100, 48000):  # the usual rates stay exact (the test above)
+        assert Resampler(rate).read_rate == rate

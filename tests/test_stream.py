@@ -298,3 +298,19 @@ def test_times_end_with_the_audio(real_speech_flac: Path) -> None:
         assert finals and all(r.end <= seconds and all(w.end <= seconds for w in r.words) for r in finals)
         # A word cut off mid-way is emitted in the silence; it keeps the audio's last frame.
         assert all(r.start < r.end and all(w.start < w.end for w in r.words) for r in finals)
+
+
+def test_the_resampler_cache_stays_bounded(tiny_model_path: Path) -> None:
+    from streamasr.engine.stream import RESAMPLERS
+
+    rec = Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy"))
+    for rate in range(8001, 8001 + 3 * RESAMPLERS):
+        rec.initial_state(rate)
+    assert len(rec._resamplers) == RESAMPLERS
+    assert list(rec._resamplers)[-1] == 8000 + 3 * RESAMPLERS  # the most recent kept
+    state = rec.initial_state(44100)
+    state, _ = step(rec, state, np.zeros(4410, np.float32))  # a rate evicted meanwhile is rebuilt as it was
+    for rate in range(9001, 9001 + RESAMPLERS):
+        rec.initial_state(rate)
+    state, _ = step(rec, state, np.zeros(4410, np.float32))
+    assert state.samples == 8820

@@ -129,6 +129,17 @@ class ResamplerState:
     produced: int = 0  # output samples emitted in total
 
 
+MAX_KERNEL = 1 << 20  # taps (4 MB) a resampler's kernel may hold
+
+
+def _kernel_taps(orig_rate: int, new_rate: int) -> int:
+    """Taps of torchaudio's sinc kernel from ``orig_rate`` to ``new_rate`` (lowpass width 6, rolloff 0.99)."""
+    gcd = math.gcd(orig_rate, new_rate)
+    orig, new = orig_rate // gcd, new_rate // gcd
+    width = math.ceil(6 * orig / (min(orig, new) * 0.99))
+    return new * (2 * width + orig)
+
+
 class Resampler:
     """Streaming version of ``torchaudio.functional.resample`` with identical output.
 
@@ -141,9 +152,19 @@ class Resampler:
         if orig_rate <= 0 or new_rate <= 0:
             raise AudioError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
         self.orig_rate, self.new_rate = orig_rate, new_rate
-        gcd = math.gcd(orig_rate, new_rate)
-        self.orig, self.new = orig_rate // gcd, new_rate // gcd
-        kernel, self.width = _get_sinc_resample_kernel(orig_rate, new_rate, gcd, dtype=torch.float32)
+        # The kernel has new x (orig + 2 width) taps for the ratio in lowest terms: ~160 x 470 from
+        # 44.1 kHz, but 16,000 x 8,030 (514 MB) from 8,009 Hz. A rate whose exact kernel would pass
+        # MAX_KERNEL taps is read as the nearest rate, in steps of 10, 20, 40, ... Hz, whose kernel
+        # does not (8,009 Hz as 8,000: 0.1 % slow), so no rate a client names costs more memory.
+        rate = orig_rate
+        for step in (10, 20, 40, 80, 160, 320, 640):
+            if _kernel_taps(rate, new_rate) <= MAX_KERNEL:
+                break
+            rate = max(step, round(orig_rate / step) * step)
+        self.read_rate = rate  # the rate the input is resampled as (orig_rate but for odd rates)
+        gcd = math.gcd(rate, new_rate)
+        self.orig, self.new = rate // gcd, new_rate // gcd
+        kernel, self.width = _get_sinc_resample_kernel(rate, new_rate, gcd, dtype=torch.float32)
         self.kernel = kernel  # (new, 1, 2 * width + orig)
 
     def initial_state(self) -> ResamplerState:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +33,9 @@ from streamasr.results import MAX_NBEST, Alternative, Result, Word
 from streamasr.engine.text import Tokenizer
 
 
+RESAMPLERS = 16  # input sample rates whose resamplers a Recognizer keeps
+
+
 class Recognizer:
     """Model, front end, tokenizer and decoder shared by every stream; never mutated after loading."""
 
@@ -51,6 +55,7 @@ class Recognizer:
         # Digital silence appended at the end of a stream, so its last frames get their lookahead.
         self.lookahead_samples = feature_cfg.hop_length * model.cfg.stack * model.cfg.lookahead
         self._resamplers: dict[int, Resampler] = {}
+        self._resamplers_lock = threading.Lock()  # the server's event loop and worker thread both ask
         self.decoder = decoder or beam.DecoderConfig()
         self.start_hidden = self._hidden_after_silence(self.decoder.prime_seconds)
         # Digital silence after a stream's last audio (decoder.tail_seconds, plus the lookahead's).
@@ -96,9 +101,16 @@ class Recognizer:
         return hidden[:, 0].clone()
 
     def resampler(self, rate: int) -> Resampler:
-        if rate not in self._resamplers:
-            self._resamplers[rate] = Resampler(rate, self.feature_cfg.sample_rate)
-        return self._resamplers[rate]
+        """The resampler from ``rate``, from a cache of the ``RESAMPLERS`` most recently used rates
+        (each at most ``audio.MAX_KERNEL`` taps), so no sequence of sample rates grows memory."""
+        with self._resamplers_lock:
+            found = self._resamplers.pop(rate, None)
+            if found is None:
+                found = Resampler(rate, self.feature_cfg.sample_rate)
+            self._resamplers[rate] = found  # the most recently used last
+            while len(self._resamplers) > RESAMPLERS:
+                del self._resamplers[next(iter(self._resamplers))]
+            return found
 
     def initial_state(self, sample_rate: int = SAMPLE_RATE, endpoint_cfg: EndpointConfig | None = None,
                       adapt: AdaptConfig | AdaptState | None = None, nbest: int = 1,

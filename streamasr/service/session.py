@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -89,11 +90,12 @@ class Session:
                 return
             sample_rate = start.sample_rate
             speaker = await self._speaker(start)
-            try:
-                state = self.rec.initial_state(start.sample_rate, start.endpoint, speaker.adapt if speaker is not None
-                                               else self.adapt if start.adapt else None, start.nbest,
-                                               list(start.hotwords) if self.rec.beam is not None else None,
-                                               list(start.grammar) if start.grammar is not None else None)
+            try:  # off the event loop: a resampler, hotword tree or phrase automaton may take a while to build
+                state = await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                    self.rec.initial_state, start.sample_rate, start.endpoint,
+                    speaker.adapt if speaker is not None else self.adapt if start.adapt else None, start.nbest,
+                    list(start.hotwords) if self.rec.beam is not None else None,
+                    list(start.grammar) if start.grammar is not None else None))
             except (AudioError, ValueError) as e:  # the engine's own checks, beyond the protocol's
                 raise ProtocolError("bad_field", str(e), protocol.CLOSE_INVALID_DATA) from e
             await self._send(Ready(self.id, self.rec.name, start.sample_rate, start.encoding,
