@@ -438,6 +438,36 @@ def test_http_routes(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:
     assert pages["/v1/stream"][0] == 426  # a plain GET on the stream path is not a websocket upgrade
 
 
+def request(port: int, path: str, method: str = "GET", token: str | None = None) -> tuple[int, dict[str, str]]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def test_each_route_answers_get_only_and_metrics_need_the_token(tiny_recognizer: Recognizer) -> None:
+    """Issue 33, finding 8: other methods get 405; with a token set, /metrics is for its holders
+    while /healthz (probes) and the page (no secrets; its websocket needs the token) stay open."""
+    async def main() -> dict[tuple[str, str, str | None], tuple[int, dict[str, str]]]:
+        async with running(tiny_recognizer, token="T") as server:
+            asks = [("/healthz", m, None) for m in ("GET", "POST", "PUT", "DELETE", "HEAD")]
+            asks += [("/metrics", "GET", None), ("/metrics", "GET", "wrong"), ("/metrics", "GET", "T"),
+                     ("/", "GET", None), ("/metrics", "POST", "T")]
+            return {a: await asyncio.to_thread(request, server.port, *a) for a in asks}
+
+    got = run(main())
+    assert got[("/healthz", "GET", None)][0] == 200
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        status, headers = got[("/healthz", method, None)]
+        assert status == 405 and headers["Allow"] == "GET"
+    assert [got[("/metrics", "GET", t)][0] for t in (None, "wrong", "T")] == [401, 401, 200]
+    assert got[("/metrics", "GET", None)][1]["WWW-Authenticate"] == 'Bearer realm="streamasr"'
+    assert got[("/", "GET", None)][0] == 200 and got[("/metrics", "POST", "T")][0] == 405
+
+
 def test_config_errors_name_field_value_and_range() -> None:
     with pytest.raises(ValueError, match=r"ServerConfig.max_connections must be in \[1, 100000\], got 0"):
         ServerConfig(max_connections=0)

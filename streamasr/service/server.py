@@ -159,9 +159,18 @@ class StreamServer:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.partition("?")[0]
-        if path == "/healthz":
+        if request.method != "GET":  # every route here only reads (issue 33, finding 8)
+            self.metrics.rejected["method"] += 1
+            response = connection.respond(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                                          f"{request.method[:20]} is not served here; every path answers GET only\n")
+            response.headers["Allow"] = "GET"
+            return response
+        if path == "/healthz":  # open: load balancers and orchestrators probe it without credentials
             return connection.respond(http.HTTPStatus.OK, "ok\n")
-        if path == "/metrics":
+        if path == "/metrics":  # with a token set, only for its holders: it tells how busy the server is
+            if not self._authorized(request):
+                self.metrics.rejected["unauthorized"] += 1
+                return _unauthorized(connection)
             return _typed(connection.respond(http.HTTPStatus.OK, self.metrics.render(len(self.sessions), self.worker)),
                           "text/plain; version=0.0.4; charset=utf-8")
         if path in self._pages:
@@ -182,9 +191,7 @@ class StreamServer:
                                                                  f"start the server with --allowed-origins {origin}\n")
         if not self._authorized(request):
             self.metrics.rejected["unauthorized"] += 1
-            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="streamasr"'
-            return response
+            return _unauthorized(connection)
         if self._slots.locked():
             self.metrics.rejected["overload"] += 1
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
@@ -205,6 +212,12 @@ class StreamServer:
                 await session.run()
             finally:
                 self.sessions.discard(session)
+
+
+def _unauthorized(connection: ServerConnection) -> Response:
+    response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="streamasr"'
+    return response
 
 
 def _typed(response: Response, content_type: str) -> Response:
