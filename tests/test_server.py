@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from _serving import SHORT_ENDPOINT, exchange, finals, offline, run, running
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamasr.service import protocol, worker
 from streamasr.engine.audio import load_audio, resample
@@ -226,6 +226,67 @@ def test_idle_client_is_closed_and_vanished_client_is_freed(tiny_recognizer: Rec
     assert left == 0
     assert 'streamasr_errors_total{kind="client_gone"} 1' in metrics
     assert 'streamasr_errors_total{kind="idle_timeout"} 1' in metrics
+
+
+def test_slots_cannot_be_held_without_real_audio(tiny_recognizer: Recognizer, speech: np.ndarray,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 33, finding 6: no 'start' in time, a trickle of audio, a stream open too long, and
+    more streams from one address than allowed each end the stream (or refuse it), counted."""
+    from streamasr.service import session
+
+    monkeypatch.setattr(session, "MIN_RATE_AFTER", 0.3)  # the rate counts after 0.3 s instead of a minute
+
+    async def trickle(url: str, every: float, times: int) -> tuple[list[dict[str, Any]], int | None]:
+        messages: list[dict[str, Any]] = []
+        async with connect(url) as ws:
+            await ws.send(F32)
+            messages.append(json.loads(await ws.recv()))
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(times):
+                    await ws.send(speech[:160].tobytes())  # 10 ms of audio
+                    await asyncio.sleep(every)
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:  # what came before and after the close
+                    messages.append(json.loads(message))
+            await ws.wait_closed()
+            return messages, ws.close_code
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with running(tiny_recognizer, start_timeout=0.3, min_audio_rate=0.5) as server:
+            ws = await connect(server.url)  # connects and says nothing
+            with contextlib.suppress(ConnectionClosed):
+                out["silent"] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            await ws.wait_closed()
+            out["silent_close"] = ws.close_code
+            out["trickle"] = await trickle(server.url, 0.1, 20)
+            out["metrics"] = server.metrics.render(0, server.worker)
+        async with running(tiny_recognizer, max_stream_wall_seconds=1, min_audio_rate=0) as server:
+            out["long"] = await trickle(server.url, 0.2, 15)
+        async with running(tiny_recognizer, max_connections_per_address=2) as server:
+            held = [await connect(server.url) for _ in range(2)]
+            try:
+                await connect(server.url)
+                out["third"] = 101
+            except InvalidStatus as e:
+                out["third"] = e.response.status_code
+            for ws in held:
+                await ws.close()
+            await asyncio.sleep(0.1)
+            async with connect(server.url):  # a slot of its own again once one ended
+                out["after"] = 101
+            out["rejected"] = server.metrics.rejected["per_address"]
+        return out
+
+    got = run(main())
+    assert got["silent"]["code"] == "start_timeout" and got["silent_close"] == 1008
+    messages, code = got["trickle"]
+    assert messages[-1]["code"] == "too_little_audio" and code == 1008
+    assert 'streamasr_errors_total{kind="start_timeout"} 1' in got["metrics"]
+    assert 'streamasr_errors_total{kind="too_little_audio"} 1' in got["metrics"]
+    messages, code = got["long"]
+    assert messages[-1]["code"] == "stream_too_long" and "open for over 1 s" in messages[-1]["message"] and code == 1008
+    assert got["third"] == 429 and got["after"] == 101 and got["rejected"] == 1
 
 
 def test_oversize_frame_closes_1009(tiny_recognizer: Recognizer, speech: np.ndarray) -> None:

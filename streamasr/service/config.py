@@ -12,7 +12,15 @@ class ServerConfig:
     max_connections: int = 64  # concurrent streams; more are refused at the handshake with HTTP 503
     max_frame_bytes: int = 1 << 20  # bytes per websocket message; a larger one closes with 1009
     idle_timeout: float = 30.0  # seconds without any client message before close 1008
+    start_timeout: float = 10.0  # seconds from the handshake to 'start' before close 1008
     max_stream_seconds: float = 4 * 3600.0  # seconds of audio per stream; beyond: last final, close 1008
+    # Wall-clock seconds a stream may stay open, however little audio it sends; beyond: last final, close 1008.
+    max_stream_wall_seconds: float = 6 * 3600.0
+    # Least audio a stream must send, in seconds per second since 'start' (checked from a minute in):
+    # a client that trickles a sample or a flush now and then would otherwise hold its slot for good.
+    min_audio_rate: float = 0.05
+    # Streams one client address may hold at once (0: no limit; behind a proxy every client has its address).
+    max_connections_per_address: int = 0
     partial_interval_ms: float = 200.0  # ms: least time between two partials of one stream
     max_pending_seconds: float = 10.0  # seconds of received, unprocessed audio per stream before reading pauses
     shutdown_timeout: float = 10.0  # seconds to deliver finals on SIGTERM/SIGINT before closing anyway
@@ -31,7 +39,9 @@ class ServerConfig:
     def __post_init__(self) -> None:
         checks: tuple[tuple[str, float, float], ...] = (
             ("port", 0, 65535), ("max_connections", 1, 100000), ("max_frame_bytes", 1024, 1 << 30),
-            ("idle_timeout", 0.1, 86400), ("max_stream_seconds", 1, 7 * 86400),
+            ("idle_timeout", 0.1, 86400), ("start_timeout", 0.1, 86400), ("max_stream_seconds", 1, 7 * 86400),
+            ("max_stream_wall_seconds", 1, 30 * 86400), ("min_audio_rate", 0, 1),
+            ("max_connections_per_address", 0, 100000),
             ("partial_interval_ms", 0, 60000), ("max_pending_seconds", 0.1, 3600),
             ("shutdown_timeout", 0, 3600))
         for name, low, high in checks:

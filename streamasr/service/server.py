@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class StreamServer:
         self.metrics = Metrics()
         self.sessions: set[Session] = set()
         self._slots = asyncio.Semaphore(self.cfg.max_connections)
+        self._per_address: Counter[str] = Counter()  # open streams by client address
         self._server: Server | None = None
         web = resources.files("streamasr.service") / "web"
         self._pages = {path: ((web / name).read_text(encoding="utf-8"), ctype)
@@ -192,6 +194,12 @@ class StreamServer:
         if not self._authorized(request):
             self.metrics.rejected["unauthorized"] += 1
             return _unauthorized(connection)
+        limit, address = self.cfg.max_connections_per_address, _address(connection)
+        if limit and self._per_address[address] >= limit:
+            self.metrics.rejected["per_address"] += 1
+            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
+                                      f"{address} already holds {limit} streams (--max-connections-per-address); "
+                                      f"retry when one has ended\n")
         if self._slots.locked():
             self.metrics.rejected["overload"] += 1
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
@@ -204,14 +212,25 @@ class StreamServer:
             self.metrics.rejected["overload"] += 1
             await ws.close(protocol.CLOSE_TRY_AGAIN, "server at capacity")
             return
+        address = _address(ws)
         async with self._slots:
             session = Session(ws, self.rec, self.worker, self.cfg, self.metrics, self.adapt)
             self.sessions.add(session)
+            self._per_address[address] += 1
             self.metrics.streams_total += 1
             try:
                 await session.run()
             finally:
                 self.sessions.discard(session)
+                self._per_address[address] -= 1
+                if not self._per_address[address]:
+                    del self._per_address[address]
+
+
+def _address(connection: ServerConnection) -> str:
+    """The client's IP address (host part of the peer address)."""
+    peer = connection.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
 def _unauthorized(connection: ServerConnection) -> Response:

@@ -35,6 +35,7 @@ from streamasr.service.worker import InferenceWorker
 
 
 log = logging.getLogger(__name__)
+MIN_RATE_AFTER = 60.0  # seconds a stream may run before its audio rate counts (ServerConfig.min_audio_rate)
 
 
 class _Shutdown:
@@ -159,16 +160,33 @@ class Session:
         finally:
             draining.cancel()
 
-    async def _recv(self) -> str | bytes:
+    async def _recv(self, first: bool = False) -> str | bytes:
+        """The next message; ``first``: the stream's 'start', due within ``start_timeout``."""
         try:
-            async with asyncio.timeout(self.cfg.idle_timeout):
+            async with asyncio.timeout(self.cfg.start_timeout if first else self.cfg.idle_timeout):
                 return await self.ws.recv()
         except TimeoutError:
+            if first:
+                raise ProtocolError("start_timeout", f"no 'start' within {self.cfg.start_timeout:g} s of the "
+                                                     f"handshake", protocol.CLOSE_POLICY) from None
             raise ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout:g} s; "
                                                 "send audio or 'stop'", protocol.CLOSE_POLICY) from None
 
+    def _over_limit(self, start: Start, began: float) -> ProtocolError | None:
+        """The stream's wall-clock limit, or too little audio for the time it has held its slot."""
+        open_for = time.monotonic() - began
+        if open_for > self.cfg.max_stream_wall_seconds:
+            return ProtocolError("stream_too_long", f"stream open for over {self.cfg.max_stream_wall_seconds:g} s; "
+                                                    "start a new stream", protocol.CLOSE_POLICY)
+        heard = self.received / start.sample_rate
+        if open_for > MIN_RATE_AFTER and heard < self.cfg.min_audio_rate * open_for:
+            return ProtocolError("too_little_audio", f"{heard:.1f} s of audio in {open_for:.0f} s; a stream must "
+                                                     f"send at least {self.cfg.min_audio_rate:g} s of audio per "
+                                                     f"second to keep its slot", protocol.CLOSE_POLICY)
+        return None
+
     async def _receive_start(self) -> Start | None:
-        recv = asyncio.create_task(self._recv())
+        recv = asyncio.create_task(self._recv(first=True))
         arrived = asyncio.create_task(self.arrived.wait())  # shutdown before start
         try:
             await asyncio.wait((recv, arrived), return_when=asyncio.FIRST_COMPLETED)
@@ -234,9 +252,14 @@ class Session:
         """Reader task: frames -> items, until ``stop``, an error or a disconnect."""
         limit = int(self.cfg.max_stream_seconds * start.sample_rate)
         backlog = int(self.cfg.max_pending_seconds * start.sample_rate)
+        began = time.monotonic()
         try:
             while True:
                 message = await self._recv()
+                over = self._over_limit(start, began)
+                if over is not None:  # the finals so far come first
+                    self._put(_Limit(over))
+                    return
                 if isinstance(message, bytes):
                     pcm = protocol.decode_audio(message, start.encoding)
                     self.pending += len(pcm)
