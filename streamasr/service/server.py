@@ -94,9 +94,12 @@ class StreamServer:
     async def start(self) -> None:
         self.worker.start()
         where: dict[str, Any] = {"sock": self._sock} if self._sock else {"host": self.cfg.host, "port": self.cfg.port}
+        # No keepalive pings: the library would close a client that stops reading with 1011, the
+        # code for a server bug. Silence from a client ends it with idle_timeout, and a client that
+        # stops reading with client_stalled once a message has waited for it as long (both 1008).
         self._server = await serve(
             self._handler, **where, process_request=self._process_request,
-            max_size=self.cfg.max_frame_bytes, close_timeout=5, compression=None)
+            max_size=self.cfg.max_frame_bytes, close_timeout=5, compression=None, ping_interval=None)
         adapting = ""
         if self.adapt is not None:  # what each stream that does not decline will learn, and how fast
             cfg = self.adapt.for_decoder(self.rec.decoder.method)
