@@ -357,6 +357,18 @@ def test_token_required_when_configured(tiny_recognizer: Recognizer, speech: np.
     assert run(main()) == [401, 401, 1, 1000, 2]
 
 
+async def handshake(port: int, headers: str) -> bytes:
+    """A websocket handshake written by hand (``headers``: the Host and any others, each ending in CRLF);
+    returns the start of the server's answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write((f"GET {protocol.PATH} HTTP/1.1\r\n{headers}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    await writer.drain()
+    answer = await reader.read(4096)
+    writer.close()
+    return answer
+
+
 def test_browser_origins_other_than_the_server_s_own_are_refused(tiny_recognizer: Recognizer) -> None:
     async def status(url: str, origin: str | None) -> int:
         try:
@@ -366,46 +378,28 @@ def test_browser_origins_other_than_the_server_s_own_are_refused(tiny_recognizer
         except InvalidStatus as e:
             return e.response.status_code
 
-    async def rebound(port: int) -> bytes:
-        """A page on evil.example whose name now points at 127.0.0.1: Host and Origin both say evil.example."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write((f"GET {protocol.PATH} HTTP/1.1\r\nHost: evil.example:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      f"Sec-WebSocket-Version: 13\r\nOrigin: http://evil.example:{port}\r\n\r\n").encode())
-        await writer.drain()
-        answer = await reader.read(4096)
-        writer.close()
-        return answer
-
     async def main() -> tuple[list[int], bytes]:
         async with running(tiny_recognizer, allowed_origins="https://app.example") as server:
             own = "http://" + server.url.split("/")[2]  # the page the server itself serves
             got = [await status(server.url, o) for o in
                    (None, own, f"http://localhost:{server.port}", "https://app.example", "https://evil.example",
                     "null", f"http://127.0.0.1:{server.port + 1}")]
-            return got + [server.metrics.rejected["origin"]], await rebound(server.port)
+            # A page on evil.example whose name now points at 127.0.0.1: Host and Origin both say so.
+            rebound = await handshake(server.port, f"Host: evil.example:{server.port}\r\n"
+                                                   f"Origin: http://evil.example:{server.port}\r\n")
+            return got + [server.metrics.rejected["origin"]], rebound
 
     codes, answer = run(main())
-    assert codes == [101, 101, 101, 101, 403, 403, 403, 3]
+    assert codes == [101, 101, 101, 101, 403, 403, 403, 4]  # the rebound page counted too
     assert answer.startswith(b"HTTP/1.1 403")  # DNS rebinding: the Host header does not make a page the server's own
 
 
 def test_a_handshake_with_repeated_headers_gets_400(tiny_recognizer: Recognizer,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     """Two Authorization, Origin or Host headers: a plain 400 naming them, no traceback (issue 33)."""
-    async def raw(port: int, extra: str) -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write((f"GET {protocol.PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
-        await writer.drain()
-        answer = await reader.read(4096)
-        writer.close()
-        return answer
-
     async def main() -> tuple[list[bytes], int]:
         async with running(tiny_recognizer, token="T") as server:
-            answers = [await raw(server.port, extra) for extra in (
+            answers = [await handshake(server.port, f"Host: 127.0.0.1:{server.port}\r\n" + extra) for extra in (
                 "Authorization: Bearer T\r\nAuthorization: Bearer X\r\n",
                 "Authorization: Bearer T\r\nOrigin: http://a.example\r\nOrigin: http://b.example\r\n",
                 "Authorization: Bearer T\r\nHost: evil.example\r\n")]
