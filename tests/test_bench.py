@@ -192,3 +192,14 @@ def test_join_files_puts_the_gap_between_files() -> None:
     for s in starts:  # every file after the first follows 0.25 s of silence
         assert np.all(audio[s - 4000:s] == 0) and audio[s - 4001] != 0
     assert len(loadtest.join_files(["a"], 1.0, 1, 0, load)[0][1]) == 16000  # no gap: as before
+
+
+def test_bench_decoder_times_the_batched_search(capsys: pytest.CaptureFixture[str], tiny_model_path: Path,
+                                                tiny_lm_path: Path, tiny_recognizer: Recognizer) -> None:
+    assert main(["bench", "decoder", "--model", str(tiny_model_path), "--lm", str(tiny_lm_path), "--beam-size", "8",
+                 "--streams", "1,3", "--repeat", "1", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["streams"] for r in runs] == [1, 3] and all(r["beam_size"] == 8 for r in runs)
+    assert all(r["cpu_s_per_audio_s_per_stream"] > 0 and r["audio_seconds_per_stream"] > 1 for r in runs)
+    with pytest.raises(ValueError, match="times the beam search; drop --method greedy"):
+        bench.bench_decoder(tiny_recognizer, [np.zeros(16000, np.float32)], 1)

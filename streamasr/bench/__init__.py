@@ -397,6 +397,85 @@ def _engine_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# The beam search alone, batched across streams
+
+
+def bench_decoder(rec: stream.Recognizer, signals: list[np.ndarray], streams: int, repeat: int = 3) -> dict[str, Any]:
+    """CPU seconds of the beam search per audio second per stream, ``streams`` streams decoded
+    together a frame at a time (as a server worker does), on the model's log-probabilities of
+    ``signals`` (16 kHz; cycled to fill the streams). The first pass warms the LM context table
+    and is not counted; the median of ``repeat`` passes is reported."""
+    dec = rec.beam
+    if dec is None:
+        raise ValueError("bench decoder times the beam search; drop --method greedy")
+    if streams < 1 or repeat < 1:
+        raise ValueError(f"need streams >= 1 and repeat >= 1, got {streams} and {repeat}")
+    outputs = []
+    for audio in signals[:streams]:
+        state = rec.initial_state()
+        _, frames = stream._front_end(rec, [state], [audio], True)
+        outputs.append(stream._run_model(rec, [state], frames)[0][0].astype(np.float64))
+    log_probs = [outputs[i % len(outputs)] for i in range(streams)]
+    order = sorted(range(streams), key=lambda i: -len(log_probs[i]))
+    lengths = np.array([len(log_probs[i]) for i in order])
+    padded = np.zeros((streams, int(lengths.max()), log_probs[0].shape[1]))
+    for row, i in enumerate(order):
+        padded[row, :len(log_probs[i])] = log_probs[i]
+
+    def one_pass() -> float:
+        began = time.process_time()
+        batch = dec.batch([dec.initial() for _ in range(streams)])
+        for t in range(padded.shape[1]):
+            m = int(np.count_nonzero(lengths > t))
+            dec.step(batch, padded[:m, t], np.full(m, t))
+        dec.split(batch)
+        return time.process_time() - began
+
+    one_pass()
+    seconds = float(np.median([one_pass() for _ in range(repeat)]))
+    audio_seconds = float(lengths.sum()) * rec.frame_seconds
+    return {"streams": streams, "beam_size": rec.decoder.beam_size, "audio_seconds_per_stream":
+            round(audio_seconds / streams, 2), "cpu_seconds": round(seconds, 3),
+            "cpu_s_per_audio_s_per_stream": round(seconds / audio_seconds, 5),
+            "ms_per_frame": round(1000 * seconds / padded.shape[1], 2)}
+
+
+def _register_decoder(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = kinds.add_parser("decoder", help="the beam search alone: CPU per audio second, N streams batched",
+                         description="Time the batched beam search (with the LMs) on the model's output for "
+                                     "speech files, 1 to N streams decoded together as a server worker does.")
+    p.add_argument("--manifest", type=Path, help="JSON-lines manifest of speech (default: the assets/ samples)")
+    p.add_argument("--streams", default="1,10,100", metavar="N,...", help="streams decoded together (default: 1,10,100)")
+    p.add_argument("--model", metavar="PATH", help="checkpoint (default: the bundled model)")
+    p.add_argument("--repeat", type=int, default=3, help="timed passes; the median is reported (default: 3)")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    add_dataclass_options(p, DecoderConfig)  # --beam-size, --lm-weight, ...
+    p.set_defaults(func=_decoder_command)
+
+
+def _decoder_command(args: argparse.Namespace) -> int:
+    from streamasr.manifest import read_manifest
+
+    counts = [int(n) for n in args.streams.split(",") if n.strip().isdigit()]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--streams takes stream counts >= 1, comma-separated; got {args.streams!r}")
+    torch.set_num_threads(1)
+    rec = stream.Recognizer.load(args.model, decoder=dataclass_from_args(DecoderConfig, args))
+    paths = ([u.audio for u in read_manifest(args.manifest)] if args.manifest else
+             sorted(str(p) for p in (Path(__file__).resolve().parents[2] / "assets").glob("*.[fw][la][av]*")))
+    signals = [load_audio(p) for p in paths[:max(counts)]]
+    rows = [bench_decoder(rec, signals, n, args.repeat) for n in counts]
+    if args.json:
+        sys.stdout.write(json.dumps({"model": rec.name, "runs": rows}, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"{'streams':>8} {'beam':>5} {'CPU-s per audio s per stream':>29} {'ms per frame':>13}\n")
+        for r in rows:
+            sys.stdout.write(f"{r['streams']:>8} {r['beam_size']:>5} {r['cpu_s_per_audio_s_per_stream']:>29.5f} "
+                             f"{r['ms_per_frame']:>13.2f}\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Server load test (the load generator is streamasr.bench.loadtest)
 
 DEFAULT_LEVELS = "1,10,50,100,200,300,400,500,600,800,1000"
@@ -520,7 +599,7 @@ def bench_server(args: argparse.Namespace, cfg: Any, levels: list[int]) -> dict[
 
 
 KINDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _register_engine, _register_server, _register_data)
+    _register_engine, _register_decoder, _register_server, _register_data)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
