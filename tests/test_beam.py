@@ -14,7 +14,7 @@ from streamasr.engine.audio import load_audio
 from streamasr.engine.beam import DEFAULT_OOV_PENALTY, BeamDecoder, Beams, DecoderConfig
 from streamasr.cli import main
 from streamasr.engine.endpoint import EndpointConfig
-from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
+from streamasr.engine.hotwords import UNKNOWN_PENALTY, Grammar, Hotwords, read_hotwords, read_phrases
 from streamasr.errors import ModelError
 from streamasr.results import Result
 from streamasr.engine.stream import Recognizer, finish, flush_segment, step, step_many
@@ -375,8 +375,18 @@ def test_a_phrase_list_keeps_the_text_to_its_phrases(beam_recognizer: Recognizer
     greedy = Recognizer.load(tiny_model_path, decoder=DecoderConfig(method="greedy"))
     with pytest.raises(ValueError, match="needs the beam search"):
         greedy.initial_state(grammar=phrases)
-    with pytest.raises(ValueError, match="a grammar needs 1 to 1000 phrases, got 0"):
-        Grammar.compile([], TOK)
+    with pytest.raises(ValueError, match="a grammar needs 1 to 1000 phrases besides <unk>, got 0"):
+        Grammar.compile(["<unk>"], TOK)
+    # With <unk>, another word may stand between phrases, at a price per word: a faint one stays out.
+    open_menu = Grammar.compile(["please hold", "yes", "no", "<unk>"], TOK)
+    other = frames([*"m_a_y_b_e_", "_"])
+    assert dec.end(decode(dec, other, grammar=menu), grammar=menu).text == ""
+    assert dec.end(decode(dec, other, grammar=open_menu), grammar=open_menu).text == "maybe"
+    assert dec.end(decode(dec, seq, grammar=open_menu), grammar=open_menu).text == "yes no"
+    beams = decode(dec, frames([*"y_e_p_", "_"]), grammar=open_menu)
+    plain = decode(dec, frames([*"y_e_p_", "_"]))
+    yep = [next(b for b in x if b.text == "yep") for x in (beams, plain)]
+    assert yep[0].lm == pytest.approx(yep[1].lm - UNKNOWN_PENALTY)  # "ye" could be "yes": charged once it is not
     path = tmp_path / "menu.txt"
     path.write_text("# a menu\nyes\n\nno thanks\n")
     assert read_phrases(path) == ["yes", "no thanks"]

@@ -254,6 +254,7 @@ class _Batch:
     hot_complete: np.ndarray
     hot_root: np.ndarray
     grammar_child: np.ndarray
+    grammar_cost: np.ndarray
     grammar_root: np.ndarray
 
     def __init__(self, dec: BeamDecoder, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None],
@@ -267,6 +268,7 @@ class _Batch:
             g_bases = np.cumsum([1] + [len(g.accepting) for g in used[:-1]])
             self.grammar_child = np.concatenate([np.zeros((1, len(dec.chars)), np.int32)] + [
                 np.where(g.child >= 0, g.child + b, -1) for g, b in zip(used, g_bases.tolist())])
+            self.grammar_cost = np.concatenate([np.zeros((1, len(dec.chars)))] + [g.cost for g in used])
             g_base = iter(g_bases.tolist())
             self.grammar_root = np.array([next(g_base) if g is not None else 0 for g in grammars], np.int64)
         # The streams' hotword trees side by side (node 0: a root for the streams without any);
@@ -516,8 +518,11 @@ class BeamDecoder:
             state = np.where(free, at, bt.grammar_child[at, c])
             fits = np.flatnonzero(state >= 0)
             s, w, j, c, pe, state = s[fits], w[fits], j[fits], c[fits], pe[fits], state[fits]
+            grammar_cost = np.where(free[fits], 0.0, bt.grammar_cost[at[fits], c])  # an unknown word's penalty
             grammar_state = state - bt.grammar_root[s]
         fused = self._fused(bt, s, w, c)
+        if bt.has_grammar:
+            fused = fused - grammar_cost
         hot = hot_gain = None
         if bt.has_hot:
             gained, hot, hot_gain = self._hotwords(bt, s, w, c)

@@ -93,49 +93,67 @@ def read_hotwords(path: str | Path) -> list[tuple[str, float]]:
 
 
 
+UNKNOWN = "<unk>"  # a grammar entry that lets any other word through, at UNKNOWN_PENALTY nats a word
+UNKNOWN_PENALTY = 6.0
+_ANY = -1  # the automaton's node for an unknown word
+
+
 @dataclass(frozen=True, eq=False)
 class Grammar:
     """A phrase list the search must keep to (command and control, voice menus): a segment's text
-    is a sequence of listed phrases, or nothing. A deterministic automaton over characters:
+    is a sequence of listed phrases, or nothing; with the entry ``<unk>``, other words may stand
+    between them at ``UNKNOWN_PENALTY`` nats each. A deterministic automaton over characters:
     ``child[state, id]`` the state one character on (-1: no listed sequence goes on so), state 0
-    the start; ``accepting[state]``: a text that ends there is a whole sequence of phrases."""
+    the start; ``accepting[state]``: a text that ends there is a whole sequence of phrases;
+    ``cost[state, id]``: nats the step costs (the penalty where a word is left with no phrase)."""
 
     phrases: tuple[str, ...]
     child: np.ndarray  # int32 (states, vocabulary)
     accepting: np.ndarray  # bool (states,)
+    cost: np.ndarray  # float64 (states, vocabulary)
 
     @classmethod
     def compile(cls, phrases: Sequence[str], tokenizer: Tokenizer, max_states: int = 100_000) -> Grammar:
         """Raises ValueError: no phrases, a phrase that spells nothing, or too large a list."""
-        if not phrases or len(phrases) > MAX_PHRASES:
-            raise ValueError(f"a grammar needs 1 to {MAX_PHRASES} phrases, got {len(phrases)}")
-        trie = Hotwords.compile([(p, 1.0) for p in phrases], tokenizer)  # the phrases' letter tree
+        unknown = UNKNOWN in phrases
+        listed = [p for p in phrases if p != UNKNOWN]
+        if not listed or len(phrases) > MAX_PHRASES:
+            raise ValueError(f"a grammar needs 1 to {MAX_PHRASES} phrases besides {UNKNOWN}, got {len(listed)}")
+        trie = Hotwords.compile([(p, 1.0) for p in listed], tokenizer)  # the phrases' letter tree
         space = tokenizer.space
-        # Subset construction: a state is the set of tree nodes the text can be at; a space after a
-        # whole phrase also goes back to the root, where the next phrase starts.
+        # Subset construction: a state is the set of tree nodes the text can be at (_ANY: inside an
+        # unknown word); a space after a whole phrase or an unknown word goes back to the root,
+        # where the next phrase (or unknown word) starts.
         start = frozenset([0])
         index = {start: 0}
         sets: list[frozenset[int]] = [start]
         rows: list[list[int]] = []
+        costs: list[list[float]] = []
         accepting: list[bool] = []
         while len(rows) < len(sets):
             nodes = sets[len(rows)]
-            row = [-1] * len(tokenizer.vocab)
+            row, cost = [-1] * len(tokenizer.vocab), [0.0] * len(tokenizer.vocab)
             for c in range(1, len(tokenizer.vocab)):
-                nxt = {int(trie.child[n, c]) for n in nodes if trie.child[n, c] >= 0}
-                if c == space and any(trie.complete[n] for n in nodes):
+                nxt = {int(trie.child[n, c]) for n in nodes if n != _ANY and trie.child[n, c] >= 0}
+                if c == space and (_ANY in nodes or any(trie.complete[n] for n in nodes if n != _ANY)):
                     nxt.add(0)
+                if unknown and c != space and (0 in nodes or _ANY in nodes):
+                    nxt.add(_ANY)
                 if nxt:
                     key = frozenset(nxt)
                     if key not in index:
                         if len(sets) >= max_states:
-                            raise ValueError(f"the grammar's {len(phrases)} phrases need more than {max_states} states")
+                            raise ValueError(f"the grammar's {len(listed)} phrases need more than {max_states} states")
                         index[key] = len(sets)
                         sets.append(key)
                     row[c] = index[key]
+                    if key == {_ANY} and nodes != {_ANY}:  # the word now fits no phrase: it is unknown
+                        cost[c] = UNKNOWN_PENALTY
             rows.append(row)
-            accepting.append(0 in nodes or any(trie.complete[n] for n in nodes))
-        return cls(tuple(p for p, _ in trie.phrases), np.array(rows, np.int32), np.array(accepting))
+            costs.append(cost)
+            accepting.append(0 in nodes or _ANY in nodes or any(trie.complete[n] for n in nodes if n != _ANY))
+        return cls(tuple(p for p, _ in trie.phrases) + ((UNKNOWN,) if unknown else ()), np.array(rows, np.int32),
+                   np.array(accepting), np.array(costs))
 
 
 def read_phrases(path: str | Path) -> list[str]:
