@@ -217,10 +217,15 @@ class Beams:
         chain.reverse()
         return tuple([make(Token, t) for t in zip(char[chain].tolist(), frame[chain].tolist(), prob[chain].tolist())])
 
-    def last_speech(self) -> int | None:
-        """Frame of the best prefix's last non-space character (None if it has none), for endpointing."""
-        frame = int(self.speech[0])
-        return None if frame < 0 else frame
+
+def _side_by_side(per_stream: Sequence[object | None], children: list[np.ndarray], first: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """One transition table from the streams' own (``children``: of the streams that have one, in
+    order), after the row ``first`` for the streams without; and each stream's offset into it."""
+    bases = np.cumsum([1] + [len(c) for c in children[:-1]])
+    table = np.concatenate([first] + [np.where(c >= 0, c + b, -1) for c, b in zip(children, bases.tolist())])
+    base = iter(bases.tolist())
+    return table, np.array([next(base) if x is not None else 0 for x in per_stream], np.int64)
 
 
 class _Batch:
@@ -260,29 +265,22 @@ class _Batch:
     def __init__(self, dec: BeamDecoder, sets: Sequence[Beams], hotwords: Sequence[Hotwords | None],
                  grammars: Sequence[Grammar | None]) -> None:
         self.n = np.array([len(b) for b in sets], np.int64)
-        # The streams' phrase lists side by side, after a state 0 that allows everything (the
-        # streams without one stay there); a prefix's state stays the stream's own, as hot's.
+        # The streams' phrase-list automata side by side, after a state 0 that allows everything (the
+        # streams without one stay there), and their hotword trees, after a root of no hotword; a
+        # prefix's state or node stays the stream's own, its row's root added to look it up.
         used = [g for g in grammars if g is not None]
         self.has_grammar = bool(used)
         if used:
-            g_bases = np.cumsum([1] + [len(g.accepting) for g in used[:-1]])
-            self.grammar_child = np.concatenate([np.zeros((1, len(dec.chars)), np.int32)] + [
-                np.where(g.child >= 0, g.child + b, -1) for g, b in zip(used, g_bases.tolist())])
+            self.grammar_child, self.grammar_root = _side_by_side(
+                grammars, [g.child for g in used], np.zeros((1, len(dec.chars)), np.int32))
             self.grammar_cost = np.concatenate([np.zeros((1, len(dec.chars)))] + [g.cost for g in used])
-            g_base = iter(g_bases.tolist())
-            self.grammar_root = np.array([next(g_base) if g is not None else 0 for g in grammars], np.int64)
-        # The streams' hotword trees side by side (node 0: a root for the streams without any);
-        # a prefix's node stays the stream's own, ``hot_root`` of its row added to look it up.
         lists = [h for h in hotwords if h is not None]
         self.has_hot = bool(lists)
         if lists:
-            hot_bases = np.cumsum([1] + [len(h.bonus) for h in lists[:-1]])
-            self.hot_child = np.concatenate([np.full((1, len(dec.chars)), -1, np.int32)] + [
-                np.where(h.child >= 0, h.child + b, -1) for h, b in zip(lists, hot_bases.tolist())])
+            self.hot_child, self.hot_root = _side_by_side(
+                hotwords, [h.child for h in lists], np.full((1, len(dec.chars)), -1, np.int32))
             self.hot_bonus = np.concatenate([np.zeros(1)] + [h.bonus for h in lists])
             self.hot_complete = np.concatenate([np.zeros(1, bool)] + [h.complete for h in lists])
-            hot_base = iter(hot_bases.tolist())
-            self.hot_root = np.array([next(hot_base) if h is not None else 0 for h in hotwords], np.int64)
         width = int(self.n.max())
         sizes = np.array([len(b.tree.parent) for b in sets], np.int64)
         base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
@@ -310,7 +308,6 @@ class _Batch:
         self.size = int(sizes.sum())  # nodes in use (the arrays may be longer)
         self.chars = sets[0].chars
         self.generation = [b.generation for b in sets]
-        self.sizes = sizes  # nodes each stream brought
 
     @property
     def width(self) -> int:
@@ -499,9 +496,10 @@ class BeamDecoder:
         floor = np.where(n >= cfg.beam_size, np.min(np.where(live, path + lmv, np.inf), axis=1), NEG_INF)
         # Candidate characters: those reaching min_log_prob, at most MAX_CANDIDATES, likeliest first.
         ok = lp[:, 1:] >= cfg.min_log_prob
-        k = min(int(ok.sum(1).max()), MAX_CANDIDATES)
+        tried = ok.sum(1)
+        k = min(int(tried.max()), MAX_CANDIDATES)
         order = np.argsort(np.where(ok, -lp[:, 1:], np.inf), axis=1, kind="stable")[:, :k]
-        few = ok.sum(1) <= MAX_CANDIDATES  # all of them, tried in id order (else the likeliest first)
+        few = tried <= MAX_CANDIDATES  # all of them, tried in id order (else the likeliest first)
         order[few] = np.sort(order[few], axis=1)
         cand = order + 1
         cand_ok = np.take_along_axis(ok, order, 1)
@@ -583,15 +581,15 @@ class BeamDecoder:
         sw_ext = switch[rows, sw]
         switched = stay & (sw_ext >= 0)
         parent_w = np.where(stay, w[np.maximum(sw_ext, 0)], ew)
+        char = np.where(stay, c[np.maximum(sw_ext, 0)], ec)  # (for a stay not switched: unused)
         token = (~stay | switched) & (np.arange(top.shape[1])[None, :] < n_new[:, None])
         tr, tc = np.nonzero(token)
-        tchar = np.where(stay, c[np.maximum(sw_ext, 0)], ec)[tr, tc]
+        tchar = char[tr, tc]
         ids = bt.add_nodes(tr.astype(np.int32), bt.tip[tr, parent_w[tr, tc]], tchar.astype(np.int16),
                            frames[tr].astype(np.int32), np.exp(lp[tr, tchar]))
         tip = np.where(stay, bt.tip[rows, sw], -1)
         tip[tr, tc] = ids
         values["tip"] = tip
-        char = np.where(stay, c[np.maximum(sw_ext, 0)], ec)
         speech = np.where(char != self.space, frames[:, None], bt.speech[rows, parent_w])
         values["speech"] = np.where(stay & ~switched, bt.speech[rows, sw], speech).astype(np.int32)
         bt.put(m, values, n_new)

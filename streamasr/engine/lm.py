@@ -271,14 +271,15 @@ def default_word_lm_path() -> Path:
 
 
 class WordLM:
-    """A loaded word n-gram model: ``log_prob(history, word)``, asked by the beam search at each word end.
+    """A loaded word n-gram model: ``log_probs_ids``, asked by the beam search at each word end
+    (``log_prob``: one query by words).
 
     The character LM sees about two words back and prices every letter; this one prices whole words
     after the previous ``order - 1``, so a prefix whose words are rarely said together loses to one
     whose words are ("your call cannot" beside "your called cannot"). Same Kneser-Ney estimate and
     backoff tables as ``CharLM``, over word ids (1..V; 0 is the sentence boundary). A word outside
-    its vocabulary gets the unigram floor (its share of the uniform distribution). Shared by every
-    stream; the memo is a pure function of the tables.
+    its vocabulary gets the unigram floor (its share of the uniform distribution). Immutable after
+    loading, shared by every stream.
     """
 
     def __init__(self, order: int, words: tuple[str, ...], tables: list[dict[str, np.ndarray]]) -> None:
@@ -295,7 +296,6 @@ class WordLM:
             rows = np.repeat(np.arange(len(t["codes"]), dtype=np.uint64), t["counts"].astype(np.int64))
             t["entry_keys"] = (rows << np.uint64(32)) | t["symbols"].astype(np.uint64)
         self._uniform = -float(np.log(len(words) + 1))  # what the unigrams interpolate with
-        self._memo: dict[tuple[tuple[int, ...], int], float] = {}
 
     def log_prob(self, history: Iterable[str], word: str | None) -> float:
         """Natural-log P(word | the last ``order - 1`` words of ``history``); ``word`` None is ``</s>``.
@@ -305,45 +305,15 @@ class WordLM:
         ids = [self.index.get(w, -1) for w in tail]
         if len(ids) < self.order - 1:
             ids = [BOUNDARY] + ids  # the sentence start
-        return self.log_prob_ids(tuple(ids), BOUNDARY if word is None else self.index.get(word, -1))
-
-    def log_prob_ids(self, context: tuple[int, ...], symbol: int) -> float:
-        """``log_prob`` by word ids: ``context`` the ids of the words before, oldest first, with
-        ``BOUNDARY`` for ``<s>`` (at most ``order - 1``; fewer only at a sentence start);
-        ``symbol`` the word's id, ``BOUNDARY`` for ``</s>``; -1 stands for a word outside the vocabulary."""
-        key = (context, symbol)
-        cached = self._memo.get(key)
-        if cached is not None:
-            return cached
-        if len(self._memo) >= _CACHE_LIMIT:
-            self._memo.clear()
-        total = 0.0
-        for m in range(len(context), -1, -1):  # the longest context first, backing off
-            ctx = context[len(context) - m:]
-            if -1 in ctx:  # an unknown word in the context: no stored context holds it
-                continue
-            code = 1
-            for i in ctx:
-                code = (code << self.bits) | i
-            t = self.tables[m]
-            row = int(t["codes"].searchsorted(np.uint64(code)))
-            if row >= len(t["codes"]) or int(t["codes"][row]) != code:
-                continue  # context not stored: backoff weight 1
-            lo, hi = int(t["offsets"][row]), int(t["offsets"][row + 1])
-            if symbol >= 0:
-                j = lo + int(t["symbols"][lo:hi].searchsorted(np.uint32(symbol)))
-                if j < hi and int(t["symbols"][j]) == symbol:
-                    total += float(t["logp"][j])
-                    break
-            total += float(t["logbow"][row])
-        else:  # not even a unigram: the unigram backoff weight (added above) x the uniform share
-            total += self._uniform
-        self._memo[key] = total
-        return total
+        context = np.array([[-2] * (self.order - 1 - len(ids)) + ids], np.int64).reshape(1, self.order - 1)
+        symbol = BOUNDARY if word is None else self.index.get(word, -1)
+        return float(self.log_probs_ids(context, np.array([symbol]))[0])
 
     def log_probs_ids(self, context: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-        """``log_prob_ids`` for many queries at once, as arrays: ``context`` int (queries, order - 1),
-        oldest first, a sentence start's missing words as -2 on the left; ``symbols`` int (queries,)."""
+        """``log_prob`` by word ids, for many queries at once: ``context`` int (queries, order - 1),
+        the ids of the words before, oldest first, ``BOUNDARY`` for ``<s>`` and a sentence start's
+        missing words as -2 on the left; ``symbols`` int (queries,), ``BOUNDARY`` for ``</s>``; -1
+        stands for a word outside the vocabulary."""
         total = np.zeros(len(symbols))
         done = np.zeros(len(symbols), bool)
         width = context.shape[1]
