@@ -29,7 +29,7 @@ from streamasr.engine.run import pieces, run
 from streamasr.results import Result
 from streamasr.engine import stream
 from streamasr.engine.audio import SAMPLE_RATE, load_audio
-from streamasr.engine.beam import DecoderConfig
+from streamasr.engine.beam import DecoderConfig, by_length
 from streamasr.engine.adapt import AdaptConfig
 from streamasr.options import add_dataclass_options, dataclass_argv, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
@@ -415,12 +415,7 @@ def bench_decoder(rec: stream.Recognizer, signals: list[np.ndarray], streams: in
         state = rec.initial_state()
         _, frames = stream._front_end(rec, [state], [audio], True)
         outputs.append(stream._run_model(rec, [state], frames)[0][0].astype(np.float64))
-    log_probs = [outputs[i % len(outputs)] for i in range(streams)]
-    order = sorted(range(streams), key=lambda i: -len(log_probs[i]))
-    lengths = np.array([len(log_probs[i]) for i in order])
-    padded = np.zeros((streams, int(lengths.max()), log_probs[0].shape[1]))
-    for row, i in enumerate(order):
-        padded[row, :len(log_probs[i])] = log_probs[i]
+    _, lengths, padded = by_length([outputs[i % len(outputs)] for i in range(streams)], outputs[0].shape[1])
 
     def one_pass() -> float:
         began = time.process_time()

@@ -218,6 +218,20 @@ class Beams:
         return tuple([make(Token, t) for t in zip(char[chain].tolist(), frame[chain].tolist(), prob[chain].tolist())])
 
 
+def by_length(log_probs: Sequence[np.ndarray], vocabulary: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Streams' log-probabilities as one float64 array (streams, most frames, vocabulary), longest
+    first, so that the streams still going at any frame are a prefix of the rows (``step``'s batch).
+
+    Returns: the streams' order, each row's frame count and the padded array."""
+    order = sorted(range(len(log_probs)), key=lambda i: -len(log_probs[i]))
+    lengths = np.array([len(log_probs[i]) for i in order], np.int64)
+    padded = np.zeros((len(order), int(lengths.max(initial=0)), vocabulary))
+    for row, i in enumerate(order):
+        if len(log_probs[i]):
+            padded[row, :len(log_probs[i])] = log_probs[i]
+    return order, lengths, padded
+
+
 def _side_by_side(per_stream: Sequence[object | None], children: list[np.ndarray], first: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """One transition table from the streams' own (``children``: of the streams that have one, in

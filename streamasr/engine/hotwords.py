@@ -79,18 +79,10 @@ def read_hotwords(path: str | Path) -> list[tuple[str, float]]:
     """A hotwords file: one phrase per line, optionally followed by its boost in nats per character
     ("acme corp 3"); blank lines and lines starting with '#' are skipped."""
     entries: list[tuple[str, float]] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read hotwords file {path}: {e}; expected UTF-8 text, a phrase per line") from e
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in read_phrases(path, "hotwords file"):
         weighted = _WEIGHTED.match(line)
         entries.append((weighted[1], float(weighted[2])) if weighted else (line, DEFAULT_BOOST))
     return entries
-
 
 
 UNKNOWN = "<unk>"  # a grammar entry that lets any other word through, at UNKNOWN_PENALTY nats a word
@@ -156,12 +148,12 @@ class Grammar:
                    np.array(accepting), np.array(costs))
 
 
-def read_phrases(path: str | Path) -> list[str]:
+def read_phrases(path: str | Path, kind: str = "phrase list") -> list[str]:
     """A phrase list file (``Grammar``): one phrase per line; blank lines and '#' lines are skipped."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read phrase list {path}: {e}; expected UTF-8 text, a phrase per line") from e
+        raise ValueError(f"cannot read {kind} {path}: {e}; expected UTF-8 text, a phrase per line") from e
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 

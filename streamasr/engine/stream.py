@@ -402,14 +402,9 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
     stream's beams restart from the empty prefix. Each stream ends with a partial (if
     ``partial``) when its best prefix differs from the one its state held.
     """
-    order = sorted(range(len(states)), key=lambda i: -len(log_probs[i]))  # the streams still going: a prefix
-    lengths = np.array([len(log_probs[i]) for i in order])
+    order, lengths, padded = beam.by_length(log_probs, len(rec.tokenizer.vocab))
     batch = dec.batch([b if b is not None else dec.initial() for b in (states[i].beams for i in order)],
                       [states[i].hotwords for i in order], [states[i].grammar for i in order])
-    padded = np.zeros((len(order), int(lengths.max(initial=0)), len(rec.tokenizer.vocab)))
-    for row, i in enumerate(order):
-        if len(log_probs[i]):
-            padded[row, :len(log_probs[i])] = log_probs[i]
     first = np.array([states[i].frame for i in order])
     segment = [states[i].segment for i in order]
     seg_start = [states[i].segment_start for i in order]
@@ -433,11 +428,12 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
                 segment[row], ended[row] = segment[row] + 1, frame + 1
             batch.set_row(row, dec.restart(chosen))
             seg_start[row] = frame + 1
-    out: list[_Decoded | None] = [None] * len(states)
+    out: dict[int, _Decoded] = {}
     for row, (i, beams) in enumerate(zip(order, dec.split(batch))):
         state = states[i]
         same_segment = seg_start[row] == state.segment_start and state.beams is not None
-        tokens = beams.tokens(0, (state.beams, state.tokens) if same_segment else None)  # type: ignore[arg-type]
+        known = (state.beams, state.tokens) if same_segment and state.beams is not None else None
+        tokens = beams.tokens(0, known)
         # The words of the state's best prefix that a space had ended stay, if the new best shares them.
         words, settled = state.words, state.settled
         if not same_segment or tokens[:settled] != state.tokens[:settled]:
@@ -447,7 +443,7 @@ def _decode_beams(rec: Recognizer, dec: beam.BeamDecoder, states: list[StreamSta
             results[row].append(_result(rec, "partial", segment[row], tokens, seg_start[row], words, settled))
         out[i] = _Decoded(state.frame + len(log_probs[i]), state.last_id, tokens, words, settled, segment[row],
                           seg_start[row], results[row], beams, ended[row])
-    return out  # type: ignore[return-value]
+    return [out[i] for i in range(len(states))]
 
 
 def _settle(rec: Recognizer, tokens: list[ctc.Token] | tuple[ctc.Token, ...], words: tuple[Word, ...],
