@@ -169,23 +169,18 @@ class InferenceWorker:
         """Runs on the worker thread: one ``step_many`` for the steps, one ``finish_many`` for the ending streams."""
         began = time.perf_counter()
         outcomes: list[Outcome | BaseException] = [RuntimeError("not computed")] * len(batch)
-        steps = [i for i, r in enumerate(batch) if not r.finish]
-        if steps:
+        for ending in (False, True):
+            chosen = [i for i, r in enumerate(batch) if r.finish == ending]
+            if not chosen:
+                continue
             try:
-                done = step_many(self.rec, [batch[i].state for i in steps], [batch[i].pcm for i in steps],
-                                 learner=self.learner)
-                for i, outcome in zip(steps, done, strict=True):
+                states = [batch[i].state for i in chosen]
+                done = (finish_many(self.rec, states) if ending else
+                        step_many(self.rec, states, [batch[i].pcm for i in chosen], learner=self.learner))
+                for i, outcome in zip(chosen, done, strict=True):
                     outcomes[i] = outcome
             except Exception:  # noqa: BLE001 - isolate the failing stream: rerun each alone
-                for i in steps:
-                    outcomes[i] = self._one(batch[i])
-        ends = [i for i, r in enumerate(batch) if r.finish]
-        if ends:
-            try:
-                for i, outcome in zip(ends, finish_many(self.rec, [batch[i].state for i in ends]), strict=True):
-                    outcomes[i] = outcome
-            except Exception:  # noqa: BLE001 - isolate the failing stream: rerun each alone
-                for i in ends:
+                for i in chosen:
                     outcomes[i] = self._one(batch[i])
         seconds = sum(len(r.pcm) / r.state.sample_rate for r in batch)
         with self.stats.lock:
