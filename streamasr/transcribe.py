@@ -25,8 +25,9 @@ from streamasr.engine.audio import SAMPLE_RATE, load_audio, pcm_to_float
 from streamasr.engine.beam import DecoderConfig
 from streamasr.options import add_dataclass_options, dataclass_from_args
 from streamasr.engine.endpoint import EndpointConfig
-from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
+from streamasr.engine.hotwords import Grammar, Hotwords
 from streamasr.engine.hotwords import add_options as add_list_options
+from streamasr.engine.hotwords import from_options as lists_from_options
 from streamasr.errors import AudioError, StreamAsrError
 from streamasr.results import Result, Segment, Transcript
 
@@ -185,8 +186,7 @@ def _command(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None and decoder.method != "beam":
             raise ValueError(f"--{name} works in the beam search; drop --method greedy")
     rec = stream.Recognizer.load(args.model, args.quantize, decoder)
-    args.hotwords = Hotwords.compile(read_hotwords(args.hotwords), rec.tokenizer) if args.hotwords else None
-    args.grammar = Grammar.compile(read_phrases(args.grammar), rec.tokenizer) if args.grammar else None
+    args.hotwords, args.grammar = lists_from_options(args, rec.tokenizer)
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()

@@ -165,3 +165,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grammar", type=Path, default=None, metavar="FILE",
                         help="a phrase list, one phrase per line (commands, menu words): each segment's text "
                              "becomes a sequence of them, or nothing (needs the beam search)")
+
+
+def from_options(args: argparse.Namespace, tokenizer: Tokenizer) -> tuple[Hotwords | None, Grammar | None]:
+    """The lists ``add_options``'s ``--hotwords`` and ``--grammar`` name, read and compiled (None: not given)."""
+    hotwords = Hotwords.compile(read_hotwords(args.hotwords), tokenizer) if args.hotwords else None
+    grammar = Grammar.compile(read_phrases(args.grammar), tokenizer) if args.grammar else None
+    return hotwords, grammar

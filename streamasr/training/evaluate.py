@@ -22,8 +22,9 @@ from streamasr.training.data import read_pcm
 from streamasr.manifest import Utterance, read_manifest
 from streamasr.errors import StreamAsrError
 from streamasr.engine.run import pieces, run
-from streamasr.engine.hotwords import Grammar, Hotwords, read_hotwords, read_phrases
+from streamasr.engine.hotwords import Grammar, Hotwords
 from streamasr.engine.hotwords import add_options as add_list_options
+from streamasr.engine.hotwords import from_options as lists_from_options
 from streamasr.engine.stream import Recognizer, keep_speaker
 
 
@@ -160,8 +161,7 @@ def _main(args: argparse.Namespace) -> int:
     all_hyps: list[dict[str, Any]] = []
     for model in models:
         rec = Recognizer.load(model, args.quantize, decoder)
-        hotwords = Hotwords.compile(read_hotwords(args.hotwords), rec.tokenizer) if args.hotwords else None
-        grammar = Grammar.compile(read_phrases(args.grammar), rec.tokenizer) if args.grammar else None
+        hotwords, grammar = lists_from_options(args, rec.tokenizer)
         label = model or "bundled"
         by_model[label] = {}
         for manifest in args.manifest:
